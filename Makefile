@@ -1,0 +1,46 @@
+# The two commands of README.md: `make up` starts the system, `make test` tests it.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# Installed when setup.cfg changes (or the venv is new).
+STAMP := $(VENV)/.installed
+
+.PHONY: up down ps logs status test install migrate help
+
+help:
+	@echo "make up      start every service (creates .venv on first use); prints the gateway URL"
+	@echo "make down    stop everything make up started"
+	@echo "make ps      state of every process;  make logs: their last lines;  make status: /ready"
+	@echo "make test    the whole test suite (starts what it needs, stops it after)"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): $(BIN)/python setup.cfg pyproject.toml
+	$(BIN)/pip install --quiet --upgrade 'pip>=24'
+	$(BIN)/pip install --quiet -e '.[test,load]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+up: $(STAMP)
+	$(BIN)/paysys up
+
+down:
+	@if [ -x $(BIN)/paysys ]; then $(BIN)/paysys down; else echo "Nothing to stop (no $(VENV))"; fi
+
+ps: $(STAMP)
+	@$(BIN)/paysys ps
+
+logs: $(STAMP)
+	@$(BIN)/paysys logs
+
+status: $(STAMP)
+	@$(BIN)/paysys status
+
+migrate: $(STAMP)
+	$(BIN)/paysys migrate
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -1,0 +1,1 @@
+"""The gateway: the system's only HTTP face (routing, auth, validation, limits, OpenAPI)."""

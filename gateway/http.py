@@ -1,0 +1,122 @@
+"""The gateway's HTTP entrypoint: problem+json errors, correlation ids, metrics.
+
+Every route is a method decorated with ``@endpoint(route)``. The entrypoint
+answers each request with JSON, maps every ``PaysysError`` (raised here or
+re-raised from a service's RPC reply) to its status and ``code``, and never
+leaks a traceback: anything else is a 500 with a correlation id to look up in
+the logs.
+"""
+import json
+import logging
+import time
+from functools import partial
+
+from eventlet.event import Event
+from nameko.web.handlers import HttpRequestHandler
+from nameko.web.server import WebServer, WsgiApp
+from werkzeug.exceptions import HTTPException
+from werkzeug.wrappers import Request, Response
+
+from gateway.metrics import observe_request
+from shared.errors import PaysysError, RateLimited, ServiceUnavailable
+from shared.logs import CORRELATION_ID_KEY, new_correlation_id
+
+log = logging.getLogger(__name__)
+
+REQUEST_ID_HEADER = "X-Request-ID"
+PROBLEM_JSON = "application/problem+json"
+
+
+def json_response(payload, status=200, headers=None):
+    return Response(json.dumps(payload, default=str), status=status, headers=headers,
+                    mimetype="application/json")
+
+
+def problem_response(status, code, title, detail, extra=None, headers=None):
+    body = {"type": "about:blank", "title": title, "status": status, "detail": detail,
+            "code": code}
+    body.update(extra or {})
+    return Response(json.dumps(body), status=status, headers=headers, mimetype=PROBLEM_JSON)
+
+
+def response_for_error(exc):
+    """The problem+json response for an exception raised while handling a request."""
+    if isinstance(exc, PaysysError):
+        headers = {}
+        if isinstance(exc, (RateLimited, ServiceUnavailable)):
+            headers["Retry-After"] = str(int(exc.retry_after_s))
+        extra = {"errors": exc.errors} if getattr(exc, "errors", None) else None
+        return problem_response(exc.status, exc.code, exc.title, exc.detail, extra, headers)
+    if isinstance(exc, HTTPException):
+        return problem_response(exc.code, "http_error", exc.name, exc.description)
+    # Nameko has logged the traceback with the worker's correlation id.
+    return problem_response(500, "internal_error", "Internal error",
+                            "Unexpected error; quote the X-Request-ID header when reporting it.")
+
+
+class ProblemWsgiApp(WsgiApp):
+    """Nameko's WSGI app, but an unknown path (404) or method (405) is problem+json too."""
+
+    def __call__(self, environ, start_response):
+        request = Request(environ, shallow=True)
+        adapter = self.url_map.bind_to_environ(environ)
+        try:
+            provider, values = adapter.match()
+        except HTTPException as exc:
+            response = problem_response(
+                exc.code, "not_found" if exc.code == 404 else "method_not_allowed",
+                exc.name, exc.description,
+                headers=[(k, v) for k, v in exc.get_headers(environ) if k != "Content-Type"])
+            return response(environ, start_response)
+        request.path_values = values
+        return provider.handle_request(request)(environ, start_response)
+
+
+class ProblemWebServer(WebServer):
+    def get_wsgi_app(self):
+        return ProblemWsgiApp(self)
+
+
+class GatewayEndpoint(HttpRequestHandler):
+    """``HttpRequestHandler`` for one route of ``gateway.routes``."""
+
+    server = ProblemWebServer()
+
+    def __init__(self, route, **kwargs):
+        self.route = route
+        kwargs.setdefault("expected_exceptions", PaysysError)
+        super().__init__(route.method, route.url_rule, **kwargs)
+
+    def handle_request(self, request):
+        started_s = time.perf_counter()
+        request.shallow = False
+        correlation_id = request.headers.get(REQUEST_ID_HEADER, "")[:128] or new_correlation_id()
+        try:
+            args, kwargs = self.get_entrypoint_parameters(request)
+            self.check_signature(args, kwargs)
+            done = Event()
+            self.container.spawn_worker(
+                self, args, kwargs,
+                context_data={CORRELATION_ID_KEY: correlation_id},
+                handle_result=partial(self.handle_result, done),
+            )
+            response = self.response_from_result(done.wait())
+        except Exception as exc:  # noqa: BLE001 - every error becomes problem+json
+            response = response_for_error(exc)
+        response.headers[REQUEST_ID_HEADER] = correlation_id
+        duration_s = time.perf_counter() - started_s
+        observe_request(self.route.method, self.route.path, response.status_code, duration_s)
+        if response.status_code >= 500:
+            log.warning("%s %s answered %s", self.route.method, self.route.path,
+                        response.status_code, extra={"fields": {
+                            "correlation_id": correlation_id, "duration_ms": duration_s * 1000,
+                            "detail": response.get_data(as_text=True)[:500]}})
+        return response
+
+    def response_from_result(self, result):
+        if isinstance(result, Response):
+            return result
+        raise TypeError("gateway handlers return a werkzeug Response, got {!r}".format(result))
+
+
+endpoint = GatewayEndpoint.decorator

@@ -1,0 +1,30 @@
+"""Prometheus instruments of the gateway: requests by route and status, and their latency."""
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
+from prometheus_client import generate_latest
+
+registry = CollectorRegistry()
+
+http_requests_total = Counter(
+    "paysys_http_requests",
+    "HTTP requests answered by the gateway",
+    ["method", "route", "status"],
+    registry=registry,
+)
+http_request_duration_seconds = Histogram(
+    "paysys_http_request_duration_seconds",
+    "Time from request to response, by route",
+    ["method", "route", "status"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+    registry=registry,
+)
+
+
+def observe_request(method, route, status, duration_s):
+    labels = (method, route, str(status))
+    http_requests_total.labels(*labels).inc()
+    http_request_duration_seconds.labels(*labels).observe(duration_s)
+
+
+def exposition():
+    """``(body, content_type)`` of the Prometheus text format."""
+    return generate_latest(registry), CONTENT_TYPE_LATEST

@@ -1,0 +1,144 @@
+"""Every route of the HTTP contract (API.md), declared once.
+
+This table drives the OpenAPI document, the 501 answer of routes whose feature
+has not landed yet, and (as features land) validation, RBAC and idempotency.
+"""
+import re
+from dataclasses import dataclass, field
+
+from gateway import schemas as s
+
+ADMIN = ("admin",)
+AUDIT = ("admin", "auditor")
+
+
+@dataclass(frozen=True)
+class Route:
+    operation_id: str
+    method: str
+    path: str  # OpenAPI template: /v1/accounts/{account_id}
+    summary: str
+    tag: str
+    responses: dict  # success status -> (description, schema or None)
+    body: type = None  # request body schema
+    query: type = None  # query string schema
+    auth: bool = True  # needs a bearer token
+    roles: tuple = ()  # any of these roles; empty: any authenticated user
+    moves_money: bool = False  # needs an Idempotency-Key
+    errors: tuple = field(default=())  # route-specific error statuses beyond the derived ones
+
+    @property
+    def url_rule(self):
+        """The Werkzeug rule of ``path``: /v1/accounts/<account_id>."""
+        return re.sub(r"\{(\w+)\}", r"<\1>", self.path)
+
+    @property
+    def path_params(self):
+        return re.findall(r"\{(\w+)\}", self.path)
+
+    def error_statuses(self):
+        """Every error status this route can answer, for the OpenAPI document."""
+        statuses = {429, 500, 501, 503}
+        if self.body is not None:
+            statuses |= {400, 422}
+        if self.query is not None:
+            statuses.add(422)
+        if self.auth:
+            statuses.add(401)
+        if self.roles:
+            statuses.add(403)
+        if self.path_params:
+            statuses.add(404)
+        if self.moves_money:
+            statuses |= {409, 422}
+        return sorted(statuses | set(self.errors))
+
+
+def _ok(description, schema=None, status=200):
+    return {status: (description, schema)}
+
+
+ROUTES = (
+    # --- Operations ---
+    Route("health", "GET", "/health", "Liveness of the gateway process", "operations",
+          _ok("The gateway is up", s.Health), auth=False),
+    Route("ready", "GET", "/ready", "Readiness of every dependency and service", "operations",
+          {200: ("Everything answers", s.Readiness),
+           503: ("Something does not answer; the body names it", s.Readiness)}, auth=False),
+    Route("metrics", "GET", "/metrics", "Prometheus metrics", "operations",
+          _ok("Prometheus text exposition format"), auth=False),
+    Route("openapi", "GET", "/openapi.json", "This document", "operations",
+          _ok("OpenAPI 3 document"), auth=False),
+    # --- Auth ---
+    Route("register", "POST", "/v1/auth/register", "Register a customer", "auth",
+          _ok("Registered", s.User, 201), body=s.RegisterRequest, auth=False, errors=(409,)),
+    Route("login", "POST", "/v1/auth/login", "Log in", "auth",
+          _ok("Tokens", s.TokenPair), body=s.LoginRequest, auth=False, errors=(401,)),
+    Route("refresh", "POST", "/v1/auth/refresh", "Rotate a refresh token", "auth",
+          _ok("A new token pair; the old refresh token is spent", s.TokenPair),
+          body=s.RefreshRequest, auth=False, errors=(401,)),
+    Route("logout", "POST", "/v1/auth/logout", "Revoke a refresh-token family", "auth",
+          _ok("Logged out", None, 204), body=s.RefreshRequest),
+    Route("me", "GET", "/v1/users/me", "The caller", "auth", _ok("The caller", s.User)),
+    # --- Accounts ---
+    Route("create_account", "POST", "/v1/accounts", "Open an account", "accounts",
+          _ok("Opened", s.Account, 201), body=s.CreateAccountRequest),
+    Route("list_accounts", "GET", "/v1/accounts", "The caller's accounts", "accounts",
+          _ok("Accounts", s.page_of(s.Account)), query=s.PageQuery),
+    Route("get_account", "GET", "/v1/accounts/{account_id}", "One account", "accounts",
+          _ok("The account", s.Account)),
+    Route("list_entries", "GET", "/v1/accounts/{account_id}/entries",
+          "Ledger entries of an account, newest first", "accounts",
+          _ok("Entries", s.page_of(s.Entry)), query=s.PageQuery),
+    Route("freeze_account", "POST", "/v1/accounts/{account_id}/freeze", "Freeze an account",
+          "accounts", _ok("Frozen", s.Account), roles=ADMIN, errors=(409,)),
+    Route("unfreeze_account", "POST", "/v1/accounts/{account_id}/unfreeze",
+          "Unfreeze an account", "accounts", _ok("Active", s.Account), roles=ADMIN, errors=(409,)),
+    # --- Money movement ---
+    Route("deposit", "POST", "/v1/deposits", "Deposit from the settlement account", "money",
+          {201: ("Decided: completed or failed", s.Transaction),
+           202: ("Still pending; poll Location", s.Transaction)},
+          body=s.DepositRequest, moves_money=True),
+    Route("withdraw", "POST", "/v1/withdrawals", "Withdraw to the settlement account", "money",
+          {201: ("Decided: completed or failed", s.Transaction),
+           202: ("Still pending; poll Location", s.Transaction)},
+          body=s.WithdrawalRequest, moves_money=True),
+    Route("transfer", "POST", "/v1/transfers", "Transfer between accounts", "money",
+          {201: ("Decided: completed or failed", s.Transaction),
+           202: ("Still pending; poll Location", s.Transaction)},
+          body=s.TransferRequest, moves_money=True),
+    Route("get_transfer", "GET", "/v1/transfers/{transaction_id}", "One transaction", "money",
+          _ok("The transaction", s.Transaction)),
+    Route("list_transactions", "GET", "/v1/transactions", "The caller's transactions", "money",
+          _ok("Transactions", s.page_of(s.Transaction)), query=s.TransactionsQuery),
+    # --- Payments ---
+    Route("create_payment", "POST", "/v1/payments", "Authorize (and capture) a payment",
+          "payments", _ok("The payment", s.Payment, 201), body=s.CreatePaymentRequest,
+          moves_money=True),
+    Route("capture_payment", "POST", "/v1/payments/{payment_id}/capture",
+          "Capture an authorization", "payments", _ok("The payment", s.Payment),
+          body=s.PartialAmountRequest, moves_money=True),
+    Route("void_payment", "POST", "/v1/payments/{payment_id}/void", "Release the hold",
+          "payments", _ok("The payment", s.Payment), moves_money=True),
+    Route("refund_payment", "POST", "/v1/payments/{payment_id}/refund", "Refund a payment",
+          "payments", _ok("The payment", s.Payment), body=s.PartialAmountRequest,
+          moves_money=True),
+    Route("get_payment", "GET", "/v1/payments/{payment_id}", "One payment", "payments",
+          _ok("The payment", s.Payment)),
+    # --- Ledger, webhooks, notifications ---
+    Route("reconciliation", "GET", "/v1/ledger/reconciliation",
+          "Check the books and the Kafka mirror", "ledger",
+          _ok("The reconciliation report", s.Reconciliation), roles=AUDIT),
+    Route("create_webhook", "POST", "/v1/webhooks", "Register a webhook", "webhooks",
+          _ok("Registered; the secret is shown once", s.CreatedWebhook, 201),
+          body=s.CreateWebhookRequest),
+    Route("list_webhooks", "GET", "/v1/webhooks", "The caller's webhooks", "webhooks",
+          _ok("Webhooks", s.page_of(s.Webhook)), query=s.PageQuery),
+    Route("delete_webhook", "DELETE", "/v1/webhooks/{webhook_id}", "Delete a webhook",
+          "webhooks", _ok("Deleted", None, 204)),
+    Route("list_notifications", "GET", "/v1/notifications",
+          "The caller's notification deliveries", "webhooks",
+          _ok("Deliveries", s.page_of(s.Notification)), query=s.PageQuery),
+)
+
+BY_OPERATION = {route.operation_id: route for route in ROUTES}

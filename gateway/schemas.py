@@ -1,0 +1,296 @@
+"""Marshmallow schemas of the HTTP contract (API.md): request validation and the OpenAPI document.
+
+Request schemas reject unknown fields (marshmallow's default ``RAISE``), so a body
+that tries to set ``balance``, ``owner_id`` or ``roles`` is a 422, not a silent drop.
+"""
+from marshmallow import Schema, ValidationError, fields, validate
+
+from shared.money import CURRENCIES, MAX_AMOUNT_MINOR, MIN_AMOUNT_MINOR
+
+
+class Amount(fields.Integer):
+    """An amount in minor units: a JSON integer, never a float, string or boolean."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("validate", validate.Range(min=MIN_AMOUNT_MINOR, max=MAX_AMOUNT_MINOR))
+        kwargs.setdefault(
+            "metadata",
+            {"description": "Integer amount in the currency's minor unit (cents for USD)."},
+        )
+        super().__init__(strict=True, **kwargs)
+
+    def _validated(self, value):
+        if isinstance(value, bool):
+            raise self.make_error("invalid")
+        return super()._validated(value)
+
+
+def Currency(**kwargs):
+    return fields.String(
+        validate=validate.OneOf(CURRENCIES),
+        metadata={"description": "ISO 4217 currency code.", "example": "USD"},
+        **kwargs
+    )
+
+
+def Id(**kwargs):
+    return fields.UUID(metadata={"description": "Opaque id (a UUID)."}, **kwargs)
+
+
+# --- Errors -----------------------------------------------------------------
+
+
+class Problem(Schema):
+    """RFC 9457 problem details, with a stable machine-readable ``code``."""
+
+    type = fields.String(required=True, metadata={"example": "about:blank"})
+    title = fields.String(required=True)
+    status = fields.Integer(required=True)
+    detail = fields.String(required=True)
+    code = fields.String(required=True, metadata={"example": "validation_error"})
+    errors = fields.Dict(
+        metadata={"description": "Per-field messages, on validation errors."}
+    )
+
+
+# --- Auth -------------------------------------------------------------------
+
+
+class RegisterRequest(Schema):
+    email = fields.Email(required=True, validate=validate.Length(max=254))
+    password = fields.String(required=True, validate=validate.Length(min=12, max=1024))
+    full_name = fields.String(required=True, validate=validate.Length(min=1, max=200))
+
+
+class LoginRequest(Schema):
+    email = fields.String(required=True, validate=validate.Length(min=1, max=254))
+    password = fields.String(required=True, validate=validate.Length(min=1, max=1024))
+
+
+class RefreshRequest(Schema):
+    refresh_token = fields.String(required=True, validate=validate.Length(min=1, max=512))
+
+
+class User(Schema):
+    id = Id(required=True)
+    email = fields.String(required=True)
+    full_name = fields.String(required=True)
+    roles = fields.List(
+        fields.String(validate=validate.OneOf(["customer", "merchant", "admin", "auditor"])),
+        required=True,
+    )
+
+
+class TokenPair(Schema):
+    access_token = fields.String(required=True)
+    refresh_token = fields.String(required=True)
+    token_type = fields.String(required=True, metadata={"example": "Bearer"})
+    expires_in = fields.Integer(required=True, metadata={"description": "Seconds."})
+
+
+# --- Accounts ---------------------------------------------------------------
+
+
+class CreateAccountRequest(Schema):
+    currency = Currency(required=True)
+    name = fields.String(validate=validate.Length(min=1, max=100))
+
+
+class Account(Schema):
+    id = Id(required=True)
+    owner_id = Id(required=True)
+    name = fields.String(required=True, allow_none=True)
+    currency = Currency(required=True)
+    status = fields.String(required=True, validate=validate.OneOf(["active", "frozen", "closed"]))
+    balance = fields.Integer(required=True)
+    available_balance = fields.Integer(required=True)
+    overdraft_limit = fields.Integer(required=True)
+    version = fields.Integer(required=True)
+    created_at = fields.DateTime(required=True)
+
+
+class Entry(Schema):
+    id = Id(required=True)
+    account_id = Id(required=True)
+    transaction_id = Id(required=True)
+    amount = fields.Integer(required=True, metadata={"description": "Signed, in minor units."})
+    balance_after = fields.Integer(required=True)
+    created_at = fields.DateTime(required=True)
+
+
+# --- Money movement -----------------------------------------------------------
+
+
+class DepositRequest(Schema):
+    account_id = Id(required=True)
+    amount = Amount(required=True)
+    currency = Currency(required=True)
+
+
+class WithdrawalRequest(DepositRequest):
+    pass
+
+
+class TransferRequest(Schema):
+    source_account_id = Id(required=True)
+    destination_account_id = Id(required=True)
+    amount = Amount(required=True)
+    currency = Currency(required=True)
+    description = fields.String(validate=validate.Length(max=500))
+
+
+class Vote(Schema):
+    validator_id = fields.String(required=True)
+    decision = fields.String(required=True, validate=validate.OneOf(["approve", "reject"]))
+    reasons = fields.List(fields.String(), required=True)
+
+
+TRANSACTION_TYPES = ["deposit", "withdrawal", "transfer", "payment", "capture", "refund"]
+TRANSACTION_STATUSES = ["pending", "completed", "failed"]
+
+
+class Transaction(Schema):
+    id = Id(required=True)
+    type = fields.String(required=True, validate=validate.OneOf(TRANSACTION_TYPES))
+    status = fields.String(required=True, validate=validate.OneOf(TRANSACTION_STATUSES))
+    failure_reason = fields.String(required=True, allow_none=True)
+    source_account_id = Id(required=True, allow_none=True)
+    destination_account_id = Id(required=True, allow_none=True)
+    amount = fields.Integer(required=True)
+    currency = Currency(required=True)
+    description = fields.String(required=True, allow_none=True)
+    votes = fields.List(fields.Nested(Vote), required=True)
+    created_at = fields.DateTime(required=True)
+    completed_at = fields.DateTime(required=True, allow_none=True)
+
+
+# --- Payments -----------------------------------------------------------------
+
+
+class CreatePaymentRequest(Schema):
+    payer_account_id = Id(required=True)
+    merchant_account_id = Id(required=True)
+    amount = Amount(required=True)
+    currency = Currency(required=True)
+    capture = fields.Boolean(load_default=True)
+    reference = fields.String(validate=validate.Length(max=200))
+
+
+class PartialAmountRequest(Schema):
+    amount = Amount()
+
+
+PAYMENT_STATUSES = [
+    "authorized", "captured", "partially_refunded", "refunded", "voided", "failed",
+]
+
+
+class Payment(Schema):
+    id = Id(required=True)
+    status = fields.String(required=True, validate=validate.OneOf(PAYMENT_STATUSES))
+    amount = fields.Integer(required=True)
+    captured_amount = fields.Integer(required=True)
+    refunded_amount = fields.Integer(required=True)
+    currency = Currency(required=True)
+    payer_account_id = Id(required=True)
+    merchant_account_id = Id(required=True)
+    reference = fields.String(required=True, allow_none=True)
+    transactions = fields.List(Id(), required=True)
+    created_at = fields.DateTime(required=True)
+
+
+# --- Ledger, webhooks, operations -----------------------------------------------
+
+
+class CurrencyTotals(Schema):
+    entries_sum = fields.Integer(required=True)
+    accounts_sum = fields.Integer(required=True)
+
+
+class MirrorReport(Schema):
+    ledger_postings = fields.Integer(required=True)
+    kafka_postings = fields.Integer(required=True)
+    missing = fields.List(fields.String(), required=True)
+
+
+class Reconciliation(Schema):
+    balanced = fields.Boolean(required=True)
+    currencies = fields.Dict(keys=fields.String(), values=fields.Nested(CurrencyTotals), required=True)
+    accounts_checked = fields.Integer(required=True)
+    discrepancies = fields.List(fields.Dict(), required=True)
+    mirror = fields.Nested(MirrorReport, required=True)
+
+
+WEBHOOK_EVENTS = [
+    "transaction.completed", "transaction.failed", "payment.captured", "payment.refunded",
+]
+
+
+class CreateWebhookRequest(Schema):
+    url = fields.Url(required=True, schemes={"http", "https"}, require_tld=False)
+    events = fields.List(
+        fields.String(validate=validate.OneOf(WEBHOOK_EVENTS)),
+        required=True,
+        validate=validate.Length(min=1),
+    )
+
+
+class Webhook(Schema):
+    id = Id(required=True)
+    url = fields.String(required=True)
+    events = fields.List(fields.String(), required=True)
+
+
+class CreatedWebhook(Webhook):
+    secret = fields.String(required=True, metadata={"description": "HMAC key; shown once."})
+
+
+class Notification(Schema):
+    id = Id(required=True)
+    channel = fields.String(required=True, validate=validate.OneOf(["email", "webhook"]))
+    event_type = fields.String(required=True)
+    status = fields.String(required=True)
+    attempts = fields.Integer(required=True)
+    created_at = fields.DateTime(required=True)
+
+
+class Health(Schema):
+    status = fields.String(required=True, metadata={"example": "ok"})
+
+
+class Readiness(Schema):
+    status = fields.String(required=True, validate=validate.OneOf(["ready", "unavailable"]))
+    checks = fields.Dict(
+        keys=fields.String(),
+        values=fields.String(),
+        required=True,
+        metadata={"description": "Each dependency and service: \"ok\" or why not."},
+    )
+    unavailable = fields.List(fields.String(), required=True)
+
+
+# --- Queries --------------------------------------------------------------------
+
+
+class PageQuery(Schema):
+    limit = fields.Integer(strict=False, load_default=50, validate=validate.Range(min=1, max=200))
+    cursor = fields.String(validate=validate.Length(min=1, max=512))
+
+
+class TransactionsQuery(PageQuery):
+    account_id = Id()
+    status = fields.String(validate=validate.OneOf(TRANSACTION_STATUSES))
+
+
+def page_of(item_schema):
+    """The list envelope of API.md: ``{items, next_cursor}``."""
+    return Schema.from_dict(
+        {
+            "items": fields.List(fields.Nested(item_schema), required=True),
+            "next_cursor": fields.String(required=True, allow_none=True),
+        },
+        name="{}Page".format(item_schema.__name__),
+    )
+
+
+__all__ = ["ValidationError"]

@@ -1,0 +1,1 @@
+"""Operating the system: the `paysys` console script and the process runner."""

@@ -1,0 +1,231 @@
+"""`paysys`: run and administer the payment system.
+
+    paysys up                  start every service (what `make up` runs)
+    paysys down                stop everything `up` started
+    paysys ps | logs | status  look at it
+    paysys migrate             create the database, run every service's migrations
+    paysys create-user --email E --password P --role admin
+    paysys serve NAME          run one service process in the foreground
+"""
+import argparse
+import json
+import sys
+import time
+import urllib.error
+import urllib.request
+
+
+def _config():
+    from shared.config import load_config
+
+    return load_config()
+
+
+def _gateway_url(config):
+    return config["gateway"]["public_url"].rstrip("/")
+
+
+def fetch_ready(config, timeout_s=5):
+    """``(status_code, body)`` of GET /ready, or ``(None, reason)`` if nothing answers."""
+    try:
+        with urllib.request.urlopen(_gateway_url(config) + "/ready", timeout=timeout_s) as reply:
+            return reply.status, json.loads(reply.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"{}")
+    except (OSError, ValueError) as error:
+        return None, str(error)
+
+
+def cmd_migrate(args, config):
+    from paysys.database import ensure_database, migrate
+
+    url = config["database"]["url"]
+    if ensure_database(url):
+        print("created database {}".format(url.rsplit("/", 1)[-1]))
+    migrate(url)
+    return 0
+
+
+def cmd_up(args, config):
+    from paysys import supervisor
+    from paysys.checks import check_all, tansu_binary
+    from paysys.database import ensure_database, migrate
+    from shared.config import kafka_is_embedded
+
+    print("Checking dependencies…")
+    findings = check_all(config)
+    missing = [finding for finding in findings if finding.problem]
+    for finding in findings:
+        print("  {:<24} {:<22} {}".format(finding.name, finding.address,
+                                          finding.problem or "ok"))
+    if missing:
+        print("\nThe system cannot start: {} not available.".format(
+            ", ".join(finding.name for finding in missing)))
+        for finding in missing:
+            print("  {}: {}".format(finding.name, finding.remedy))
+        return 1
+
+    print("Migrating {}…".format(config["database"]["url"]))
+    if ensure_database(config["database"]["url"]):
+        print("  created the database")
+    migrate(config["database"]["url"])
+
+    run_dir = supervisor.RunDir(config)
+    tansu = tansu_binary() if kafka_is_embedded(config) else None
+    started = supervisor.start(config, run_dir, tansu)
+    print("{} supervisord ({}); logs in {}".format(
+        "Started" if started else "Already running:", run_dir.conf, run_dir.logs))
+    return _wait_until_ready(config, int(config["supervisor"]["ready_timeout_s"]))
+
+
+def _wait_until_ready(config, timeout_s):
+    url = _gateway_url(config)
+    deadline = time.monotonic() + timeout_s
+    print("Waiting for {}/ready".format(url), end="", flush=True)
+    body = None
+    while time.monotonic() < deadline:
+        status, body = fetch_ready(config)
+        if status == 200:
+            print(" ready.\n")
+            print("The gateway listens on {}".format(url))
+            print("Try:  curl -s {}/ready".format(url))
+            print("      curl -s -X POST {}/v1/auth/register -H 'Content-Type: application/json' "
+                  "-d '{{\"email\": \"ada@example.com\", \"password\": \"correct horse battery\", "
+                  "\"full_name\": \"Ada Lovelace\"}}'".format(url))
+            print("Stop: make down   Status: make ps   Logs: make logs")
+            return 0
+        print(".", end="", flush=True)
+        time.sleep(1)
+    print("\nNot ready after {} s. Last answer of /ready: {}".format(timeout_s, body))
+    print("See `make logs` (or {}/logs/NAME.log).".format(config["supervisor"]["run_dir"]))
+    return 1
+
+
+def cmd_down(args, config):
+    from paysys import supervisor
+
+    run_dir = supervisor.RunDir(config)
+    if supervisor.stop(run_dir):
+        print("Stopped every process of {}".format(run_dir.conf))
+    else:
+        print("Nothing to stop: no supervisord runs from {}".format(run_dir.path))
+    return 0
+
+
+def cmd_ps(args, config):
+    from paysys import supervisor
+
+    run_dir = supervisor.RunDir(config)
+    if not run_dir.supervisord_pid():
+        print("Not running (no supervisord from {}). Start it with `make up`.".format(
+            run_dir.path))
+        return 3
+    return supervisor.supervisorctl(run_dir, "status").returncode
+
+
+def cmd_logs(args, config):
+    from paysys import supervisor
+
+    run_dir = supervisor.RunDir(config)
+    names = args.names or sorted(path.stem for path in run_dir.logs.glob("*.log"))
+    if not names:
+        print("No logs in {}".format(run_dir.logs))
+        return 1
+    files = [str(run_dir.logs / (name + ".log")) for name in names]
+    command = ["tail", "-n", str(args.lines)] + (["-F"] if args.follow else []) + files
+    import subprocess
+
+    return subprocess.run(command).returncode
+
+
+def cmd_status(args, config):
+    status, body = fetch_ready(config)
+    if status is None:
+        print("The gateway at {} does not answer: {}".format(_gateway_url(config), body))
+        return 1
+    print("{} → {} {}".format(_gateway_url(config) + "/ready", status, body.get("status")))
+    for name, result in body.get("checks", {}).items():
+        print("  {:<16} {}".format(name, result))
+    return 0 if status == 200 else 1
+
+
+def cmd_create_user(args, config):
+    from sqlalchemy import create_engine
+
+    from services.auth.users import create_or_grant
+    from shared.db import sqlalchemy_url
+
+    engine = create_engine(sqlalchemy_url(config["database"]["url"]))
+    try:
+        with engine.begin() as connection:
+            user, created = create_or_grant(
+                connection, args.email, args.password, args.full_name, args.role)
+    except ValueError as error:
+        print("paysys create-user: {}".format(error), file=sys.stderr)
+        return 2
+    finally:
+        engine.dispose()
+    print("{} user {} <{}> roles: {}".format(
+        "Created" if created else "Updated", user.id, user.email, ", ".join(user.roles)))
+    return 0
+
+
+def cmd_serve(args, config):
+    from paysys.runner import serve
+
+    serve(args.name)
+    return 0
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="paysys",
+        description="Run and administer the payment system. Configuration: config.yml, "
+        "with ${VAR:default} read from the environment (PAYSYS_CONFIG names another file).",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    up = commands.add_parser("up", help="check dependencies, migrate, start every service, "
+                             "wait until /ready is 200")
+    up.set_defaults(handler=cmd_up)
+    commands.add_parser("down", help="stop every process `up` started").set_defaults(
+        handler=cmd_down)
+    commands.add_parser("ps", help="the state of every process").set_defaults(handler=cmd_ps)
+    logs = commands.add_parser("logs", help="the last lines of the service logs (JSON lines)")
+    logs.add_argument("names", nargs="*", help="programs (default: all), e.g. gateway auth")
+    logs.add_argument("-n", "--lines", type=int, default=20, help="lines per log (default 20)")
+    logs.add_argument("-f", "--follow", action="store_true", help="keep following")
+    logs.set_defaults(handler=cmd_logs)
+    commands.add_parser("status", help="what GET /ready says of every dependency and service"
+                        ).set_defaults(handler=cmd_status)
+    commands.add_parser("migrate", help="create the database if needed and bring every "
+                        "service's schema up to date").set_defaults(handler=cmd_migrate)
+
+    create_user = commands.add_parser(
+        "create-user", help="create a user, or add a role to an existing one (the only way to "
+        "make admins and auditors)")
+    create_user.add_argument("--email", required=True)
+    create_user.add_argument("--password", help="at least 12 characters (new users only)")
+    create_user.add_argument("--full-name", help="default: the e-mail address")
+    create_user.add_argument("--role", default="customer",
+                             choices=["customer", "merchant", "admin", "auditor"])
+    create_user.set_defaults(handler=cmd_create_user)
+
+    serve = commands.add_parser("serve", help="run one service process in the foreground "
+                                "(supervisord does this for `up`)")
+    serve.add_argument("name", help="auth, accounts, transactions, validator_1…N, payments, "
+                       "ledger, notifications or gateway")
+    serve.set_defaults(handler=cmd_serve)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    if args.command == "serve":
+        # Eventlet must patch the process before the configuration code imports anything.
+        return cmd_serve(args, None)
+    return args.handler(args, _config())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

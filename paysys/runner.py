@@ -1,0 +1,66 @@
+"""Runs one service process: `paysys serve NAME` (what supervisord starts for each program).
+
+Eventlet must patch the standard library before anything imports socket,
+threading or psycopg2, so this module imports nothing of the project at the top.
+"""
+import os
+import signal
+import sys
+
+
+def _green_the_process():
+    import shared  # noqa: F401 - first: it silences eventlet's deprecation notice
+    import eventlet
+
+    eventlet.monkey_patch()
+    # psycopg2 is a C driver: without a wait callback a slow query blocks the hub
+    # (every worker and the AMQP heartbeats of the process). psycogreen installs one.
+    from psycogreen.eventlet import patch_psycopg
+
+    patch_psycopg()
+
+
+def service_class(process_name, service):
+    """The Nameko class for ``process_name``; validator_N gets its own RPC identity."""
+    import importlib
+
+    module_name, class_name = service.entry.split(":")
+    cls = getattr(importlib.import_module(module_name), class_name)
+    if cls.name != process_name:
+        cls = type(cls.__name__ + process_name.split("_")[-1], (cls,), {"name": process_name})
+    return cls
+
+
+def serve(process_name):
+    _green_the_process()
+
+    from nameko.runners import ServiceRunner
+
+    from shared.catalog import service_for
+    from shared.config import load_config
+    from shared.logs import configure_logging
+
+    config = load_config()
+    configure_logging(process_name, config["logging"]["level"])
+    runner = ServiceRunner(config)
+    runner.add_service(service_class(process_name, service_for(process_name)))
+
+    import eventlet
+
+    def stop(signum, frame):
+        # Graceful: finish running workers, then exit (supervisord sends SIGTERM).
+        eventlet.spawn_n(runner.stop)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    runner.start()
+    import logging
+
+    logging.getLogger("paysys.runner").info(
+        "%s started", process_name, extra={"fields": {"pid": os.getpid()}})
+    runner.wait()
+    logging.getLogger("paysys.runner").info("%s stopped", process_name)
+
+
+if __name__ == "__main__":
+    serve(sys.argv[1] if len(sys.argv) > 1 else os.environ["PAYSYS_SERVICE"])

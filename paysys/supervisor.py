@@ -1,0 +1,130 @@
+"""The process supervisor: supervisord runs every service as its own OS process.
+
+Why supervisord: it daemonizes (so `make up` returns to the shell), restarts a
+process that dies (kill -9 a service and it is back in seconds: the recovery
+the chaos experiments rely on), stops process groups cleanly, keeps a log per
+program, and is pure Python from PyPI, so the project installs it itself.
+"""
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from shared.catalog import process_names
+from shared.config import config_path, kafka_is_embedded
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+KAFKA_PROGRAM = "kafka"
+
+
+class RunDir:
+    """Where one running system keeps its supervisord files and logs."""
+
+    def __init__(self, config):
+        path = Path(config["supervisor"]["run_dir"])
+        self.path = path if path.is_absolute() else ROOT / path
+        self.conf = self.path / "supervisord.conf"
+        self.pidfile = self.path / "supervisord.pid"
+        self.socket = self.path / "supervisor.sock"
+        self.logs = self.path / "logs"
+
+    def supervisord_pid(self):
+        """The pid of a live supervisord of this run dir, else None."""
+        try:
+            pid = int(self.pidfile.read_text().strip())
+            os.kill(pid, 0)
+            return pid
+        except (OSError, ValueError):
+            return None
+
+
+def _program(name, command, logs, priority):
+    return "\n".join([
+        "[program:{}]".format(name),
+        "command={}".format(command),
+        "directory={}".format(ROOT),
+        "priority={}".format(priority),
+        "autostart=true",
+        # A crashed process is started again at once, for ever (it may be waiting
+        # for a dependency to come back).
+        "autorestart=true",
+        "startsecs=3",
+        "startretries=1000",
+        "stopsignal=TERM",
+        "stopwaitsecs=20",
+        "stopasgroup=true",
+        "killasgroup=true",
+        "redirect_stderr=true",
+        "stdout_logfile={}".format(logs / (name + ".log")),
+        "stdout_logfile_maxbytes=20MB",
+        "stdout_logfile_backups=2",
+        "",
+    ])
+
+
+def render_conf(config, run_dir, tansu_binary=None):
+    """The supervisord.conf of this configuration."""
+    env = "PAYSYS_CONFIG=\"{}\",PYTHONUNBUFFERED=\"1\"".format(config_path().resolve())
+    sections = [
+        "[unix_http_server]\nfile={}\nchmod=0700\n".format(run_dir.socket),
+        "[supervisord]\npidfile={}\nlogfile={}\nidentifier=paysys\n"
+        "directory={}\nminfds=4096\nenvironment={}\n".format(
+            run_dir.pidfile, run_dir.logs / "supervisord.log", ROOT, env),
+        "[rpcinterface:supervisor]\n"
+        "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface\n",
+        "[supervisorctl]\nserverurl=unix://{}\n".format(run_dir.socket),
+    ]
+    if kafka_is_embedded(config):
+        address = "tcp://{}:{}".format(config["kafka"]["embedded_host"],
+                                       config["kafka"]["embedded_port"])
+        sections.append(_program(
+            KAFKA_PROGRAM,
+            "{} broker --listener-url {} --advertised-listener-url {} --silent".format(
+                tansu_binary, address, address),
+            run_dir.logs, priority=10))
+    for name in process_names(config):
+        sections.append(_program(name, "{} -m paysys.runner {}".format(sys.executable, name),
+                                 run_dir.logs, priority=100 if name != "gateway" else 200))
+    return "\n".join(sections)
+
+
+def supervisorctl(run_dir, *args, capture=False):
+    command = [str(BIN / "supervisorctl"), "-c", str(run_dir.conf), *args]
+    if capture:
+        return subprocess.run(command, capture_output=True, text=True)
+    return subprocess.run(command)
+
+
+def start(config, run_dir, tansu_binary=None):
+    """Start supervisord, or make a running one match the configuration. Idempotent."""
+    run_dir.logs.mkdir(parents=True, exist_ok=True)
+    run_dir.conf.write_text(render_conf(config, run_dir, tansu_binary))
+    if run_dir.supervisord_pid():
+        # Already up: pick up any change of configuration, start whatever is stopped.
+        supervisorctl(run_dir, "update", capture=True)
+        supervisorctl(run_dir, "start", "all", capture=True)
+        return False
+    subprocess.run([str(BIN / "supervisord"), "-c", str(run_dir.conf)], check=True)
+    return True
+
+
+def stop(run_dir, timeout_s=60):
+    """Stop every program and supervisord itself; wait until they are gone."""
+    pid = run_dir.supervisord_pid()
+    if pid is None:
+        return False
+    # SIGTERM makes supervisord stop each program (TERM, then KILL after
+    # stopwaitsecs) before it exits itself.
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except OSError:
+            return True
+        time.sleep(0.2)
+    os.kill(pid, signal.SIGKILL)
+    return True

@@ -1,0 +1,1 @@
+"""One package per service; each runs as its own OS process (see shared/catalog.py)."""

@@ -1,0 +1,1 @@
+"""Accounts: owns accounts (owner, currency, status, limits). Balances come from the ledger."""

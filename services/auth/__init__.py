@@ -1,0 +1,1 @@
+"""Auth: owns users, credentials and refresh-token families; issues and verifies JWTs."""

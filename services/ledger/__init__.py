@@ -1,0 +1,1 @@
+"""Ledger: owns double-entry postings, balances and the outbox that feeds the Kafka mirror."""

@@ -1,0 +1,1 @@
+"""Payments: owns merchant payments (authorize, capture, void, refund), built on transactions."""

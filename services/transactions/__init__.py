@@ -1,0 +1,1 @@
+"""Transactions: owns transaction records and runs the consensus protocol for every money movement."""

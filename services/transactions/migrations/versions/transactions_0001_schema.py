@@ -1,0 +1,18 @@
+"""The transactions schema; its tables arrive with the features that need them.
+
+Revision ID: transactions_0001
+Revises:
+"""
+revision = "transactions_0001"
+down_revision = None
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    # shared/migrations/env.py creates the schema (the version table lives in it).
+    pass
+
+
+def downgrade():
+    pass

@@ -1,0 +1,64 @@
+"""Loads config.yml, the one configuration file of every service.
+
+Values may name environment variables as ``${VAR:default}`` (the syntax of
+``nameko run --config``). A value that is a single reference is typed after
+substitution (``${N:3}`` gives the integer 3); a reference inside a longer
+string stays a string.
+"""
+import os
+import re
+from pathlib import Path
+
+import yaml
+
+ENV_REFERENCE = re.compile(r"\$\{(?P<name>[^}{:]+)(?::(?P<default>[^}]*))?\}")
+CONFIG_PATH_ENV = "PAYSYS_CONFIG"
+DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "config.yml"
+
+
+class _EnvLoader(yaml.SafeLoader):
+    """A SafeLoader that substitutes ${VAR:default} references."""
+
+
+def _substitute(match):
+    return os.environ.get(match.group("name"), match.group("default") or "")
+
+
+def _construct_env_reference(loader, node):
+    raw = loader.construct_scalar(node)
+    substituted = ENV_REFERENCE.sub(_substitute, raw)
+    if ENV_REFERENCE.fullmatch(raw):
+        # A whole-value reference takes the YAML type of what it expands to.
+        return yaml.safe_load(substituted) if substituted != "" else ""
+    return substituted
+
+
+_EnvLoader.add_implicit_resolver("!env", ENV_REFERENCE, None)
+_EnvLoader.add_constructor("!env", _construct_env_reference)
+
+
+def config_path():
+    return Path(os.environ.get(CONFIG_PATH_ENV) or DEFAULT_CONFIG_PATH)
+
+
+def load_config(path=None):
+    """Return config.yml (or ``path``) as a dict, environment substituted."""
+    with open(path or config_path(), encoding="utf-8") as stream:
+        return yaml.load(stream, Loader=_EnvLoader)
+
+
+def kafka_bootstrap_servers(config):
+    """The Kafka bootstrap address: the configured one, else the embedded broker's."""
+    kafka = config["kafka"]
+    if kafka.get("bootstrap_servers"):
+        return kafka["bootstrap_servers"]
+    return "{}:{}".format(kafka["embedded_host"], kafka["embedded_port"])
+
+
+def kafka_is_embedded(config):
+    return not config["kafka"].get("bootstrap_servers")
+
+
+def validator_names(config):
+    """RPC identities of the validator pool: validator_1 … validator_N."""
+    return ["validator_{}".format(i) for i in range(1, int(config["validators"]["pool_size"]) + 1)]

@@ -1,0 +1,88 @@
+"""PostgreSQL access for services: one engine per service process, one schema per service."""
+from contextlib import contextmanager
+
+from nameko.extensions import DependencyProvider
+from sqlalchemy import create_engine, make_url, text
+
+
+def sqlalchemy_url(database_url):
+    """config.yml holds a plain libpq URL (postgresql://…); SQLAlchemy is told to use psycopg2,
+    which psycogreen makes cooperative (SQLAlchemy 2.1 would otherwise pick psycopg 3)."""
+    return make_url(database_url).set(drivername="postgresql+psycopg2")
+
+
+def make_engine(database_config, pool_size, application_name):
+    """An engine whose every connection has the configured timeouts.
+
+    ``pool_pre_ping`` replaces connections that died with a PostgreSQL restart,
+    so a service survives one without being restarted itself.
+    """
+    options = "-c statement_timeout={}".format(int(database_config["statement_timeout_ms"]))
+    return create_engine(
+        sqlalchemy_url(database_config["url"]),
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        pool_recycle=3600,
+        connect_args={
+            "connect_timeout": int(database_config["connect_timeout_s"]),
+            "application_name": application_name,
+            "options": options,
+        },
+    )
+
+
+class DatabaseAccess:
+    """What a worker sees: transactions and connections on the service's engine."""
+
+    def __init__(self, engine, schema):
+        self.engine = engine
+        self.schema = schema
+
+    @contextmanager
+    def transaction(self):
+        """A connection inside one database transaction: commits on success, rolls back on error."""
+        with self.engine.begin() as connection:
+            yield connection
+
+    @contextmanager
+    def connection(self):
+        with self.engine.connect() as connection:
+            yield connection
+
+    def schema_version(self):
+        """The service's migration revision: proves the database answers and the schema exists."""
+        with self.engine.connect() as connection:
+            return connection.execute(
+                text('SELECT version_num FROM "{}".alembic_version'.format(self.schema))
+            ).scalar_one()
+
+
+class Database(DependencyProvider):
+    """Gives each worker access to the service's own schema.
+
+    The pool holds as many connections as the service has workers, so no worker
+    waits for a connection another worker holds (see NAMEKO notes in README).
+    """
+
+    def __init__(self, schema):
+        self.schema = schema
+        self.engine = None
+
+    def setup(self):
+        config = self.container.config
+        self.engine = make_engine(
+            config["database"],
+            pool_size=int(config.get("max_workers", 10)),
+            application_name="paysys-{}".format(self.container.service_name),
+        )
+
+    def stop(self):
+        if self.engine is not None:
+            self.engine.dispose()
+
+    def kill(self):
+        self.stop()
+
+    def get_dependency(self, worker_ctx):
+        return DatabaseAccess(self.engine, self.schema)

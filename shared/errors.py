@@ -1,0 +1,82 @@
+"""Error types that cross service boundaries.
+
+A service raises one of these; Nameko serializes it into the RPC reply, and
+because each class is registered with ``deserialize_to_instance`` the caller gets the same
+typed exception back instead of a generic ``RemoteError``. The gateway turns
+each into an ``application/problem+json`` response with its status and code.
+"""
+from nameko.exceptions import deserialize_to_instance
+
+
+class PaysysError(Exception):
+    """Base of every error a client may see. ``code`` is stable and machine-readable."""
+
+    status = 500
+    code = "internal_error"
+    title = "Internal error"
+
+    def __init__(self, detail="", code=None):
+        super().__init__(detail, code)
+        self.detail = detail or self.title
+        if code:
+            self.code = code
+
+
+@deserialize_to_instance
+class BadRequest(PaysysError):
+    status, code, title = 400, "malformed_request", "Malformed request"
+
+
+@deserialize_to_instance
+class Unauthorized(PaysysError):
+    status, code, title = 401, "unauthorized", "Unauthorized"
+
+
+@deserialize_to_instance
+class Forbidden(PaysysError):
+    status, code, title = 403, "forbidden", "Forbidden"
+
+
+@deserialize_to_instance
+class NotFound(PaysysError):
+    status, code, title = 404, "not_found", "Not found"
+
+
+@deserialize_to_instance
+class Conflict(PaysysError):
+    status, code, title = 409, "conflict", "Conflict"
+
+
+@deserialize_to_instance
+class ValidationFailed(PaysysError):
+    status, code, title = 422, "validation_error", "Validation failed"
+
+    def __init__(self, detail="", code=None, errors=None):
+        super().__init__(detail, code)
+        self.args = (detail, code, errors)
+        self.errors = errors or {}
+
+
+@deserialize_to_instance
+class RateLimited(PaysysError):
+    status, code, title = 429, "rate_limited", "Too many requests"
+
+    def __init__(self, detail="", code=None, retry_after_s=1):
+        super().__init__(detail, code)
+        self.args = (detail, code, retry_after_s)
+        self.retry_after_s = retry_after_s
+
+
+@deserialize_to_instance
+class NotImplementedYet(PaysysError):
+    status, code, title = 501, "not_implemented", "Not implemented yet"
+
+
+@deserialize_to_instance
+class ServiceUnavailable(PaysysError):
+    status, code, title = 503, "service_unavailable", "Service unavailable"
+
+    def __init__(self, detail="", code=None, retry_after_s=5):
+        super().__init__(detail, code)
+        self.args = (detail, code, retry_after_s)
+        self.retry_after_s = retry_after_s

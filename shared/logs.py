@@ -1,0 +1,104 @@
+"""Structured JSON logs that carry the request's correlation id.
+
+The gateway gives every HTTP request a correlation id (the client's
+``X-Request-ID`` or a new one). Nameko copies a worker's context data into the
+headers of each RPC call and event it makes, so the id reaches every service a
+request touches; ``CorrelationId`` puts it where the log formatter finds it.
+"""
+import json
+import logging
+import sys
+import threading
+import time
+import uuid
+import weakref
+
+from nameko.extensions import DependencyProvider
+
+CORRELATION_ID_KEY = "correlation_id"
+
+# Greenthread-local once eventlet has monkey-patched threading.
+_current = threading.local()
+
+
+def current_correlation_id():
+    return getattr(_current, "correlation_id", None)
+
+
+def new_correlation_id():
+    return uuid.uuid4().hex
+
+
+log = logging.getLogger("paysys.worker")
+
+
+class CorrelationId(DependencyProvider):
+    """Makes the worker's correlation id current for its logs, makes sure it has one,
+    and logs one line per finished worker (entrypoint, outcome, duration)."""
+
+    def __init__(self):
+        self._started_s = weakref.WeakKeyDictionary()
+
+    def worker_setup(self, worker_ctx):
+        self._started_s[worker_ctx] = time.perf_counter()
+        correlation_id = worker_ctx.data.get(CORRELATION_ID_KEY)
+        if not correlation_id:
+            correlation_id = new_correlation_id()
+            worker_ctx.data[CORRELATION_ID_KEY] = correlation_id
+        _current.correlation_id = correlation_id
+
+    def worker_result(self, worker_ctx, result=None, exc_info=None):
+        started_s = self._started_s.pop(worker_ctx, None)
+        duration_ms = (time.perf_counter() - started_s) * 1000 if started_s else None
+        log.info("%s.%s", worker_ctx.service_name, worker_ctx.entrypoint.method_name,
+                 extra={"fields": {
+                     "outcome": "ok" if exc_info is None else exc_info[0].__name__,
+                     "duration_ms": round(duration_ms, 3) if duration_ms is not None else None,
+                 }})
+
+    def worker_teardown(self, worker_ctx):
+        _current.correlation_id = None
+
+    def get_dependency(self, worker_ctx):
+        return worker_ctx.data[CORRELATION_ID_KEY]
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: what log shippers (Loki, ELK) read without parsing rules."""
+
+    def __init__(self, service):
+        super().__init__()
+        self.service = service
+
+    def format(self, record):
+        entry = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + ".%03dZ" % record.msecs,
+            "level": record.levelname.lower(),
+            "service": self.service,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        correlation_id = current_correlation_id()
+        if correlation_id:
+            entry[CORRELATION_ID_KEY] = correlation_id
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        for key, value in getattr(record, "fields", {}).items():
+            entry[key] = value
+        return json.dumps(entry, default=str)
+
+
+def configure_logging(service, level="INFO"):
+    """Send every log record of this process to stdout as JSON lines."""
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(JsonFormatter(service))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    # kombu and nameko log every reconnect attempt at INFO/DEBUG; warnings are enough.
+    for noisy in ("kombu", "amqp", "nameko", "kafka"):
+        logging.getLogger(noisy).setLevel(max(logging.getLevelName(level), logging.WARNING))
+    # Nameko logs each *expected* error (a 4xx to a client) as a warning with its
+    # traceback; unexpected ones it logs as errors, which is what an operator needs.
+    logging.getLogger("nameko.containers").setLevel(logging.ERROR)

@@ -1,0 +1,96 @@
+"""RPC calls that give up.
+
+Nameko's service-side ``RpcProxy`` waits for a reply forever: a reply lost in a
+broker restart, or a callee that is paused, hangs the caller's worker. This
+dependency puts a deadline on the whole call (publish and reply) and turns a
+miss into ``ServiceUnavailable``. A call that timed out may still run on the
+callee, so every money-moving RPC is idempotent on the callee's side.
+
+    rpc = ServiceRpc("gateway")          # deadline: config["gateway"]["rpc_timeout_ms"]
+    self.rpc.accounts.get(account_id)    # a service by attribute
+    self.rpc["validator_2"].health()     # or by name
+"""
+import eventlet
+from kombu.exceptions import OperationalError
+from nameko.exceptions import UnknownService
+from nameko.rpc import MethodProxy, RpcProxy
+
+from shared.errors import ServiceUnavailable
+
+
+class ServiceRpc(RpcProxy):
+    """Calls to any service, each bounded by the deadline configured for ``section``."""
+
+    def __init__(self, section, timeout_key="rpc_timeout_ms", **options):
+        super().__init__(target_service=None, **options)
+        self.section = section
+        self.timeout_key = timeout_key
+        self.timeout_s = None
+
+    def setup(self):
+        super().setup()
+        self.timeout_s = int(self.container.config[self.section][self.timeout_key]) / 1000
+
+    def get_dependency(self, worker_ctx):
+        return ServiceDirectory(worker_ctx, self.rpc_reply_listener, self.timeout_s, self.options)
+
+
+class ServiceDirectory:
+    def __init__(self, worker_ctx, reply_listener, timeout_s, options):
+        self._worker_ctx = worker_ctx
+        self._reply_listener = reply_listener
+        self._timeout_s = timeout_s
+        self._options = options
+
+    def __getitem__(self, service_name):
+        return TimedServiceProxy(self, service_name)
+
+    def __getattr__(self, service_name):
+        if service_name.startswith("_"):
+            raise AttributeError(service_name)
+        return TimedServiceProxy(self, service_name)
+
+    def call(self, service_name, method_name, args, kwargs, timeout_s=None):
+        timeout_s = timeout_s or self._timeout_s
+        method = MethodProxy(
+            self._worker_ctx, service_name, method_name, self._reply_listener, **self._options
+        )
+        where = "{}.{}".format(service_name, method_name)
+        reply = None
+        try:
+            with eventlet.Timeout(timeout_s):
+                reply = method.call_async(*args, **kwargs)
+                return reply.result()
+        except eventlet.Timeout:
+            self._forget(reply)
+            raise ServiceUnavailable("{} did not answer within {:g} s".format(where, timeout_s))
+        except UnknownService:
+            raise ServiceUnavailable("{} has no running instance".format(where))
+        except (OperationalError, OSError) as exc:
+            raise ServiceUnavailable("{} is unreachable: {}".format(where, exc))
+
+    def _forget(self, reply):
+        # The reply listener keeps an event per outstanding call; drop ours so
+        # calls that never get an answer do not accumulate.
+        if reply is None:
+            return
+        pending = self._reply_listener._reply_events
+        for correlation_id, event in list(pending.items()):
+            if event is reply.reply_event:
+                pending.pop(correlation_id, None)
+                break
+
+
+class TimedServiceProxy:
+    def __init__(self, directory, service_name):
+        self._directory = directory
+        self._service_name = service_name
+
+    def __getattr__(self, method_name):
+        if method_name.startswith("_"):
+            raise AttributeError(method_name)
+
+        def call(*args, timeout_s=None, **kwargs):
+            return self._directory.call(self._service_name, method_name, args, kwargs, timeout_s)
+
+        return call
