@@ -89,9 +89,6 @@ def _wait_until_ready(config, timeout_s):
             print(" ready.\n")
             print("The gateway listens on {}".format(url))
             print("Try:  curl -s {}/ready".format(url))
-            print("      curl -s -X POST {}/v1/auth/register -H 'Content-Type: application/json' "
-                  "-d '{{\"email\": \"ada@example.com\", \"password\": \"correct horse battery\", "
-                  "\"full_name\": \"Ada Lovelace\"}}'".format(url))
             print("Stop: make down   Status: make ps   Logs: make logs")
             return 0
         print(".", end="", flush=True)

@@ -18,6 +18,9 @@ from shared.config import config_path, kafka_is_embedded
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 KAFKA_PROGRAM = "kafka"
+# supervisord stops one group at a time but every program of a group at once:
+# the services share a group, so `make down` takes one graceful stop, not eleven.
+SERVICES_GROUP = "paysys"
 
 
 class RunDir:
@@ -85,9 +88,12 @@ def render_conf(config, run_dir, tansu_binary=None):
             "{} broker --listener-url {} --advertised-listener-url {} --silent".format(
                 tansu_binary, address, address),
             run_dir.logs, priority=10))
-    for name in process_names(config):
+    names = process_names(config)
+    for name in names:
         sections.append(_program(name, "{} -m paysys.runner {}".format(sys.executable, name),
                                  run_dir.logs, priority=100 if name != "gateway" else 200))
+    sections.append("[group:{}]\nprograms={}\npriority=100\n".format(
+        SERVICES_GROUP, ",".join(names)))
     return "\n".join(sections)
 
 

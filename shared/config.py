@@ -33,7 +33,8 @@ def _construct_env_reference(loader, node):
     return substituted
 
 
-_EnvLoader.add_implicit_resolver("!env", ENV_REFERENCE, None)
+# The resolver matches from the start of a plain scalar; the reference may be anywhere in it.
+_EnvLoader.add_implicit_resolver("!env", re.compile(r".*" + ENV_REFERENCE.pattern), None)
 _EnvLoader.add_constructor("!env", _construct_env_reference)
 
 

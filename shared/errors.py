@@ -16,10 +16,12 @@ class PaysysError(Exception):
     title = "Internal error"
 
     def __init__(self, detail="", code=None):
-        super().__init__(detail, code)
-        self.detail = detail or self.title
-        if code:
-            self.code = code
+        # ``args`` is what crosses the wire: everything needed to rebuild the error.
+        super().__init__(detail or self.title, code or self.code)
+        self.detail, self.code = self.args
+
+    def __str__(self):
+        return self.detail
 
 
 @deserialize_to_instance
@@ -53,7 +55,7 @@ class ValidationFailed(PaysysError):
 
     def __init__(self, detail="", code=None, errors=None):
         super().__init__(detail, code)
-        self.args = (detail, code, errors)
+        self.args += (errors,)
         self.errors = errors or {}
 
 
@@ -63,8 +65,8 @@ class RateLimited(PaysysError):
 
     def __init__(self, detail="", code=None, retry_after_s=1):
         super().__init__(detail, code)
-        self.args = (detail, code, retry_after_s)
-        self.retry_after_s = retry_after_s
+        self.args += (retry_after_s,)
+        self.retry_after_s = int(retry_after_s)  # the wire carries it as a string
 
 
 @deserialize_to_instance
@@ -78,5 +80,5 @@ class ServiceUnavailable(PaysysError):
 
     def __init__(self, detail="", code=None, retry_after_s=5):
         super().__init__(detail, code)
-        self.args = (detail, code, retry_after_s)
-        self.retry_after_s = retry_after_s
+        self.args += (retry_after_s,)
+        self.retry_after_s = int(retry_after_s)  # the wire carries it as a string

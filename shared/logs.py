@@ -39,13 +39,13 @@ class CorrelationId(DependencyProvider):
     def __init__(self):
         self._started_s = weakref.WeakKeyDictionary()
 
+    def get_dependency(self, worker_ctx):
+        # Nameko injects dependencies before it calls worker_setup.
+        return worker_ctx.data.setdefault(CORRELATION_ID_KEY, new_correlation_id())
+
     def worker_setup(self, worker_ctx):
         self._started_s[worker_ctx] = time.perf_counter()
-        correlation_id = worker_ctx.data.get(CORRELATION_ID_KEY)
-        if not correlation_id:
-            correlation_id = new_correlation_id()
-            worker_ctx.data[CORRELATION_ID_KEY] = correlation_id
-        _current.correlation_id = correlation_id
+        _current.correlation_id = worker_ctx.data[CORRELATION_ID_KEY]
 
     def worker_result(self, worker_ctx, result=None, exc_info=None):
         started_s = self._started_s.pop(worker_ctx, None)
@@ -58,9 +58,6 @@ class CorrelationId(DependencyProvider):
 
     def worker_teardown(self, worker_ctx):
         _current.correlation_id = None
-
-    def get_dependency(self, worker_ctx):
-        return worker_ctx.data[CORRELATION_ID_KEY]
 
 
 class JsonFormatter(logging.Formatter):

@@ -1,0 +1,1 @@
+"""Helpers the tests share: real servers, a whole running system, HTTP clients."""

@@ -1,0 +1,135 @@
+"""The real servers the tests talk to, and how the tests stop and start them.
+
+RabbitMQ, PostgreSQL and Redis run on loopback before the tests start (README,
+"Running the tests"). The commands that stop and start each one can be changed
+through the environment for machines that run them differently.
+"""
+import os
+import shlex
+import socket
+import subprocess
+import time
+
+import requests
+
+RABBITMQ_MANAGEMENT = os.environ.get("PAYSYS_TEST_RABBITMQ_API", "http://127.0.0.1:15672/api")
+RABBITMQ_USER = ("guest", "guest")
+RABBITMQ_STOP = os.environ.get("PAYSYS_TEST_RABBITMQ_STOP", "rabbitmqctl stop")
+RABBITMQ_START = os.environ.get("PAYSYS_TEST_RABBITMQ_START", "rabbitmq-server -detached")
+RABBITMQ_AWAIT = os.environ.get("PAYSYS_TEST_RABBITMQ_AWAIT", "rabbitmqctl await_startup")
+RABBITMQ_ENABLE_MANAGEMENT = os.environ.get(
+    "PAYSYS_TEST_RABBITMQ_ENABLE_MANAGEMENT", "rabbitmq-plugins enable rabbitmq_management")
+
+
+def run(command, timeout_s=120):
+    """Run a shell-free command line; fail the test with its output if it fails."""
+    completed = subprocess.run(shlex.split(command), capture_output=True, text=True,
+                               timeout=timeout_s)
+    if completed.returncode != 0:
+        raise AssertionError("`{}` exited {}:\n{}{}".format(
+            command, completed.returncode, completed.stdout, completed.stderr))
+    return completed.stdout
+
+
+def port_open(host, port, timeout_s=0.5):
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s):
+            return True
+    except OSError:
+        return False
+
+
+def wait_for(predicate, timeout_s, interval_s=0.25, what="condition"):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        result = predicate()
+        if result:
+            return result
+        time.sleep(interval_s)
+    raise AssertionError("{} not reached within {} s".format(what, timeout_s))
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# --- RabbitMQ ---------------------------------------------------------------------
+
+
+def ensure_rabbitmq_management():
+    """The management API creates the tests' own vhost; enable the plugin if it is off."""
+    if not port_open("127.0.0.1", 15672):
+        run(RABBITMQ_ENABLE_MANAGEMENT)
+        wait_for(lambda: port_open("127.0.0.1", 15672), 60, what="RabbitMQ management API")
+    wait_for(_management_answers, 60, what="RabbitMQ management API answering")
+
+
+def _management_answers():
+    try:
+        return requests.get(RABBITMQ_MANAGEMENT + "/overview", auth=RABBITMQ_USER,
+                            timeout=2).ok
+    except requests.RequestException:
+        return False
+
+
+def create_vhost(name):
+    """A fresh vhost: queues of one test system never meet another's (or a developer's)."""
+    ensure_rabbitmq_management()
+    delete_vhost(name)
+    requests.put("{}/vhosts/{}".format(RABBITMQ_MANAGEMENT, name), auth=RABBITMQ_USER,
+                 timeout=10).raise_for_status()
+    requests.put("{}/permissions/{}/guest".format(RABBITMQ_MANAGEMENT, name),
+                 auth=RABBITMQ_USER, json={"configure": ".*", "write": ".*", "read": ".*"},
+                 timeout=10).raise_for_status()
+
+
+def delete_vhost(name):
+    requests.delete("{}/vhosts/{}".format(RABBITMQ_MANAGEMENT, name), auth=RABBITMQ_USER,
+                    timeout=10)
+
+
+def stop_rabbitmq():
+    run(RABBITMQ_STOP)
+    wait_for(lambda: not port_open("127.0.0.1", 5672), 60, what="RabbitMQ stopped")
+
+
+def start_rabbitmq():
+    run(RABBITMQ_START)
+    # The detached node takes a few seconds to register before it can even be awaited.
+    wait_for(lambda: _succeeds(RABBITMQ_AWAIT), 180, interval_s=1, what="RabbitMQ booted")
+    wait_for(lambda: port_open("127.0.0.1", 5672), 60, what="RabbitMQ listening")
+
+
+def _succeeds(command):
+    try:
+        run(command, timeout_s=60)
+        return True
+    except AssertionError:
+        return False
+
+
+# --- PostgreSQL and Redis -----------------------------------------------------------
+
+
+def drop_database(admin_dsn, name):
+    import psycopg2
+    from psycopg2 import sql
+
+    connection = psycopg2.connect(admin_dsn, connect_timeout=5)
+    connection.autocommit = True
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                sql.Identifier(name)))
+    finally:
+        connection.close()
+
+
+def flush_redis(url):
+    import redis
+
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    client.close()

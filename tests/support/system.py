@@ -1,0 +1,101 @@
+"""A whole running system for the tests: every service its own process under supervisord.
+
+Each test system has its own gateway port, database, RabbitMQ vhost, Redis
+database, Kafka port and run dir, so it never meets a system a developer has
+running with `make up`, nor another test system.
+"""
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import requests
+
+from tests.support import servers
+
+ROOT = Path(__file__).resolve().parents[2]
+PAYSYS = [sys.executable, "-m", "paysys.cli"]
+
+
+class System:
+    def __init__(self, label, run_dir, redis_db):
+        self.label = label
+        self.port = servers.free_port()
+        self.kafka_port = servers.free_port()
+        self.url = "http://127.0.0.1:{}".format(self.port)
+        self.database = "paysys_{}".format(label)
+        self.admin_dsn = "postgresql://postgres@127.0.0.1:5432/postgres"
+        self.database_url = "postgresql://postgres@127.0.0.1:5432/{}".format(self.database)
+        self.vhost = "paysys_{}".format(label)
+        self.amqp_uri = "pyamqp://guest:guest@127.0.0.1:5672/{}".format(self.vhost)
+        self.redis_url = "redis://127.0.0.1:6379/{}".format(redis_db)
+        self.run_dir = Path(run_dir)
+        self.env = dict(
+            os.environ,
+            PAYSYS_GATEWAY_ADDRESS="127.0.0.1:{}".format(self.port),
+            PAYSYS_GATEWAY_URL=self.url,
+            PAYSYS_DATABASE_URL=self.database_url,
+            PAYSYS_AMQP_URI=self.amqp_uri,
+            PAYSYS_REDIS_URL=self.redis_url,
+            PAYSYS_KAFKA_BOOTSTRAP_SERVERS="",
+            PAYSYS_KAFKA_PORT=str(self.kafka_port),
+            PAYSYS_RUN_DIR=str(self.run_dir),
+            PAYSYS_READY_TIMEOUT_S="120",
+        )
+
+    # --- life cycle ---
+
+    def prepare(self):
+        """A clean slate: no database, an empty vhost and Redis database."""
+        servers.drop_database(self.admin_dsn, self.database)
+        servers.create_vhost(self.vhost)
+        servers.flush_redis(self.redis_url)
+
+    def paysys(self, *args, check=True, timeout_s=300):
+        completed = subprocess.run(PAYSYS + list(args), env=self.env, cwd=ROOT,
+                                   capture_output=True, text=True, timeout=timeout_s)
+        if check and completed.returncode != 0:
+            raise AssertionError("paysys {} exited {}:\n{}\n{}\n{}".format(
+                " ".join(args), completed.returncode, completed.stdout, completed.stderr,
+                self.log_tail()))
+        return completed
+
+    def make(self, target, timeout_s=300):
+        return subprocess.run(["make", "--no-print-directory", target], env=self.env, cwd=ROOT,
+                              capture_output=True, text=True, timeout=timeout_s)
+
+    def start(self):
+        self.prepare()
+        return self.paysys("up")
+
+    def stop(self):
+        self.paysys("down", check=False)
+        servers.delete_vhost(self.vhost)
+
+    # --- looking at it ---
+
+    def get(self, path, **kwargs):
+        kwargs.setdefault("timeout", 30)
+        return requests.get(self.url + path, **kwargs)
+
+    def post(self, path, **kwargs):
+        kwargs.setdefault("timeout", 30)
+        return requests.post(self.url + path, **kwargs)
+
+    def process_ids(self):
+        """``{program: pid}`` of every running program, from supervisorctl."""
+        status = self.paysys("ps", check=False).stdout
+        return {name: int(pid) for name, pid in
+                re.findall(r"^(?:\w+:)?(\S+)\s+RUNNING\s+pid (\d+)", status, re.MULTILINE)}
+
+    def log_lines(self, program):
+        path = self.run_dir / "logs" / (program + ".log")
+        return path.read_text().splitlines() if path.exists() else []
+
+    def log_tail(self, lines=15):
+        logs = self.run_dir / "logs"
+        if not logs.exists():
+            return ""
+        return "\n".join("--- {} ---\n{}".format(path.name, "\n".join(
+            path.read_text().splitlines()[-lines:])) for path in sorted(logs.glob("*.log")))

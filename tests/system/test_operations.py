@@ -1,0 +1,114 @@
+"""The gateway's operations endpoints, against the whole running system."""
+import json
+import uuid
+
+import pytest
+
+from tests.support.servers import wait_for
+
+pytestmark = pytest.mark.system
+
+PROBLEM_FIELDS = {"type", "title", "status", "detail", "code"}
+
+
+def test_health_answers_ok(system):
+    response = system.get("/health")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+def test_ready_names_every_dependency_and_every_service_including_each_validator(system):
+    response = system.get("/ready")
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["status"] == "ready"
+    assert body["unavailable"] == []
+    assert body["checks"] == {name: "ok" for name in [
+        "rabbitmq", "postgresql", "redis", "kafka", "auth", "accounts", "transactions",
+        "validator_1", "validator_2", "validator_3", "payments", "ledger", "notifications"]}
+
+
+def test_every_service_and_each_validator_runs_as_its_own_process(system):
+    pids = system.process_ids()
+    assert set(pids) == {"kafka", "gateway", "auth", "accounts", "transactions", "validator_1",
+                         "validator_2", "validator_3", "payments", "ledger", "notifications"}
+    assert len(set(pids.values())) == len(pids)
+
+
+def test_openapi_document_is_served(system):
+    response = system.get("/openapi.json")
+    assert response.status_code == 200
+    document = response.json()
+    assert document["openapi"].startswith("3.")
+    assert "/v1/transfers" in document["paths"]
+    assert document["servers"] == [{"url": system.url}]
+
+
+def test_a_contract_route_not_implemented_yet_is_a_501_problem(system):
+    response = system.post("/v1/ledger/reconciliation")
+    assert response.status_code == 405
+    response = system.get("/v1/ledger/reconciliation")
+    assert response.status_code in (401, 403, 501)
+    assert response.headers["Content-Type"] == "application/problem+json"
+    assert PROBLEM_FIELDS <= set(response.json())
+
+
+def test_unknown_paths_and_methods_are_problem_json(system):
+    response = system.get("/v1/no-such-thing")
+    assert response.status_code == 404
+    assert response.headers["Content-Type"] == "application/problem+json"
+    assert response.json()["code"] == "not_found"
+    assert PROBLEM_FIELDS <= set(response.json())
+
+    response = system.post("/health")
+    assert response.status_code == 405
+    assert response.headers["Content-Type"] == "application/problem+json"
+    assert response.json()["code"] == "method_not_allowed"
+    assert "GET" in response.headers["Allow"]
+
+
+def test_metrics_count_requests_by_route_and_status_with_latency_histograms(system):
+    system.get("/health")
+    system.get("/v1/no-such-thing")
+    before = _samples(system.get("/metrics").text)
+    for _ in range(3):
+        system.get("/health")
+    response = system.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["Content-Type"].startswith("text/plain")
+    after = _samples(response.text)
+    key = 'paysys_http_requests_total{method="GET",route="/health",status="200"}'
+    assert after[key] - before[key] == 3
+    bucket = ('paysys_http_request_duration_seconds_bucket'
+              '{le="+Inf",method="GET",route="/health",status="200"}')
+    assert after[bucket] - before[bucket] == 3
+
+
+def test_the_correlation_id_of_a_request_reaches_the_logs_of_the_services_it_calls(system):
+    correlation_id = "test-" + uuid.uuid4().hex
+    response = system.get("/ready", headers={"X-Request-ID": correlation_id})
+    assert response.headers["X-Request-ID"] == correlation_id
+    for program in ("auth", "ledger", "validator_2"):
+        # supervisord copies each process's stdout into its log file as it comes.
+        mine = wait_for(lambda: [
+            entry for entry in map(json.loads, filter(None, system.log_lines(program)))
+            if entry.get("correlation_id") == correlation_id
+        ], timeout_s=10, what="a log line of {} carrying {}".format(program, correlation_id))
+        assert mine[0]["service"] == program
+        assert mine[0]["message"] == "{}.health".format(program)
+        assert mine[0]["outcome"] == "ok"
+
+
+def test_a_request_without_an_id_gets_one(system):
+    first = system.get("/health").headers["X-Request-ID"]
+    second = system.get("/health").headers["X-Request-ID"]
+    assert first and second and first != second
+
+
+def _samples(text):
+    samples = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            samples[name] = float(value)
+    return samples

@@ -1,0 +1,46 @@
+from shared.catalog import process_names, rpc_identities
+from shared.config import kafka_bootstrap_servers, load_config
+
+
+def write(tmp_path, text):
+    path = tmp_path / "config.yml"
+    path.write_text(text)
+    return path
+
+
+def test_a_whole_value_reference_takes_the_type_of_its_expansion(tmp_path, monkeypatch):
+    monkeypatch.setenv("POOL", "5")
+    monkeypatch.setenv("FLAG", "true")
+    config = load_config(write(tmp_path, "pool: ${POOL:3}\nflag: ${FLAG:false}\nn: ${UNSET_X:7}\n"))
+    assert config == {"pool": 5, "flag": True, "n": 7}
+
+
+def test_a_reference_inside_a_string_stays_a_string(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOST", "db.internal")
+    config = load_config(write(tmp_path, "url: postgresql://u@${HOST:localhost}:${PORT:5432}/x\n"))
+    assert config == {"url": "postgresql://u@db.internal:5432/x"}
+
+
+def test_an_unset_variable_without_default_is_empty(tmp_path):
+    config = load_config(write(tmp_path, "servers: ${UNSET_PAYSYS_VARIABLE}\n"))
+    assert config == {"servers": ""}
+
+
+def test_the_repository_config_has_every_address_and_limit(monkeypatch):
+    for name in ("PAYSYS_KAFKA_BOOTSTRAP_SERVERS", "PAYSYS_VALIDATORS", "PAYSYS_GATEWAY_ADDRESS"):
+        monkeypatch.delenv(name, raising=False)
+    config = load_config()
+    assert config["WEB_SERVER_ADDRESS"] == "127.0.0.1:8000"
+    assert config["validators"]["pool_size"] == 3
+    assert kafka_bootstrap_servers(config) == "127.0.0.1:9092"
+    assert process_names(config) == [
+        "auth", "accounts", "transactions", "validator_1", "validator_2", "validator_3",
+        "payments", "ledger", "notifications", "gateway",
+    ]
+    assert "gateway" not in rpc_identities(config)
+
+
+def test_the_validator_pool_size_is_configurable(monkeypatch):
+    monkeypatch.setenv("PAYSYS_VALIDATORS", "5")
+    assert rpc_identities(load_config())[3:8] == [
+        "validator_1", "validator_2", "validator_3", "validator_4", "validator_5"]

@@ -1,0 +1,70 @@
+"""The OpenAPI document covers the whole HTTP contract (API.md), errors included."""
+import pytest
+
+from gateway.openapi import build_spec
+from gateway.routes import ROUTES
+
+# Every (method, path) of API.md, written out here so the test checks the contract,
+# not the route table against itself.
+CONTRACT = [
+    ("post", "/v1/auth/register"), ("post", "/v1/auth/login"), ("post", "/v1/auth/refresh"),
+    ("post", "/v1/auth/logout"), ("get", "/v1/users/me"),
+    ("post", "/v1/accounts"), ("get", "/v1/accounts"), ("get", "/v1/accounts/{account_id}"),
+    ("get", "/v1/accounts/{account_id}/entries"), ("post", "/v1/accounts/{account_id}/freeze"),
+    ("post", "/v1/accounts/{account_id}/unfreeze"),
+    ("post", "/v1/deposits"), ("post", "/v1/withdrawals"), ("post", "/v1/transfers"),
+    ("get", "/v1/transfers/{transaction_id}"), ("get", "/v1/transactions"),
+    ("post", "/v1/payments"), ("post", "/v1/payments/{payment_id}/capture"),
+    ("post", "/v1/payments/{payment_id}/void"), ("post", "/v1/payments/{payment_id}/refund"),
+    ("get", "/v1/payments/{payment_id}"),
+    ("get", "/v1/ledger/reconciliation"), ("post", "/v1/webhooks"), ("get", "/v1/webhooks"),
+    ("delete", "/v1/webhooks/{webhook_id}"), ("get", "/v1/notifications"),
+    ("get", "/health"), ("get", "/ready"), ("get", "/metrics"), ("get", "/openapi.json"),
+]
+
+SPEC = build_spec("http://127.0.0.1:8000")
+
+
+def test_every_operation_of_the_contract_is_documented():
+    documented = {(method, path) for path, operations in SPEC["paths"].items()
+                  for method in operations}
+    assert documented == set(CONTRACT)
+
+
+@pytest.mark.parametrize("method,path", CONTRACT)
+def test_every_error_an_operation_can_answer_is_problem_json(method, path):
+    responses = SPEC["paths"][path][method]["responses"]
+    errors = {status: response for status, response in responses.items() if int(status) >= 400}
+    assert {"429", "500", "501", "503"} <= set(errors)
+    for response in errors.values():
+        assert response["content"]["application/problem+json"]["schema"] == {
+            "$ref": "#/components/schemas/Problem"}
+
+
+def test_money_moving_operations_require_an_idempotency_key_and_document_its_conflicts():
+    for route in ROUTES:
+        operation = SPEC["paths"][route.path][route.method.lower()]
+        headers = [p["name"] for p in operation.get("parameters", []) if p.get("in") == "header"]
+        if route.moves_money:
+            assert headers == ["Idempotency-Key"], route.operation_id
+            assert {"409", "422"} <= set(operation["responses"]), route.operation_id
+        else:
+            assert headers == [], route.operation_id
+
+
+def test_authenticated_operations_document_401_and_bearer_security():
+    public = {"/health", "/ready", "/metrics", "/openapi.json", "/v1/auth/register",
+              "/v1/auth/login", "/v1/auth/refresh"}
+    for path, operations in SPEC["paths"].items():
+        for operation in operations.values():
+            if path in public:
+                assert operation["security"] == []
+            else:
+                assert operation["security"] == [{"bearerAuth": []}]
+                assert "401" in operation["responses"]
+
+
+def test_amounts_are_documented_as_bounded_integers():
+    amount = SPEC["components"]["schemas"]["TransferRequest"]["properties"]["amount"]
+    assert amount["type"] == "integer"
+    assert (amount["minimum"], amount["maximum"]) == (1, 10**15)
