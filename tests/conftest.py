@@ -20,3 +20,27 @@ def system(tmp_path_factory):
         raise
     yield running
     running.stop()
+
+
+@pytest.fixture(scope="session")
+def database_url():
+    """A freshly migrated database of its own, for tests of one service against real PostgreSQL."""
+    from paysys.database import ensure_database, migrate
+    from tests.support.servers import drop_database
+
+    url = "postgresql://postgres@127.0.0.1:5432/paysys_unit"
+    drop_database("postgresql://postgres@127.0.0.1:5432/postgres", "paysys_unit")
+    ensure_database(url)
+    migrate(url, report=lambda line: None)
+    return url
+
+
+@pytest.fixture
+def service_config(database_url):
+    """config.yml as a service sees it, pointed at the tests' database and Redis."""
+    from shared.config import load_config
+
+    config = load_config()
+    config["database"]["url"] = database_url
+    config["redis"]["url"] = "redis://127.0.0.1:6379/12"
+    return config
