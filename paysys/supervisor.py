@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from shared.catalog import process_names
-from shared.config import config_path, kafka_is_embedded
+from shared.config import config_path, kafka_is_embedded, run_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -27,8 +27,7 @@ class RunDir:
     """Where one running system keeps its supervisord files and logs."""
 
     def __init__(self, config):
-        path = Path(config["supervisor"]["run_dir"])
-        self.path = path if path.is_absolute() else ROOT / path
+        self.path = run_dir(config)
         self.conf = self.path / "supervisord.conf"
         self.pidfile = self.path / "supervisord.pid"
         self.socket = self.path / "supervisor.sock"

@@ -13,7 +13,8 @@ import yaml
 
 ENV_REFERENCE = re.compile(r"\$\{(?P<name>[^}{:]+)(?::(?P<default>[^}]*))?\}")
 CONFIG_PATH_ENV = "PAYSYS_CONFIG"
-DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "config.yml"
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG_PATH = ROOT / "config.yml"
 
 
 class _EnvLoader(yaml.SafeLoader):
@@ -63,3 +64,9 @@ def kafka_is_embedded(config):
 def validator_names(config):
     """RPC identities of the validator pool: validator_1 … validator_N."""
     return ["validator_{}".format(i) for i in range(1, int(config["validators"]["pool_size"]) + 1)]
+
+
+def run_dir(config):
+    """Where a running system keeps its supervisord files, logs and generated keys."""
+    path = Path(config["supervisor"]["run_dir"])
+    return path if path.is_absolute() else ROOT / path

@@ -4,6 +4,8 @@ import eventlet
 
 eventlet.monkey_patch()
 
+import os  # noqa: E402
+
 import pytest  # noqa: E402
 
 from tests.support.system import System  # noqa: E402
@@ -24,15 +26,20 @@ def system(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def database_url():
-    """A freshly migrated database of its own, for tests of one service against real PostgreSQL."""
+    """A freshly migrated database of its own, for tests of one service against real PostgreSQL.
+
+    Named after the test process, so two test runs on one machine never share it."""
     from paysys.database import ensure_database, migrate
     from tests.support.servers import drop_database
 
-    url = "postgresql://postgres@127.0.0.1:5432/paysys_unit"
-    drop_database("postgresql://postgres@127.0.0.1:5432/postgres", "paysys_unit")
+    admin_dsn = "postgresql://postgres@127.0.0.1:5432/postgres"
+    name = "paysys_unit_{}".format(os.getpid())
+    url = "postgresql://postgres@127.0.0.1:5432/{}".format(name)
+    drop_database(admin_dsn, name)
     ensure_database(url)
     migrate(url, report=lambda line: None)
-    return url
+    yield url
+    drop_database(admin_dsn, name)
 
 
 @pytest.fixture
