@@ -1,6 +1,6 @@
 """The gateway's HTTP entrypoint: problem+json errors, correlation ids, metrics.
 
-Every route is a method decorated with ``@endpoint(route)``. The entrypoint
+Every route is a method decorated with ``@endpoint(route)`` (gateway.guard). The entrypoint
 answers each request with JSON, maps every ``PaysysError`` (raised here or
 re-raised from a service's RPC reply) to its status and ``code``, and never
 leaks a traceback: anything else is a 500 with a correlation id to look up in
@@ -18,7 +18,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Request, Response
 
 from gateway.metrics import observe_request
-from shared.errors import PaysysError, RateLimited, ServiceUnavailable
+from shared.errors import PaysysError, RateLimited, ServiceUnavailable, Unauthorized
 from shared.logs import CORRELATION_ID_KEY, new_correlation_id
 
 log = logging.getLogger(__name__)
@@ -45,6 +45,11 @@ def response_for_error(exc):
         headers = {}
         if isinstance(exc, (RateLimited, ServiceUnavailable)):
             headers["Retry-After"] = str(int(exc.retry_after_s))
+        if isinstance(exc, Unauthorized):
+            challenge = 'Bearer realm="paysys"'
+            if exc.code in ("invalid_token", "token_expired"):
+                challenge += ', error="invalid_token"'
+            headers["WWW-Authenticate"] = challenge
         extra = {"errors": exc.errors} if getattr(exc, "errors", None) else None
         return problem_response(exc.status, exc.code, exc.title, exc.detail, extra, headers)
     if isinstance(exc, HTTPException):
@@ -118,5 +123,3 @@ class GatewayEndpoint(HttpRequestHandler):
             return result
         raise TypeError("gateway handlers return a werkzeug Response, got {!r}".format(result))
 
-
-endpoint = GatewayEndpoint.decorator

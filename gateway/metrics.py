@@ -18,6 +18,13 @@ http_request_duration_seconds = Histogram(
     registry=registry,
 )
 
+rate_limit_skipped = Counter(
+    "paysys_rate_limit_skipped",
+    "Requests served without a rate-limit check because Redis did not answer (fail open)",
+    ["scope"],
+    registry=registry,
+)
+
 
 def observe_request(method, route, status, duration_s):
     labels = (method, route, str(status))

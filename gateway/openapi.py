@@ -19,14 +19,20 @@ IDEMPOTENCY_KEY = {
     "different body it is 422; while the first request is in flight, 409.",
     "schema": {"type": "string", "minLength": 1, "maxLength": 255},
 }
+OPTIONAL_IDEMPOTENCY_KEY = dict(
+    IDEMPOTENCY_KEY, required=False,
+    description="Optional here: 1–255 printable characters, scoped to the caller; a retry "
+    "with the same key and body replays the first response instead of creating twice.")
 RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}}
+WWW_AUTHENTICATE = {"WWW-Authenticate": {"description": "The Bearer challenge",
+                                         "schema": {"type": "string"}}}
 
 
 def _schema_name(schema):
     return resolve_schema_cls(schema).__name__
 
 
-def _operation(route):
+def _operation(route, implemented):
     operation = {
         "operationId": route.operation_id,
         "summary": route.summary,
@@ -47,6 +53,8 @@ def _operation(route):
         parameters.append({"in": "query", "schema": route.query})
     if route.moves_money:
         parameters.append(IDEMPOTENCY_KEY)
+    elif route.idempotent:
+        parameters.append(OPTIONAL_IDEMPOTENCY_KEY)
     if parameters:
         operation["parameters"] = parameters
     if route.body is not None:
@@ -58,7 +66,7 @@ def _operation(route):
         response = {"description": description}
         if schema is not None:
             response["content"] = {"application/json": {"schema": schema}}
-        if route.moves_money:
+        if route.moves_money or route.idempotent:
             response["headers"] = {
                 "Idempotent-Replayed": {
                     "description": "true when this is the stored first response",
@@ -66,18 +74,28 @@ def _operation(route):
                 }
             }
         operation["responses"][str(status)] = response
-    for status in route.error_statuses():
+    statuses = route.error_statuses()
+    if implemented:
+        statuses = [status for status in statuses if status != 501]
+    else:
+        operation["x-implemented"] = False
+        operation["summary"] += " (not implemented yet: 501)"
+    for status in statuses:
         response = {
             "description": HTTPStatus(status).phrase,
             "content": {PROBLEM_JSON: {"schema": "Problem"}},
         }
         if status in (429, 503):
             response["headers"] = RETRY_AFTER
+        if status == 401:
+            response["headers"] = WWW_AUTHENTICATE
         operation["responses"][str(status)] = response
     return operation
 
 
-def build_spec(server_url):
+def build_spec(server_url, implemented=None):
+    """The document; ``implemented`` names the operations that answer (None: all of them).
+    The others are marked ``x-implemented: false`` and document their 501."""
     spec = APISpec(
         title="Payment system API",
         version="1.0.0",
@@ -92,7 +110,8 @@ def build_spec(server_url):
     spec.components.schema("Problem", schema=schemas.Problem)
     paths = {}
     for route in ROUTES:
-        paths.setdefault(route.path, {})[route.method.lower()] = _operation(route)
+        paths.setdefault(route.path, {})[route.method.lower()] = _operation(
+            route, implemented is None or route.operation_id in implemented)
     for path, operations in paths.items():
         spec.path(path=path, operations=operations)
     return spec.to_dict()

@@ -25,6 +25,7 @@ class Route:
     auth: bool = True  # needs a bearer token
     roles: tuple = ()  # any of these roles; empty: any authenticated user
     moves_money: bool = False  # needs an Idempotency-Key
+    idempotent: bool = False  # honours an Idempotency-Key if one is sent
     errors: tuple = field(default=())  # route-specific error statuses beyond the derived ones
 
     @property
@@ -36,21 +37,28 @@ class Route:
     def path_params(self):
         return re.findall(r"\{(\w+)\}", self.path)
 
+    @property
+    def operational(self):
+        """Health, readiness, metrics and the document: no limits, no input, no token."""
+        return self.tag == "operations"
+
     def error_statuses(self):
         """Every error status this route can answer, for the OpenAPI document."""
-        statuses = {429, 500, 501, 503}
+        if self.operational:
+            return [500]
+        # 429 rate limited, 422 unknown query fields (or a body where none is taken),
+        # 503 a service down, 501 not implemented yet.
+        statuses = {422, 429, 500, 501, 503}
         if self.body is not None:
-            statuses |= {400, 422}
-        if self.query is not None:
-            statuses.add(422)
+            statuses.add(400)
         if self.auth:
             statuses.add(401)
         if self.roles:
             statuses.add(403)
         if self.path_params:
             statuses.add(404)
-        if self.moves_money:
-            statuses |= {409, 422}
+        if self.moves_money or self.idempotent:
+            statuses |= {400, 409}
         return sorted(statuses | set(self.errors))
 
 
@@ -82,7 +90,7 @@ ROUTES = (
     Route("me", "GET", "/v1/users/me", "The caller", "auth", _ok("The caller", s.User)),
     # --- Accounts ---
     Route("create_account", "POST", "/v1/accounts", "Open an account", "accounts",
-          _ok("Opened", s.Account, 201), body=s.CreateAccountRequest),
+          _ok("Opened", s.Account, 201), body=s.CreateAccountRequest, idempotent=True),
     Route("list_accounts", "GET", "/v1/accounts", "The caller's accounts", "accounts",
           _ok("Accounts", s.page_of(s.Account)), query=s.PageQuery),
     Route("get_account", "GET", "/v1/accounts/{account_id}", "One account", "accounts",
@@ -131,7 +139,7 @@ ROUTES = (
           _ok("The reconciliation report", s.Reconciliation), roles=AUDIT),
     Route("create_webhook", "POST", "/v1/webhooks", "Register a webhook", "webhooks",
           _ok("Registered; the secret is shown once", s.CreatedWebhook, 201),
-          body=s.CreateWebhookRequest),
+          body=s.CreateWebhookRequest, idempotent=True),
     Route("list_webhooks", "GET", "/v1/webhooks", "The caller's webhooks", "webhooks",
           _ok("Webhooks", s.page_of(s.Webhook)), query=s.PageQuery),
     Route("delete_webhook", "DELETE", "/v1/webhooks/{webhook_id}", "Delete a webhook",

@@ -25,6 +25,28 @@ class Amount(fields.Integer):
         return super()._validated(value)
 
 
+class NoNul:
+    """PostgreSQL text cannot hold NUL characters: refuse them as invalid input."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        value = super()._deserialize(value, attr, data, **kwargs)
+        if "\x00" in value:
+            raise ValidationError("Must not contain NUL characters.")
+        return value
+
+
+class Text(NoNul, fields.String):
+    pass
+
+
+class EmailAddress(NoNul, fields.Email):
+    pass
+
+
+class Link(NoNul, fields.Url):
+    pass
+
+
 def Currency(**kwargs):
     return fields.String(
         validate=validate.OneOf(CURRENCIES),
@@ -57,18 +79,18 @@ class Problem(Schema):
 
 
 class RegisterRequest(Schema):
-    email = fields.Email(required=True, validate=validate.Length(max=254))
-    password = fields.String(required=True, validate=validate.Length(min=12, max=1024))
-    full_name = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    email = EmailAddress(required=True, validate=validate.Length(max=254))
+    password = Text(required=True, validate=validate.Length(min=12, max=1024))
+    full_name = Text(required=True, validate=validate.Length(min=1, max=200))
 
 
 class LoginRequest(Schema):
-    email = fields.String(required=True, validate=validate.Length(min=1, max=254))
-    password = fields.String(required=True, validate=validate.Length(min=1, max=1024))
+    email = Text(required=True, validate=validate.Length(min=1, max=254))
+    password = Text(required=True, validate=validate.Length(min=1, max=1024))
 
 
 class RefreshRequest(Schema):
-    refresh_token = fields.String(required=True, validate=validate.Length(min=1, max=512))
+    refresh_token = Text(required=True, validate=validate.Length(min=1, max=512))
 
 
 class User(Schema):
@@ -93,7 +115,7 @@ class TokenPair(Schema):
 
 class CreateAccountRequest(Schema):
     currency = Currency(required=True)
-    name = fields.String(validate=validate.Length(min=1, max=100))
+    name = Text(validate=validate.Length(min=1, max=100))
 
 
 class Account(Schema):
@@ -136,7 +158,7 @@ class TransferRequest(Schema):
     destination_account_id = Id(required=True)
     amount = Amount(required=True)
     currency = Currency(required=True)
-    description = fields.String(validate=validate.Length(max=500))
+    description = Text(validate=validate.Length(max=500))
 
 
 class Vote(Schema):
@@ -173,7 +195,7 @@ class CreatePaymentRequest(Schema):
     amount = Amount(required=True)
     currency = Currency(required=True)
     capture = fields.Boolean(load_default=True)
-    reference = fields.String(validate=validate.Length(max=200))
+    reference = Text(validate=validate.Length(max=200))
 
 
 class PartialAmountRequest(Schema):
@@ -227,9 +249,9 @@ WEBHOOK_EVENTS = [
 
 
 class CreateWebhookRequest(Schema):
-    url = fields.Url(required=True, schemes={"http", "https"}, require_tld=False)
+    url = Link(required=True, schemes={"http", "https"}, require_tld=False)
     events = fields.List(
-        fields.String(validate=validate.OneOf(WEBHOOK_EVENTS)),
+        Text(validate=validate.OneOf(WEBHOOK_EVENTS)),
         required=True,
         validate=validate.Length(min=1),
     )
@@ -274,7 +296,7 @@ class Readiness(Schema):
 
 class PageQuery(Schema):
     limit = fields.Integer(strict=False, load_default=50, validate=validate.Range(min=1, max=200))
-    cursor = fields.String(validate=validate.Length(min=1, max=512))
+    cursor = Text(validate=validate.Length(min=1, max=512))
 
 
 class TransactionsQuery(PageQuery):

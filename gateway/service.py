@@ -1,15 +1,25 @@
-"""The gateway service: one thin handler per route of gateway/routes.py."""
+"""The gateway service: one thin handler per route of gateway/routes.py.
+
+Each handler gets a ``Call`` the guard (gateway/guard.py) has already
+authenticated, rate-limited, authorized and validated, asks the services over
+RPC, and shapes their answer into the contract's JSON.
+"""
 import inspect
 import json
+import logging
 
 from nameko.dependency_providers import Config
+from nameko.timer import timer
 from werkzeug.wrappers import Response
 
-from gateway.http import GatewayEndpoint, endpoint, json_response
+from gateway.guard import Guard, endpoint
+from gateway.http import GatewayEndpoint, json_response
+from gateway.idempotency import IdempotencyStore
 from gateway.metrics import exposition
 from gateway.openapi import build_spec
 from gateway.readiness import check_kafka, check_rabbitmq, readiness_report
 from gateway.routes import BY_OPERATION, ROUTES
+from gateway.views import account_view, accounts_page
 from shared.catalog import rpc_identities
 from shared.config import kafka_bootstrap_servers
 from shared.db import Database
@@ -17,6 +27,14 @@ from shared.errors import NotImplementedYet
 from shared.redis import Redis
 from shared.rpc import ServiceRpc
 from shared.service import ServiceBase
+
+log = logging.getLogger(__name__)
+
+EXPIRED_KEYS_PURGE_INTERVAL_S = 600
+
+
+def _no_content():
+    return Response(status=204)
 
 
 class GatewayService(ServiceBase):
@@ -26,13 +44,91 @@ class GatewayService(ServiceBase):
     db = Database(schema="gateway")
     redis = Redis()
     rpc = ServiceRpc("gateway")
+    guard = Guard()
+
+    # --- Auth -------------------------------------------------------------------
+
+    @endpoint(BY_OPERATION["register"])
+    def register(self, call):
+        return json_response(self.rpc.auth.register(**call.body), 201)
+
+    @endpoint(BY_OPERATION["login"])
+    def login(self, call):
+        return json_response(self.rpc.auth.login(call.body["email"], call.body["password"]))
+
+    @endpoint(BY_OPERATION["refresh"])
+    def refresh(self, call):
+        return json_response(self.rpc.auth.refresh(call.body["refresh_token"]))
+
+    @endpoint(BY_OPERATION["logout"])
+    def logout(self, call):
+        self.rpc.auth.logout(call.user.id, call.body["refresh_token"])
+        return _no_content()
+
+    @endpoint(BY_OPERATION["me"])
+    def me(self, call):
+        return json_response(self.rpc.auth.get_user(call.user.id))
+
+    # --- Accounts -----------------------------------------------------------------
+
+    @endpoint(BY_OPERATION["create_account"])
+    def create_account(self, call):
+        account = self.rpc.accounts.create(
+            call.user.id, call.body["currency"], call.body.get("name"))
+        # A new account has no postings: its balances are zero without asking the ledger.
+        return json_response(account_view(account), 201,
+                             {"Location": "/v1/accounts/{}".format(account["id"])})
+
+    @endpoint(BY_OPERATION["list_accounts"])
+    def list_accounts(self, call):
+        page = self.rpc.accounts.list(call.user.id, call.query["limit"], call.query.get("cursor"))
+        ids = [account["id"] for account in page["items"]]
+        balances = self.rpc.ledger.balances(ids) if ids else {}
+        return json_response(accounts_page(page, balances))
+
+    @endpoint(BY_OPERATION["get_account"])
+    def get_account(self, call):
+        return json_response(self._account_with_balance(call, call.path["account_id"]))
+
+    @endpoint(BY_OPERATION["list_entries"])
+    def list_entries(self, call):
+        account_id = call.path["account_id"]
+        self.rpc.accounts.get(account_id, owner_id=self._owner_filter(call))  # 404 if not theirs
+        return json_response(self.rpc.ledger.entries(
+            account_id, call.query["limit"], call.query.get("cursor")))
+
+    @endpoint(BY_OPERATION["freeze_account"])
+    def freeze_account(self, call):
+        return self._set_status(call, "frozen")
+
+    @endpoint(BY_OPERATION["unfreeze_account"])
+    def unfreeze_account(self, call):
+        return self._set_status(call, "active")
+
+    @staticmethod
+    def _owner_filter(call):
+        # Staff (admin, auditor) read any account; anyone else only their own, and
+        # the accounts service answers 404 for another's, never revealing it exists.
+        return None if call.user.is_staff else call.user.id
+
+    def _account_with_balance(self, call, account_id):
+        account = self.rpc.accounts.get(account_id, owner_id=self._owner_filter(call))
+        return account_view(account, self.rpc.ledger.balances([account_id])[account_id])
+
+    def _set_status(self, call, status):
+        account_id = call.path["account_id"]
+        account = self.rpc.accounts.set_status(account_id, status)
+        return json_response(
+            account_view(account, self.rpc.ledger.balances([account_id])[account_id]))
+
+    # --- Operations ---------------------------------------------------------------
 
     @endpoint(BY_OPERATION["health"])
-    def get_health(self, request):
+    def get_health(self, call):
         return json_response({"status": "ok"})
 
     @endpoint(BY_OPERATION["ready"])
-    def get_ready(self, request):
+    def get_ready(self, call):
         config = self.config
         timeout_s = int(config["gateway"]["readiness_timeout_ms"]) / 1000
         checks = {
@@ -49,21 +145,29 @@ class GatewayService(ServiceBase):
         return json_response(report, status, headers)
 
     @endpoint(BY_OPERATION["metrics"])
-    def get_metrics(self, request):
+    def get_metrics(self, call):
         body, content_type = exposition()
         return Response(body, status=200, content_type=content_type)
 
     @endpoint(BY_OPERATION["openapi"])
-    def get_openapi(self, request):
-        spec = build_spec(self.config["gateway"]["public_url"])
+    def get_openapi(self, call):
+        spec = build_spec(self.config["gateway"]["public_url"], IMPLEMENTED)
         return Response(json.dumps(spec), status=200, mimetype="application/json")
 
     def _pinger(self, identity, timeout_s):
-        return lambda: self.rpc[identity].health(timeout_s=timeout_s)
+        # Readiness asks for real even while a circuit breaker is open.
+        return lambda: self.rpc[identity].health(timeout_s=timeout_s, breaker=False)
+
+    @timer(interval=EXPIRED_KEYS_PURGE_INTERVAL_S)
+    def purge_expired_idempotency_keys(self):
+        config = self.config["idempotency"]
+        deleted = IdempotencyStore(self.db, config["ttl_s"], config["lease_s"]).purge_expired()
+        if deleted:
+            log.info("purged %d expired idempotency keys", deleted)
 
 
 def _not_implemented(route):
-    def handler(self, request, **path_values):
+    def handler(self, call):
         raise NotImplementedYet(
             "{} {} is part of the contract but not implemented yet".format(route.method, route.path)
         )
@@ -83,8 +187,8 @@ def _routes_with_handlers(service_cls):
 
 # Every route of the contract answers: those whose feature has not landed yet
 # say so with 501 problem+json instead of a bare 404.
-_implemented = _routes_with_handlers(GatewayService)
+IMPLEMENTED = frozenset(_routes_with_handlers(GatewayService))
 for _route in ROUTES:
-    if _route.operation_id not in _implemented:
+    if _route.operation_id not in IMPLEMENTED:
         setattr(GatewayService, "not_implemented_" + _route.operation_id,
                 _not_implemented(_route))

@@ -3,7 +3,7 @@ workers waits on PostgreSQL, with psycopg2 made cooperative and without.
 
     python -m loadtests.db_cooperation        (needs RabbitMQ, PostgreSQL; `make migrate` first)
 
-It runs the auth service twice in a child process on a private RabbitMQ vhost:
+It runs the accounts service twice in a child process on a private RabbitMQ vhost:
 once as `paysys serve` runs it (eventlet + psycogreen), once with psycopg2 left
 blocking. Each time one worker waits HOLD_S seconds on a table lock while the
 script times a plain health() RPC to the same process.
@@ -30,19 +30,19 @@ MANAGEMENT = "http://127.0.0.1:15672/api"
 
 
 def run_service(mode, amqp_uri):
-    """Child process: the auth service, psycopg2 green or blocking."""
+    """Child process: the accounts service, psycopg2 green or blocking."""
     if mode == "green":
         from psycogreen.eventlet import patch_psycopg
 
         patch_psycopg()
     from nameko.runners import ServiceRunner
 
-    from services.auth.service import AuthService
+    from services.accounts.service import AccountsService
 
     config = load_config()
     config["AMQP_URI"] = amqp_uri
     runner = ServiceRunner(config)
-    runner.add_service(AuthService)
+    runner.add_service(AccountsService)
     runner.start()
     runner.wait()
 
@@ -50,14 +50,14 @@ def run_service(mode, amqp_uri):
 def measure(amqp_uri, database_url):
     with ClusterRpcProxy({"AMQP_URI": amqp_uri}, timeout=60) as rpc:
         for _ in range(3):
-            rpc.auth.health()
+            rpc.accounts.health()
         blocker = psycopg2.connect(database_url)
-        blocker.cursor().execute("LOCK TABLE auth.alembic_version IN ACCESS EXCLUSIVE MODE")
-        deep = rpc.auth.health.call_async(deep=True)
+        blocker.cursor().execute("LOCK TABLE accounts.alembic_version IN ACCESS EXCLUSIVE MODE")
+        deep = rpc.accounts.health.call_async(deep=True)
         time.sleep(0.5)  # let the deep call reach the lock
         eventlet.spawn_after(HOLD_S, blocker.rollback)
         started_s = time.perf_counter()
-        rpc.auth.health()
+        rpc.accounts.health()
         latency_ms = (time.perf_counter() - started_s) * 1000
         deep.result()
         blocker.close()

@@ -4,6 +4,7 @@
     paysys down                stop everything `up` started
     paysys ps | logs | status  look at it
     paysys migrate             create the database, run every service's migrations
+    paysys keys                create the access-token signing key pair if absent
     paysys create-user --email E --password P --role admin
     paysys serve NAME          run one service process in the foreground
 """
@@ -46,11 +47,22 @@ def cmd_migrate(args, config):
     return 0
 
 
+def cmd_keys(args, config):
+    from shared.tokens import ensure_keypair, key_files
+
+    created = ensure_keypair(config)
+    private_path, public_path = key_files(config)
+    print("{} the signing key pair: {} (private), {} (public)".format(
+        "Created" if created else "Kept", private_path, public_path))
+    return 0
+
+
 def cmd_up(args, config):
     from paysys import supervisor
     from paysys.checks import check_all, tansu_binary
     from paysys.database import ensure_database, migrate
     from shared.config import kafka_is_embedded
+    from shared.tokens import ensure_keypair
 
     print("Checking dependencies…")
     findings = check_all(config)
@@ -69,6 +81,8 @@ def cmd_up(args, config):
     if ensure_database(config["database"]["url"]):
         print("  created the database")
     migrate(config["database"]["url"])
+    if ensure_keypair(config):
+        print("Created the key pair that signs access tokens")
 
     run_dir = supervisor.RunDir(config)
     tansu = tansu_binary() if kafka_is_embedded(config) else None
@@ -197,6 +211,8 @@ def build_parser():
                         ).set_defaults(handler=cmd_status)
     commands.add_parser("migrate", help="create the database if needed and bring every "
                         "service's schema up to date").set_defaults(handler=cmd_migrate)
+    commands.add_parser("keys", help="create the Ed25519 key pair that signs access tokens, "
+                        "if absent (`up` does this too)").set_defaults(handler=cmd_keys)
 
     create_user = commands.add_parser(
         "create-user", help="create a user, or add a role to an existing one (the only way to "

@@ -38,6 +38,7 @@ def ensure_database(database_url):
 def alembic_config(service, database_url):
     config = AlembicConfig()
     config.set_main_option("script_location", str(ENV_DIR))
+    config.set_main_option("path_separator", "os")
     config.set_main_option("version_locations", str(versions_dir(service)))
     config.attributes["schema"] = service.schema
     config.attributes["url"] = database_url

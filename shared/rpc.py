@@ -6,15 +6,21 @@ dependency puts a deadline on the whole call (publish and reply) and turns a
 miss into ``ServiceUnavailable``. A call that timed out may still run on the
 callee, so every money-moving RPC is idempotent on the callee's side.
 
+Each target service also has a circuit breaker (shared by every worker of the
+process): a service that keeps timing out is not called again for a moment,
+and its callers get an immediate 503 with ``Retry-After`` instead of waiting.
+
     rpc = ServiceRpc("gateway")          # deadline: config["gateway"]["rpc_timeout_ms"]
     self.rpc.accounts.get(account_id)    # a service by attribute
     self.rpc["validator_2"].health()     # or by name
+    self.rpc.ledger.health(breaker=False)  # bypass the breaker (readiness probes)
 """
 import eventlet
 from kombu.exceptions import OperationalError
 from nameko.exceptions import UnknownService
 from nameko.rpc import MethodProxy, RpcProxy
 
+from shared.circuit import CircuitBreaker
 from shared.errors import ServiceUnavailable
 
 
@@ -26,19 +32,32 @@ class ServiceRpc(RpcProxy):
         self.section = section
         self.timeout_key = timeout_key
         self.timeout_s = None
+        self.breakers = {}
 
     def setup(self):
         super().setup()
-        self.timeout_s = int(self.container.config[self.section][self.timeout_key]) / 1000
+        config = self.container.config
+        self.timeout_s = int(config[self.section][self.timeout_key]) / 1000
+        breaker_config = config.get("circuit_breaker", {})
+        self.breaker_options = {
+            "failure_threshold": int(breaker_config.get("failure_threshold", 5)),
+            "reset_timeout_s": float(breaker_config.get("reset_timeout_s", 5)),
+        }
+
+    def breaker(self, service_name):
+        if service_name not in self.breakers:
+            self.breakers[service_name] = CircuitBreaker(service_name, **self.breaker_options)
+        return self.breakers[service_name]
 
     def get_dependency(self, worker_ctx):
-        return ServiceDirectory(worker_ctx, self.rpc_reply_listener, self.timeout_s, self.options)
+        return ServiceDirectory(worker_ctx, self, self.timeout_s, self.options)
 
 
 class ServiceDirectory:
-    def __init__(self, worker_ctx, reply_listener, timeout_s, options):
+    def __init__(self, worker_ctx, provider, timeout_s, options):
         self._worker_ctx = worker_ctx
-        self._reply_listener = reply_listener
+        self._provider = provider
+        self._reply_listener = provider.rpc_reply_listener
         self._timeout_s = timeout_s
         self._options = options
 
@@ -50,7 +69,13 @@ class ServiceDirectory:
             raise AttributeError(service_name)
         return TimedServiceProxy(self, service_name)
 
-    def call(self, service_name, method_name, args, kwargs, timeout_s=None):
+    def call(self, service_name, method_name, args, kwargs, timeout_s=None, breaker=True):
+        if not breaker:
+            return self._call(service_name, method_name, args, kwargs, timeout_s)
+        return self._provider.breaker(service_name).call(
+            self._call, service_name, method_name, args, kwargs, timeout_s)
+
+    def _call(self, service_name, method_name, args, kwargs, timeout_s=None):
         timeout_s = timeout_s or self._timeout_s
         method = MethodProxy(
             self._worker_ctx, service_name, method_name, self._reply_listener, **self._options
@@ -90,7 +115,8 @@ class TimedServiceProxy:
         if method_name.startswith("_"):
             raise AttributeError(method_name)
 
-        def call(*args, timeout_s=None, **kwargs):
-            return self._directory.call(self._service_name, method_name, args, kwargs, timeout_s)
+        def call(*args, timeout_s=None, breaker=True, **kwargs):
+            return self._directory.call(
+                self._service_name, method_name, args, kwargs, timeout_s, breaker)
 
         return call

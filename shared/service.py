@@ -1,7 +1,14 @@
 """What every Nameko service of the system has: correlation-aware logs and a health RPC."""
-from nameko.rpc import rpc
+from nameko.rpc import rpc as nameko_rpc
 
+from shared.errors import PaysysError
 from shared.logs import CorrelationId
+
+
+def rpc(fn):
+    """Nameko's ``@rpc``, with every ``shared.errors`` type declared expected: a refused
+    request (404, 409, 422…) is an answer, not a fault, so it is not logged as a crash."""
+    return nameko_rpc(expected_exceptions=PaysysError)(fn)
 
 
 class ServiceBase:

@@ -1,7 +1,99 @@
+"""Auth RPCs: registration, login, refresh-token rotation, logout, user lookup.
+
+Every error is one of ``shared.errors`` so the gateway receives it typed. Password hashing
+runs outside database transactions so no pooled connection waits on Argon2's CPU time.
+"""
+import logging
+
+from sqlalchemy.exc import IntegrityError
+
+from services.auth import passwords, refresh_tokens, users
+from services.auth.dependencies import TokenIssuer
 from shared.db import Database
-from shared.service import ServiceBase
+from shared.errors import Conflict, NotFound, Unauthorized, ValidationFailed
+from shared.service import ServiceBase, rpc
+
+log = logging.getLogger("paysys.auth")
+
+
+def _invalid_credentials():
+    # One answer for an unknown address and a wrong password: neither is revealed.
+    return Unauthorized("Email or password is wrong.", code="invalid_credentials")
 
 
 class AuthService(ServiceBase):
     name = "auth"
     db = Database(schema="auth")
+    tokens = TokenIssuer()
+
+    @rpc
+    def register(self, email, password, full_name):
+        errors = users.registration_errors(email, password, full_name)
+        if errors:
+            raise ValidationFailed("The registration is not valid.", errors=errors)
+        password_hash = passwords.hash_password(password)
+        try:
+            with self.db.transaction() as connection:
+                user = users.insert_user(connection, email, password_hash, full_name)
+        except IntegrityError as error:
+            # The unique constraint decides, not an earlier SELECT: two concurrent
+            # registrations of one address both pass any SELECT.
+            if users.is_email_taken_error(error):
+                # ``from None``: the chained database error would put the address in the log.
+                raise Conflict("This email is already registered.", code="email_taken") from None
+            raise
+        return users.public_view(user)
+
+    @rpc
+    def login(self, email, password):
+        if not isinstance(password, str):
+            password = ""
+        with self.db.connection() as connection:
+            user = users.find_by_email(connection, email) if isinstance(email, str) else None
+        if user is None:
+            passwords.verify_against_dummy(password)
+            raise _invalid_credentials()
+        if not passwords.verify_password(user.password_hash, password):
+            raise _invalid_credentials()
+        new_hash = None
+        if passwords.needs_rehash(user.password_hash):
+            new_hash = passwords.hash_password(password)
+        with self.db.transaction() as connection:
+            if new_hash is not None:
+                users.replace_password_hash(connection, user.id, user.password_hash, new_hash)
+            return self.tokens.issue_pair(connection, user)
+
+    @rpc
+    def refresh(self, refresh_token):
+        with self.db.transaction() as connection:
+            spent = refresh_tokens.spend(connection, refresh_token)
+            if spent is not None:
+                # Roles as they are now: a role granted since the login shows up here.
+                user = users.find_by_id(connection, spent.user_id)
+                return self.tokens.issue_pair(connection, user, family_id=spent.family_id)
+            reused = refresh_tokens.revoke_if_spent(connection, refresh_token)
+        # Raised after the transaction has committed the revocation, not inside it.
+        if reused is not None:
+            log.warning("refresh token reused: family %s of user %s revoked",
+                        reused.family_id, reused.user_id)
+            raise Unauthorized("The refresh token was already used; log in again.",
+                               code="refresh_token_reused")
+        raise Unauthorized("The refresh token is not valid.", code="invalid_refresh_token")
+
+    @rpc
+    def logout(self, user_id, refresh_token):
+        # Silent whatever the token is: the caller must learn nothing about other tokens.
+        user_id = users.parse_user_id(user_id)
+        if user_id is None:
+            return None
+        with self.db.transaction() as connection:
+            refresh_tokens.revoke_for_user(connection, refresh_token, user_id)
+        return None
+
+    @rpc
+    def get_user(self, user_id):
+        with self.db.connection() as connection:
+            user = users.find_by_id(connection, user_id)
+        if user is None:
+            raise NotFound("No such user.", code="not_found")
+        return users.public_view(user)

@@ -1,7 +1,53 @@
+"""The ledger: double-entry postings and the balances they keep."""
+
+from services.ledger import balances as balance_records
+from services.ledger import entries as entry_records
+from shared.cursors import DEFAULT_PAGE_SIZE, page_request
 from shared.db import Database
-from shared.service import ServiceBase
+from shared.errors import ValidationFailed
+from shared.ids import parse_id
+from shared.service import ServiceBase, rpc
+
+MAX_BALANCES = 1000
 
 
 class LedgerService(ServiceBase):
     name = "ledger"
     db = Database(schema="ledger")
+
+    @rpc
+    def balances(self, account_ids):
+        """``{account_id: {"balance": int, "held": int}}`` with an entry for every requested id
+        (keyed as given): zeros for an account no money has moved for yet, or for an id that is
+        no UUID (it cannot have money). Items that are not strings are skipped."""
+        if not isinstance(account_ids, (list, tuple)) or len(account_ids) > MAX_BALANCES:
+            raise ValidationFailed(
+                "account_ids: must be a list of at most {} ids".format(MAX_BALANCES),
+                errors={"account_ids": ["must be a list of at most {} ids".format(MAX_BALANCES)]},
+            )
+        requested = {
+            given: parse_id(given)
+            for given in account_ids if isinstance(given, str)
+        }
+        with self.db.connection() as connection:
+            found = balance_records.balances_of(
+                connection, {parsed for parsed in requested.values() if parsed is not None})
+        return {
+            given: dict(found.get(parsed, balance_records.ZERO))
+            for given, parsed in requested.items()
+        }
+
+    @rpc
+    def entries(self, account_id, limit=DEFAULT_PAGE_SIZE, cursor=None):
+        """``{"items", "next_cursor"}``: the account's entries, newest first. Ownership is
+        the caller's business (the gateway asks the accounts service first)."""
+        limit, before = page_request(limit, cursor, entry_records.decode_cursor)
+        account = parse_id(account_id)
+        if account is None:
+            return {"items": [], "next_cursor": None}
+        with self.db.connection() as connection:
+            rows, more = entry_records.page_of_account(connection, account, limit, before)
+        return {
+            "items": [entry_records.view(row) for row in rows],
+            "next_cursor": entry_records.encode_cursor(rows[-1]) if more else None,
+        }

@@ -5,6 +5,7 @@ database, Kafka port and run dir, so it never meets a system a developer has
 running with `make up`, nor another test system.
 """
 import os
+import random
 import re
 import subprocess
 import sys
@@ -42,6 +43,12 @@ class System:
             PAYSYS_KAFKA_PORT=str(self.kafka_port),
             PAYSYS_RUN_DIR=str(self.run_dir),
             PAYSYS_READY_TIMEOUT_S="120",
+            # The tests reach the gateway as if through a load balancer on loopback, so each
+            # request may name its client (X-Forwarded-For) and has its own per-IP bucket.
+            PAYSYS_TRUSTED_PROXIES="127.0.0.1",
+            # A dead service costs a test a few seconds, not the production 10.
+            PAYSYS_RPC_TIMEOUT_MS="4000",
+            PAYSYS_BREAKER_FAILURES="2",
         )
 
     # --- life cycle ---
@@ -75,13 +82,38 @@ class System:
 
     # --- looking at it ---
 
-    def get(self, path, **kwargs):
+    def request(self, method, path, **kwargs):
+        """An HTTP request to the gateway, from a random client address unless the
+        caller sets ``X-Forwarded-For`` (tests of the per-IP limit do)."""
         kwargs.setdefault("timeout", 30)
-        return requests.get(self.url + path, **kwargs)
+        headers = kwargs.setdefault("headers", {})
+        headers.setdefault("X-Forwarded-For", random_client_ip())
+        return requests.request(method, self.url + path, **kwargs)
+
+    def get(self, path, **kwargs):
+        return self.request("GET", path, **kwargs)
 
     def post(self, path, **kwargs):
-        kwargs.setdefault("timeout", 30)
-        return requests.post(self.url + path, **kwargs)
+        return self.request("POST", path, **kwargs)
+
+    def delete(self, path, **kwargs):
+        return self.request("DELETE", path, **kwargs)
+
+    def supervisorctl(self, action, program):
+        """Start or stop one service process: ``supervisorctl("stop", "accounts")``."""
+        from paysys import supervisor
+        from shared.config import load_config
+
+        config = load_config()
+        config["supervisor"]["run_dir"] = str(self.run_dir)
+        group = "" if program == "kafka" else "paysys:"
+        done = supervisor.supervisorctl(supervisor.RunDir(config), action, group + program,
+                                        capture=True)
+        assert done.returncode == 0, done.stdout + done.stderr
+
+    @property
+    def keys_dir(self):
+        return self.run_dir / "keys"
 
     def process_ids(self):
         """``{program: pid}`` of every running program, from supervisorctl."""
@@ -99,3 +131,8 @@ class System:
             return ""
         return "\n".join("--- {} ---\n{}".format(path.name, "\n".join(
             path.read_text().splitlines()[-lines:])) for path in sorted(logs.glob("*.log")))
+
+
+def random_client_ip():
+    return "10.{}.{}.{}".format(
+        random.randint(0, 255), random.randint(0, 255), random.randint(1, 254))

@@ -1,0 +1,171 @@
+"""The gateway's guard: what every route goes through before its handler runs.
+
+In order, so that a client learns nothing it may not know:
+
+1. the per-IP rate limit (the operations routes skip the whole guard);
+2. the bearer token (401), then the per-user rate limit;
+3. the route's roles (403), declared once per route in ``gateway.routes``;
+4. the path ids (404), the query and the body (400 / 422);
+5. the Idempotency-Key: required on every money-moving POST, honoured on the
+   other POSTs that create something; a stored response is replayed.
+
+Handlers get a ``Call`` of validated values and never see the raw request,
+so a check cannot be forgotten on one route. Ownership (another's account
+is a 404) is checked again by the service that owns the data.
+"""
+import logging
+from dataclasses import dataclass, field
+
+from nameko.extensions import DependencyProvider
+from werkzeug.wrappers import Response
+
+from gateway import idempotency, inputs
+from gateway.http import GatewayEndpoint, response_for_error
+from gateway.metrics import rate_limit_skipped
+from gateway.ratelimit import RateLimiter, limiter_client, limits_from_config
+from shared.errors import Forbidden, PaysysError, Unauthorized
+from shared.tokens import load_public_key, verify_access_token
+
+log = logging.getLogger(__name__)
+
+STAFF_ROLES = frozenset({"admin", "auditor"})
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The authenticated caller, from the access token's claims."""
+
+    id: str
+    roles: tuple
+
+    @property
+    def is_admin(self):
+        return "admin" in self.roles
+
+    @property
+    def is_staff(self):
+        """Admins and auditors read any account; everyone else only their own."""
+        return bool(STAFF_ROLES & set(self.roles))
+
+
+@dataclass
+class Call:
+    """One validated request, as handlers see it."""
+
+    route: object
+    user: Principal = None
+    path: dict = field(default_factory=dict)
+    query: dict = field(default_factory=dict)
+    body: dict = field(default_factory=dict)
+    client_ip: str = ""
+
+
+def authenticate(public_key, request):
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("Send the header Authorization: Bearer <access_token>.")
+    claims = verify_access_token(public_key, token.strip())
+    return Principal(claims["sub"], tuple(claims.get("roles") or ()))
+
+
+def authorize(route, user):
+    if route.roles and not set(route.roles) & set(user.roles):
+        raise Forbidden("This operation needs the role {}.".format(" or ".join(route.roles)))
+
+
+class GuardAccess:
+    def __init__(self, provider):
+        self.provider = provider
+
+    def handle(self, route, handler, service, request, path_values):
+        provider = self.provider
+        if route.operational:
+            return handler(service, Call(route))
+        ip = inputs.client_ip(request, provider.trusted_proxies)
+        provider.limiter.check("ip", ip)
+        user = None
+        if route.auth:
+            user = authenticate(provider.public_key, request)
+            provider.limiter.check("user", user.id)
+            authorize(route, user)
+        call = Call(route, user, inputs.load_path(route, path_values),
+                    inputs.load_query(route, request), inputs.load_body(route, request), ip)
+        key = None
+        if route.moves_money or route.idempotent:
+            key = idempotency.parse_key(request.headers.get(idempotency.HEADER),
+                                        required=route.moves_money)
+        if key is None:
+            return handler(service, call)
+        return self._once(route, handler, service, request, call, key)
+
+    def _once(self, route, handler, service, request, call, key):
+        store = idempotency.IdempotencyStore(service.db, self.provider.idempotency_ttl_s,
+                                             self.provider.idempotency_lease_s)
+        user_id = call.user.id
+        stored = store.begin(user_id, key,
+                             idempotency.fingerprint(route.operation_id, request.path, call.body))
+        if stored is not None:
+            response = Response(stored.body, status=stored.status, headers=stored.headers)
+            response.headers[idempotency.REPLAYED_HEADER] = "true"
+            return response
+        try:
+            response = handler(service, call)
+        except PaysysError as exc:
+            response = response_for_error(exc)  # a 4xx answer is the answer, replayed too
+        except BaseException:
+            store.release(user_id, key)
+            raise
+        try:
+            store.finish(user_id, key, response.status_code, response.get_data(as_text=True),
+                         dict(response.headers))
+        except Exception:  # noqa: BLE001 - the work is done; the lease lapses, retries take over
+            log.exception("could not store the response of Idempotency-Key %r", key)
+        return response
+
+
+class Guard(DependencyProvider):
+    """Holds what the guard needs for the life of the process: the public key that
+    verifies access tokens, the rate limiter and the idempotency settings."""
+
+    def setup(self):
+        config = self.container.config
+        self.public_key = load_public_key(config)
+        proxies = config["gateway"].get("trusted_proxies") or ""
+        self.trusted_proxies = frozenset(p.strip() for p in proxies.split(",") if p.strip())
+        limits = config["rate_limits"]
+        timeout_s = int(limits["redis_timeout_ms"]) / 1000
+        self.redis = limiter_client(config["redis"]["url"], timeout_s)
+        self.limiter = RateLimiter(self.redis, limits_from_config(limits),
+                                   on_skip=lambda scope: rate_limit_skipped.labels(scope).inc())
+        self.idempotency_ttl_s = int(config["idempotency"]["ttl_s"])
+        self.idempotency_lease_s = int(config["idempotency"]["lease_s"])
+
+    def stop(self):
+        self.redis.close()
+
+    def kill(self):
+        self.stop()
+
+    def get_dependency(self, worker_ctx):
+        return GuardAccess(self)
+
+
+def guarded(route, handler):
+    """The entrypoint's method: runs the guard, then ``handler(service, call)``.
+
+    The signature is the one Nameko's HTTP entrypoint calls, ``(request, **path)``.
+    """
+    def entry(self, request, **path_values):
+        return self.guard.handle(route, handler, self, request, path_values)
+
+    entry.__name__ = handler.__name__
+    entry.__doc__ = handler.__doc__
+    return entry
+
+
+def endpoint(route):
+    """Declares the handler of ``route``: ``@endpoint(BY_OPERATION["get_account"])``."""
+    def decorate(handler):
+        return GatewayEndpoint.decorator(route)(guarded(route, handler))
+
+    return decorate

@@ -1,0 +1,84 @@
+"""Turning an HTTP request into validated values, or into a 4xx problem.
+
+Malformed JSON is 400 ``malformed_json``; JSON that breaks the route's schema
+(unknown fields included, so ``balance``, ``owner_id`` or ``roles`` in a body
+are refused, never silently dropped) is 422 ``validation_error`` with the
+messages per field; a malformed id in the path is 404, like an unknown one.
+"""
+import ipaddress
+import json
+import uuid
+
+from marshmallow import ValidationError
+
+from shared.errors import BadRequest, NotFound, ValidationFailed
+
+
+def _plain(value):
+    """Loaded values as JSON types (UUIDs and dates as strings), ready for an RPC."""
+    return json.loads(json.dumps(value, default=str))
+
+
+def load_body(route, request):
+    raw = request.get_data(cache=True)
+    if raw.strip():
+        try:
+            data = json.loads(raw)
+        except ValueError as exc:
+            raise BadRequest("The body is not valid JSON: {}".format(exc), code="malformed_json")
+    else:
+        data = {}
+    if route.body is None:
+        if data != {}:
+            raise ValidationFailed("This operation takes no body.",
+                                   errors={"_schema": ["No body is accepted here."]})
+        return {}
+    try:
+        return _plain(route.body().load(data))
+    except ValidationError as exc:
+        raise ValidationFailed("The request body is not valid.", errors=exc.messages)
+
+
+def load_query(route, request):
+    args = request.args
+    repeated = sorted(name for name in args if len(args.getlist(name)) > 1)
+    if repeated:
+        raise ValidationFailed("Query parameters given more than once.",
+                               errors={name: ["Give it once."] for name in repeated})
+    if route.query is None:
+        if args:
+            raise ValidationFailed("This operation takes no query parameters.",
+                                   errors={name: ["Unknown field."] for name in args})
+        return {}
+    try:
+        return _plain(route.query().load(args.to_dict()))
+    except ValidationError as exc:
+        raise ValidationFailed("The query parameters are not valid.", errors=exc.messages)
+
+
+def load_path(route, path_values):
+    """Every path parameter is an id: a malformed one names nothing, so it is a 404."""
+    ids = {}
+    for name in route.path_params:
+        try:
+            ids[name] = str(uuid.UUID(path_values[name]))
+        except (KeyError, ValueError):
+            raise NotFound("No such {}.".format(name.replace("_id", "").replace("_", " ")))
+    return ids
+
+
+def client_ip(request, trusted_proxies):
+    """The client's address: the peer's, unless the peer is a trusted proxy, in which case
+    the nearest address in X-Forwarded-For that is not one of ours."""
+    peer = request.remote_addr or ""
+    if peer not in trusted_proxies:
+        return peer
+    forwarded = [hop.strip() for hop in request.headers.get("X-Forwarded-For", "").split(",")]
+    for hop in reversed(forwarded):
+        try:
+            address = str(ipaddress.ip_address(hop))
+        except ValueError:
+            break  # a forged or garbled hop: stop believing the header here
+        if address not in trusted_proxies:
+            return address
+    return peer

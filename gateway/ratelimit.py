@@ -1,0 +1,105 @@
+"""Rate limits in Redis, per user and per client IP, shared by every gateway process.
+
+The algorithm is GCRA (the generic cell rate algorithm, a leaky bucket that
+stores one timestamp per key): ``rate_per_s`` requests a second on average,
+up to ``burst`` at once. One Lua script reads and updates the key atomically
+and takes the time from Redis, so gateways with skewed clocks agree.
+
+When Redis is down or slow the limiter *fails open*: requests are served
+unlimited, each skip is counted in ``paysys_rate_limit_skipped_total`` and
+logged. Rate limiting protects capacity; refusing every request because its
+bookkeeping is unavailable would turn a Redis outage into a full outage of
+payments, which do not depend on Redis. A circuit breaker stops asking a
+dead Redis for a few seconds so an outage does not add a timeout to every
+request.
+"""
+import logging
+import math
+from dataclasses import dataclass
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from shared.circuit import CircuitBreaker
+from shared.errors import RateLimited, ServiceUnavailable
+
+log = logging.getLogger(__name__)
+
+GCRA = """
+local now = redis.call('TIME')
+local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+local interval_ms = tonumber(ARGV[1])
+local tolerance_ms = tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or now_ms)
+if tat < now_ms then tat = now_ms end
+local new_tat = tat + interval_ms
+local allowed_at = new_tat - tolerance_ms
+if allowed_at > now_ms then
+  return {0, allowed_at - now_ms}
+end
+redis.call('SET', KEYS[1], new_tat, 'PX', math.ceil(new_tat - now_ms))
+return {1, 0}
+"""
+
+
+@dataclass(frozen=True)
+class Limit:
+    rate_per_s: float
+    burst: int
+
+    @property
+    def interval_ms(self):
+        return 1000.0 / self.rate_per_s
+
+    @property
+    def tolerance_ms(self):
+        return self.interval_ms * self.burst
+
+
+class RateLimiter:
+    """``check(scope, key)`` raises ``RateLimited`` once ``key`` exceeds its scope's limit."""
+
+    def __init__(self, client, limits, key_prefix="paysys:ratelimit", on_skip=None):
+        self.client = client
+        self.limits = limits  # scope -> Limit
+        self.key_prefix = key_prefix
+        self.script = client.register_script(GCRA)
+        self.breaker = CircuitBreaker("redis", failure_threshold=3, reset_timeout_s=5)
+        self.on_skip = on_skip or (lambda scope: None)
+
+    def check(self, scope, key):
+        limit = self.limits[scope]
+        try:
+            allowed, wait_ms = self.breaker.call(self._ask, scope, key, limit)
+        except ServiceUnavailable as exc:
+            self.on_skip(scope)
+            log.warning("rate limit %s not checked (failing open): %s", scope, exc)
+            return
+        if not allowed:
+            raise RateLimited(
+                "Too many requests; slow down.",
+                retry_after_s=max(1, math.ceil(int(wait_ms) / 1000)),
+            )
+
+    def _ask(self, scope, key, limit):
+        redis_key = "{}:{}:{}".format(self.key_prefix, scope, key)
+        try:
+            return self.script(keys=[redis_key], args=[limit.interval_ms, limit.tolerance_ms])
+        except redis.RedisError as exc:
+            raise ServiceUnavailable("Redis: {}".format(exc))
+
+
+def limiter_client(url, timeout_s):
+    """A Redis client that answers within ``timeout_s`` or fails: no retries, since a
+    rate-limit check that cannot be made at once is skipped rather than waited for."""
+    return redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
+                                retry=Retry(NoBackoff(), 0))
+
+
+def limits_from_config(section):
+    """``{"user": Limit, "ip": Limit}`` from config.yml's ``rate_limits``."""
+    return {
+        scope: Limit(float(section[scope + "_per_s"]), int(section[scope + "_burst"]))
+        for scope in ("user", "ip")
+    }

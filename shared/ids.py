@@ -1,0 +1,23 @@
+"""Ids and timestamps as they cross service boundaries: canonical UUID text, RFC 3339 UTC."""
+import uuid
+from datetime import timezone
+
+MAX_ID_TEXT = 64
+
+
+def parse_id(value):
+    """The canonical text of a UUID, or None when ``value`` is not one (never raises):
+    a malformed id names nothing, so callers answer it like an unknown one."""
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if not isinstance(value, str) or len(value) > MAX_ID_TEXT:
+        return None
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        return None
+
+
+def rfc3339(moment):
+    """``2026-11-25T21:33:20.123456Z``: UTC, always with microseconds."""
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
