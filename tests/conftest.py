@@ -51,3 +51,16 @@ def service_config(database_url):
     config["database"]["url"] = database_url
     config["redis"]["url"] = "redis://127.0.0.1:6379/12"
     return config
+
+
+@pytest.fixture(scope="session")
+def engine(database_url):
+    """A pooled SQLAlchemy engine on the tests' database, as a service process has one."""
+    from shared.config import load_config
+    from shared.db import make_engine
+
+    config = load_config()
+    config["database"]["url"] = database_url
+    engine = make_engine(config["database"], 5, "paysys-tests")
+    yield engine
+    engine.dispose()

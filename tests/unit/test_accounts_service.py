@@ -14,17 +14,10 @@ from sqlalchemy.exc import IntegrityError
 
 from services.accounts import records
 from services.accounts.service import AccountsService
-from shared.db import DatabaseAccess, make_engine
+from shared.db import DatabaseAccess
 from shared.errors import Conflict, NotFound, ValidationFailed
 
 RFC3339_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
-
-
-@pytest.fixture
-def engine(service_config):
-    engine = make_engine(service_config["database"], 5, "test")
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from sqlalchemy import text
 from services.auth import passwords, users
 from services.auth.dependencies import TokenIssuer
 from services.auth.service import AuthService
-from shared.db import DatabaseAccess, make_engine
+from shared.db import DatabaseAccess
 from shared.errors import Conflict, NotFound, Unauthorized, ValidationFailed
 from shared.tokens import ensure_keypair, load_public_key, verify_access_token
 
@@ -30,13 +30,6 @@ def config(service_config, tmp_path):
     service_config["auth"]["public_key_file"] = str(tmp_path / "jwt-ed25519.pub.pem")
     ensure_keypair(service_config)
     return service_config
-
-
-@pytest.fixture
-def engine(config):
-    engine = make_engine(config["database"], 5, "test")
-    yield engine
-    engine.dispose()
 
 
 def token_issuer(container):

@@ -5,19 +5,8 @@ import pytest
 from sqlalchemy import text
 
 from gateway.idempotency import IdempotencyStore, fingerprint, parse_key
-from shared.db import DatabaseAccess, make_engine
+from shared.db import DatabaseAccess
 from shared.errors import BadRequest, Conflict, ValidationFailed
-
-
-@pytest.fixture(scope="module")
-def engine(database_url):
-    from shared.config import load_config
-
-    config = load_config()
-    config["database"]["url"] = database_url
-    engine = make_engine(config["database"], 5, "test-idempotency")
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture

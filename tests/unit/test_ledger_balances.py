@@ -8,15 +8,8 @@ from sqlalchemy.exc import IntegrityError
 
 from services.ledger.balances import balances
 from services.ledger.service import LedgerService
-from shared.db import DatabaseAccess, make_engine
+from shared.db import DatabaseAccess
 from shared.errors import ValidationFailed
-
-
-@pytest.fixture
-def engine(service_config):
-    engine = make_engine(service_config["database"], 5, "test")
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture
