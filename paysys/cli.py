@@ -49,11 +49,16 @@ def cmd_migrate(args, config):
 
 def cmd_keys(args, config):
     from shared.tokens import ensure_keypair, key_files
+    from shared.votes import ensure_validator_keys, key_file
 
     created = ensure_keypair(config)
     private_path, public_path = key_files(config)
-    print("{} the signing key pair: {} (private), {} (public)".format(
+    print("{} the access-token key pair: {} (private), {} (public)".format(
         "Created" if created else "Kept", private_path, public_path))
+    made = ensure_validator_keys(config)
+    print("Vote-signing keys in {}: {}".format(
+        key_file(config, "validator_1").parent,
+        "created for " + ", ".join(made) if made else "all present"))
     return 0
 
 
@@ -63,6 +68,7 @@ def cmd_up(args, config):
     from paysys.database import ensure_database, migrate
     from shared.config import kafka_is_embedded
     from shared.tokens import ensure_keypair
+    from shared.votes import ensure_validator_keys
 
     print("Checking dependencies…")
     findings = check_all(config)
@@ -83,6 +89,8 @@ def cmd_up(args, config):
     migrate(config["database"]["url"])
     if ensure_keypair(config):
         print("Created the key pair that signs access tokens")
+    if ensure_validator_keys(config):
+        print("Created the validators' vote-signing keys")
 
     run_dir = supervisor.RunDir(config)
     tansu = tansu_binary() if kafka_is_embedded(config) else None

@@ -1,4 +1,9 @@
 """Money is an integer count of a currency's minor unit; never a float."""
+import uuid
+
+# Money enters and leaves the books through one settlement account per currency
+# (deposits debit it, withdrawals credit it), so every posting balances.
+SETTLEMENT_NAMESPACE = uuid.UUID("6f1c1b0e-7a52-5d0c-9a51-3f0f8a1d2c40")
 
 # ISO 4217 minor-unit exponents of the currencies accounts may hold.
 MINOR_UNIT_EXPONENT = {
@@ -31,3 +36,8 @@ def is_amount(value):
         and not isinstance(value, bool)
         and MIN_AMOUNT_MINOR <= value <= MAX_AMOUNT_MINOR
     )
+
+
+def settlement_account_id(currency):
+    """The settlement account of ``currency``: the same id in every process, forever."""
+    return str(uuid.uuid5(SETTLEMENT_NAMESPACE, "settlement:" + currency))
