@@ -58,6 +58,7 @@ class Call:
     query: dict = field(default_factory=dict)
     body: dict = field(default_factory=dict)
     client_ip: str = ""
+    idempotency_key: str = None
 
 
 def authenticate(public_key, request):
@@ -96,6 +97,7 @@ class GuardAccess:
                                         required=route.moves_money)
         if key is None:
             return handler(service, call)
+        call.idempotency_key = key
         return self._once(route, handler, service, request, call, key)
 
     def _once(self, route, handler, service, request, call, key):

@@ -121,6 +121,49 @@ class GatewayService(ServiceBase):
         return json_response(
             account_view(account, self.rpc.ledger.balances([account_id])[account_id]))
 
+    # --- Money movement -----------------------------------------------------------
+
+    @endpoint(BY_OPERATION["deposit"])
+    def deposit(self, call):
+        return self._move_money(call, "deposit")
+
+    @endpoint(BY_OPERATION["withdraw"])
+    def withdraw(self, call):
+        return self._move_money(call, "withdrawal")
+
+    @endpoint(BY_OPERATION["transfer"])
+    def transfer(self, call):
+        return self._move_money(call, "transfer")
+
+    @endpoint(BY_OPERATION["get_transfer"])
+    def get_transfer(self, call):
+        viewer_id = None if call.user.is_staff else call.user.id
+        return json_response(self.rpc.transactions.get(call.path["transaction_id"], viewer_id))
+
+    @endpoint(BY_OPERATION["list_transactions"])
+    def list_transactions(self, call):
+        account_id = call.query.get("account_id")
+        if account_id is not None:
+            self.rpc.accounts.get(account_id, owner_id=self._owner_filter(call))  # 404 if not
+        return json_response(self.rpc.transactions.list(
+            call.user.id, account_id=account_id, status=call.query.get("status"),
+            limit=call.query["limit"], cursor=call.query.get("cursor")))
+
+    def _move_money(self, call, kind):
+        # The transactions service answers within the decision wait; allow for the queue.
+        wait_s = int(self.config["transactions"]["decision_wait_ms"]) / 1000
+        transaction = self.rpc.transactions.submit(
+            kind, call.user.id, call.body, call.idempotency_key, call.user.is_admin,
+            timeout_s=wait_s + self.rpc_margin_s)
+        location = "/v1/transfers/{}".format(transaction["id"])
+        # 201: decided (completed or failed); 202: still pending, poll Location.
+        status = 202 if transaction["status"] == "pending" else 201
+        return json_response(transaction, status, {"Location": location})
+
+    @property
+    def rpc_margin_s(self):
+        return int(self.config["gateway"]["rpc_timeout_ms"]) / 1000
+
     # --- Operations ---------------------------------------------------------------
 
     @endpoint(BY_OPERATION["health"])

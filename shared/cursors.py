@@ -8,8 +8,10 @@ a 500.
 import base64
 import binascii
 import json
+from datetime import datetime
 
 from shared.errors import ValidationFailed
+from shared.ids import parse_id, rfc3339
 
 MAX_CURSOR_LENGTH = 512
 
@@ -31,6 +33,23 @@ def decode_cursor(cursor, fields):
     if not isinstance(position, dict) or set(position) != set(fields):
         raise ValueError("not a cursor")
     return position
+
+
+def encode_time_and_id(created_at, item_id):
+    """The cursor of a list ordered by (created_at, id), either way."""
+    return encode_cursor({"t": rfc3339(created_at), "i": item_id})
+
+
+def decode_time_and_id(cursor):
+    """``(created_at, id)`` of such a cursor; ValueError when it is not one of ours."""
+    position = decode_cursor(cursor, ("t", "i"))
+    if not isinstance(position["t"], str):
+        raise ValueError("not a cursor")
+    created_at = datetime.fromisoformat(position["t"])  # ValueError when malformed
+    item_id = parse_id(position["i"])
+    if created_at.tzinfo is None or item_id is None:
+        raise ValueError("not a cursor")
+    return created_at, item_id
 
 
 DEFAULT_PAGE_SIZE = 50

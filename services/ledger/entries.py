@@ -1,5 +1,6 @@
-"""The entries table: read side (postings write it)."""
-from sqlalchemy import CHAR, BigInteger, Column, DateTime, MetaData, Table, func, select
+"""The entries table: the immutable lines of every posting (the database refuses
+UPDATE, DELETE and TRUNCATE on it)."""
+from sqlalchemy import CHAR, BigInteger, Column, DateTime, MetaData, Table, func, insert, select
 from sqlalchemy.dialects.postgresql import UUID
 
 from shared import cursors
@@ -29,6 +30,27 @@ def view(row):
         "balance_after": row.balance_after,
         "created_at": rfc3339(row.created_at),
     }
+
+
+def insert_entries(connection, rows):
+    """Write ``rows`` (dicts of every column but created_at); the stored rows, in order."""
+    return connection.execute(
+        insert(entries).returning(entries, sort_by_parameter_order=True), rows).all()
+
+
+def of_transactions(connection, transaction_ids):
+    """``{transaction_id: [rows]}``: each transaction's entries, the debit (negative) first."""
+    if not transaction_ids:
+        return {}
+    rows = connection.execute(
+        select(entries)
+        .where(entries.c.transaction_id.in_(list(transaction_ids)))
+        .order_by(entries.c.transaction_id, entries.c.amount)
+    ).all()
+    found = {}
+    for row in rows:
+        found.setdefault(row.transaction_id, []).append(row)
+    return found
 
 
 def page_of_account(connection, account_id, limit, before_seq=None):

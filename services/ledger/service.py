@@ -1,7 +1,10 @@
 """The ledger: double-entry postings and the balances they keep."""
 
 from services.ledger import balances as balance_records
+from services.ledger import batches
 from services.ledger import entries as entry_records
+from services.ledger import postings as posting_records
+from services.ledger import totals as ledger_totals
 from shared.cursors import DEFAULT_PAGE_SIZE, page_request
 from shared.db import Database
 from shared.errors import ValidationFailed
@@ -9,11 +12,48 @@ from shared.ids import parse_id
 from shared.service import ServiceBase, rpc
 
 MAX_BALANCES = 1000
+MAX_POSTINGS = 1000
 
 
 class LedgerService(ServiceBase):
     name = "ledger"
     db = Database(schema="ledger")
+
+    @rpc
+    def post(self, postings):
+        """Post a batch in one database commit: a result per posting, in the same order.
+
+        Each posting is ``{transaction_id, type, currency, amount, debit_account_id,
+        credit_account_id, debit_overdraft_limit}`` (a null account is the currency's
+        settlement account). Its result is ``{transaction_id, status: "posted", entries,
+        posted_at}`` or ``{transaction_id, status: "rejected", reason}`` with reason
+        ``insufficient_funds``, ``currency_mismatch`` or ``malformed_posting``; a rejected
+        posting moves nothing and the others still post. A transaction posted before
+        answers its first result again and moves nothing (redelivery, retries, races)."""
+        if not isinstance(postings, (list, tuple)) or len(postings) > MAX_POSTINGS:
+            message = "must be a list of at most {} postings".format(MAX_POSTINGS)
+            raise ValidationFailed("postings: " + message, errors={"postings": [message]})
+        return batches.post(self.db, list(postings))
+
+    @rpc
+    def posting(self, transaction_id):
+        """The result the transaction's posting answered, or None if it was never posted
+        (rejected postings leave nothing behind)."""
+        transaction = parse_id(transaction_id)
+        if transaction is None:
+            return None
+        with self.db.connection() as connection:
+            return posting_records.stored_results(connection, [transaction]).get(transaction)
+
+    @rpc
+    def totals(self):
+        """``{currencies: {CUR: {entries_sum, accounts_sum}}, accounts_checked,
+        discrepancies: [{account_id, balance, entries_sum}]}`` from one snapshot."""
+        with self.db.connection() as connection:
+            connection.execution_options(isolation_level="REPEATABLE READ",
+                                         postgresql_readonly=True)
+            with connection.begin():
+                return ledger_totals.totals(connection)
 
     @rpc
     def balances(self, account_ids):

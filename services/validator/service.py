@@ -1,5 +1,17 @@
+"""Validator: one of N independent voters on every transaction; each keeps its own view of risk.
+
+``vote(transactions)`` takes a batch and answers one signed vote per item, in order. The
+rules are in ``rules.py``, the batch and the Redis policy in ``voter.py``, the risk state
+in ``risk.py``.
+"""
+from services.validator.dependencies import RiskChecks, VoteKey
 from shared.db import Database
-from shared.service import ServiceBase
+from shared.errors import ValidationFailed
+from shared.service import ServiceBase, rpc
+from shared.votes import sign_vote
+
+# A bound on one call's work; the transactions service sends far smaller batches.
+MAX_BATCH = 10000
 
 
 class ValidatorService(ServiceBase):
@@ -7,3 +19,21 @@ class ValidatorService(ServiceBase):
     # `paysys serve validator_2` sets the name; see paysys/runner.py.
     name = "validator"
     db = Database(schema="validator")
+    vote_key = VoteKey()
+    risk = RiskChecks()
+
+    @rpc
+    def vote(self, transactions):
+        """``[{transaction_id, validator_id, decision, reasons, signature}]``, one per item.
+
+        A malformed item gets a rejection (``malformed_transaction``) of its own; only a
+        call that is not a list of items at all is refused."""
+        if not isinstance(transactions, list) or len(transactions) > MAX_BATCH:
+            raise ValidationFailed(
+                "transactions: must be a list of at most {} items".format(MAX_BATCH),
+                errors={"transactions": ["must be a list of at most {} items".format(
+                    MAX_BATCH)]})
+        return [
+            sign_vote(self.vote_key, transaction_id, self.name, decision, reasons)
+            for transaction_id, decision, reasons in self.risk.decide(transactions)
+        ]

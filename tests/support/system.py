@@ -49,6 +49,9 @@ class System:
             # A dead service costs a test a few seconds, not the production 10.
             PAYSYS_RPC_TIMEOUT_MS="4000",
             PAYSYS_BREAKER_FAILURES="2",
+            # A vote round may outlast the wait for a decision, so the tests can see a 202.
+            PAYSYS_DECISION_WAIT_MS="3000",
+            PAYSYS_VOTE_DEADLINE_MS="3500",
         )
 
     # --- life cycle ---

@@ -32,9 +32,12 @@ def test_accounts_the_ledger_has_not_seen_have_zero_balances(service):
 def test_balances_come_from_the_rows(service, engine):
     rich, overdrawn, unseen = new_id(), new_id(), new_id()
     with engine.begin() as connection:
+        # Negative only within its overdraft limit (the constraint balance_within_overdraft).
         connection.execute(insert(balances), [
-            {"account_id": rich, "currency": "USD", "balance": 12_345, "held": 45},
-            {"account_id": overdrawn, "currency": "JPY", "balance": -700, "held": 0},
+            {"account_id": rich, "currency": "USD", "balance": 12_345, "held": 45,
+             "overdraft_limit": 0},
+            {"account_id": overdrawn, "currency": "JPY", "balance": -700, "held": 0,
+             "overdraft_limit": 700},
         ])
     assert service.balances([rich, overdrawn, unseen]) == {
         rich: {"balance": 12_345, "held": 45},

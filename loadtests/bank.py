@@ -1,0 +1,320 @@
+"""The bank workload and its checker, against a running system over HTTP.
+
+Concurrent clients transfer random amounts among a set of accounts; some
+replay a request with the same Idempotency-Key. Every client operation is
+recorded (invoke, ok, fail, unknown). Afterwards the checker reads the books
+through the API and says whether money was conserved, no balance went
+negative, each account's entries sum to its balance, each acknowledged
+completed transfer is posted exactly once, each failed one moved nothing and
+nothing stayed pending.
+
+    python -m loadtests.bank --url http://127.0.0.1:8000 --clients 8 --seconds 20
+
+prints completed transfers per second and the latency percentiles, then the
+checker's verdict (exit status 1 if it found a problem).
+"""
+import argparse
+import random
+import statistics
+import sys
+import threading
+import time
+import uuid
+import zlib
+from dataclasses import dataclass, field
+
+import requests
+
+PASSWORD = "bank workload password"
+INITIAL_BALANCE = 60_000  # minor units per account: low enough that some transfers fail
+MAX_TRANSFER = 30_000
+RETRY_STATUSES = (409, 429, 503)
+
+
+@dataclass
+class Client:
+    """One user of the bank, with an HTTP session and their accounts."""
+
+    url: str
+    email: str
+    token: str = ""
+    accounts: list = field(default_factory=list)
+    session: requests.Session = field(default_factory=requests.Session)
+
+    def call(self, method, path, **kwargs):
+        headers = dict(kwargs.pop("headers", {}), Authorization="Bearer " + self.token)
+        # Each client its own address, as real customers are, for the per-IP limit.
+        headers.setdefault("X-Forwarded-For", self.address)
+        return self.session.request(method, self.url + path, headers=headers, timeout=60,
+                                    **kwargs)
+
+    @property
+    def address(self):
+        number = zlib.crc32(self.email.encode())
+        return "10.77.{}.{}".format(number // 250 % 250, number % 250 + 1)
+
+    def move(self, path, body, key, attempts=20):
+        """POST a money movement until it gets an answer that is not 'try again'."""
+        response = None
+        for _ in range(attempts):
+            response = self.call("POST", path, json=body, headers={"Idempotency-Key": key})
+            if response.status_code not in RETRY_STATUSES:
+                return response
+            time.sleep(min(float(response.headers.get("Retry-After", 1)), 2.0))
+        return response
+
+    def poll(self, location, timeout_s=60):
+        """GET ``location`` until the transaction there is no longer pending."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            response = self.call("GET", location)
+            if (response.status_code != 200 or response.json()["status"] != "pending"
+                    or time.monotonic() > deadline):
+                return response
+            time.sleep(0.2)
+
+    def pages(self, path, params=None):
+        items, cursor = [], None
+        while True:
+            query = dict(params or {}, limit=200)
+            if cursor:
+                query["cursor"] = cursor
+            response = self.call("GET", path, params=query)
+            response.raise_for_status()
+            page = response.json()
+            items.extend(page["items"])
+            cursor = page["next_cursor"]
+            if not cursor:
+                return items
+
+
+@dataclass
+class Operation:
+    """One client operation, Jepsen style: invoked, then ok / fail / unknown."""
+
+    key: str
+    source: str
+    destination: str
+    amount: int
+    started_s: float
+    latency_s: float = 0.0
+    outcome: str = "invoke"  # ok (completed), fail (failed), unknown (no answer / pending)
+    status_code: int = 0
+    transaction: dict = None
+    replayed_same: bool = None
+
+
+class Bank:
+    def __init__(self, url, users=8, accounts_per_user=2, currency="USD"):
+        self.url = url.rstrip("/")
+        self.users = users
+        self.accounts_per_user = accounts_per_user
+        self.currency = currency
+        self.clients = []
+        self.operations = []
+        self.deposited = 0
+        self._lock = threading.Lock()
+
+    # --- setting up ---------------------------------------------------------------
+
+    def open(self):
+        for _ in range(self.users):
+            client = Client(self.url, "bank-{}@example.test".format(uuid.uuid4().hex[:12]))
+            register = requests.post(self.url + "/v1/auth/register", timeout=30, json={
+                "email": client.email, "password": PASSWORD, "full_name": "Bank client"},
+                headers={"X-Forwarded-For": client.address})
+            register.raise_for_status()
+            login = requests.post(self.url + "/v1/auth/login", timeout=30, json={
+                "email": client.email, "password": PASSWORD},
+                headers={"X-Forwarded-For": client.address})
+            login.raise_for_status()
+            client.token = login.json()["access_token"]
+            for _ in range(self.accounts_per_user):
+                opened = client.call("POST", "/v1/accounts", json={"currency": self.currency})
+                opened.raise_for_status()
+                account_id = opened.json()["id"]
+                deposit = client.move("/v1/deposits", {
+                    "account_id": account_id, "amount": INITIAL_BALANCE,
+                    "currency": self.currency}, str(uuid.uuid4()))
+                if deposit.status_code != 201 or deposit.json()["status"] != "completed":
+                    raise RuntimeError("initial deposit failed: {} {}".format(
+                        deposit.status_code, deposit.text))
+                self.deposited += INITIAL_BALANCE
+                client.accounts.append(account_id)
+            self.clients.append(client)
+        return self
+
+    @property
+    def all_accounts(self):
+        return [account for client in self.clients for account in client.accounts]
+
+    # --- running ------------------------------------------------------------------
+
+    def run(self, seconds=None, transfers_per_client=None, replay_fraction=0.1, seed=None):
+        """One thread per client until ``seconds`` pass or each made its transfers."""
+        deadline = time.monotonic() + seconds if seconds else None
+        threads = [threading.Thread(target=self._client_loop, args=(
+            client, deadline, transfers_per_client, replay_fraction,
+            random.Random(None if seed is None else seed + index)))
+            for index, client in enumerate(self.clients)]
+        started = time.monotonic()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        return time.monotonic() - started
+
+    def _client_loop(self, client, deadline, count, replay_fraction, rng):
+        made = 0
+        while (deadline is None or time.monotonic() < deadline) and (
+                count is None or made < count):
+            source = rng.choice(client.accounts)
+            destination = rng.choice([a for a in self.all_accounts if a != source])
+            operation = self.transfer(client, source, destination, rng.randint(1, MAX_TRANSFER))
+            if rng.random() < replay_fraction and operation.transaction is not None:
+                self.replay(client, operation)
+            made += 1
+
+    def transfer(self, client, source, destination, amount):
+        operation = Operation(str(uuid.uuid4()), source, destination, amount, time.monotonic())
+        with self._lock:
+            self.operations.append(operation)
+        body = {"source_account_id": source, "destination_account_id": destination,
+                "amount": amount, "currency": self.currency}
+        try:
+            response = client.move("/v1/transfers", body, operation.key)
+        except requests.RequestException:
+            operation.outcome = "unknown"
+            return operation
+        operation.status_code = response.status_code
+        if response.status_code == 202:  # still pending: poll where it says
+            response = client.poll(response.headers["Location"])
+        operation.latency_s = time.monotonic() - operation.started_s
+        if response.status_code in (200, 201, 202):
+            operation.transaction = response.json()
+            operation.outcome = {"completed": "ok", "failed": "fail"}.get(
+                operation.transaction["status"], "unknown")
+        else:
+            operation.outcome = "fail" if 400 <= response.status_code < 500 else "unknown"
+        return operation
+
+    def replay(self, client, operation):
+        body = {"source_account_id": operation.source,
+                "destination_account_id": operation.destination,
+                "amount": operation.amount, "currency": self.currency}
+        response = client.move("/v1/transfers", body, operation.key)
+        operation.replayed_same = (response.status_code in (201, 202) and
+                                   response.json()["id"] == operation.transaction["id"])
+
+    # --- figures --------------------------------------------------------------------
+
+    def figures(self, elapsed_s):
+        completed = [op for op in self.operations if op.outcome == "ok"]
+        latencies = sorted(op.latency_s * 1000 for op in self.operations if op.latency_s)
+        return {
+            "operations": len(self.operations),
+            "completed": len(completed),
+            "failed": sum(op.outcome == "fail" for op in self.operations),
+            "unknown": sum(op.outcome == "unknown" for op in self.operations),
+            "seconds": round(elapsed_s, 2),
+            "completed_per_s": round(len(completed) / elapsed_s, 1) if elapsed_s else 0.0,
+            "p50_ms": round(percentile(latencies, 50), 1),
+            "p99_ms": round(percentile(latencies, 99), 1),
+        }
+
+
+def percentile(sorted_values, p):
+    if not sorted_values:
+        return 0.0
+    if len(sorted_values) == 1:
+        return sorted_values[0]
+    return statistics.quantiles(sorted_values, n=100, method="inclusive")[p - 1]
+
+
+# --- the checker -----------------------------------------------------------------------
+
+
+def settle(bank, timeout_s=90):
+    """Wait until none of the bank's transactions is pending. The ones still pending."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        pending = [tx for client in bank.clients
+                   for tx in client.pages("/v1/transactions", {"status": "pending"})]
+        if not pending or time.monotonic() > deadline:
+            return pending
+        time.sleep(1)
+
+
+def check(bank, settle_timeout_s=90):
+    """Read the books through the API; a list of problems (empty: the books are right)."""
+    problems = []
+    pending = settle(bank, settle_timeout_s)
+    if pending:
+        problems.append("{} transactions still pending: {}".format(
+            len(pending), [tx["id"] for tx in pending[:5]]))
+    owner = {account: client for client in bank.clients for account in client.accounts}
+    entries_by_transaction = {}
+    total = 0
+    for account_id, client in owner.items():
+        account = client.call("GET", "/v1/accounts/" + account_id).json()
+        entries = client.pages("/v1/accounts/{}/entries".format(account_id))
+        total += account["balance"]
+        if account["balance"] < 0:
+            problems.append("account {} is negative: {}".format(account_id, account["balance"]))
+        if sum(entry["amount"] for entry in entries) != account["balance"]:
+            problems.append("account {}: entries sum to {}, balance is {}".format(
+                account_id, sum(entry["amount"] for entry in entries), account["balance"]))
+        for entry in entries:
+            entries_by_transaction.setdefault(entry["transaction_id"], []).append(entry)
+    if total != bank.deposited:
+        problems.append("money not conserved: {} deposited, {} in the accounts".format(
+            bank.deposited, total))
+    final = {tx["id"]: tx for client in bank.clients
+             for tx in client.pages("/v1/transactions")}
+    for operation in bank.operations:
+        if operation.transaction is None:
+            continue
+        transaction = final.get(operation.transaction["id"])
+        entries = entries_by_transaction.get(operation.transaction["id"], [])
+        if transaction is None:
+            problems.append("transaction {} missing from the list".format(
+                operation.transaction["id"]))
+            continue
+        if operation.outcome == "ok" and transaction["status"] != "completed":
+            problems.append("acknowledged {} is now {}".format(transaction["id"],
+                                                               transaction["status"]))
+        if transaction["status"] == "completed":
+            amounts = sorted(entry["amount"] for entry in entries)
+            if amounts != [-operation.amount, operation.amount]:
+                problems.append("completed {} posted as {}".format(transaction["id"], amounts))
+        elif entries:
+            problems.append("{} {} moved money: {}".format(
+                transaction["status"], transaction["id"], entries))
+        if operation.replayed_same is False:
+            problems.append("replay of {} answered another transaction".format(operation.key))
+    return problems
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--url", default="http://127.0.0.1:8000")
+    parser.add_argument("--clients", type=int, default=8, help="concurrent clients (users)")
+    parser.add_argument("--accounts", type=int, default=2, help="accounts per client")
+    parser.add_argument("--seconds", type=float, default=20)
+    args = parser.parse_args(argv)
+    print("Opening {} clients × {} accounts on {} …".format(args.clients, args.accounts,
+                                                            args.url))
+    bank = Bank(args.url, users=args.clients, accounts_per_user=args.accounts).open()
+    print("Transferring for {} s …".format(args.seconds))
+    figures = bank.figures(bank.run(seconds=args.seconds))
+    for name, value in figures.items():
+        print("  {:<16} {}".format(name, value))
+    problems = check(bank)
+    print("Checker: {}".format("the books are right" if not problems else "PROBLEMS"))
+    for problem in problems:
+        print("  " + problem)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

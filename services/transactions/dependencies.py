@@ -1,0 +1,22 @@
+"""Dependency providers of the transactions service."""
+from nameko.extensions import DependencyProvider
+
+from shared.config import validator_names
+from shared.votes import key_file, load_validator_key
+
+
+class ValidatorPool(DependencyProvider):
+    """The configured validator pool and each validator's vote-verifying key, loaded once."""
+
+    def setup(self):
+        config = self.container.config
+        self.names = tuple(validator_names(config))
+        missing = [str(key_file(config, name)) for name in self.names
+                   if not key_file(config, name).exists()]
+        if missing:
+            raise RuntimeError("validator keys missing: {} (run `paysys keys`)".format(
+                ", ".join(missing)))
+        self.keys = {name: load_validator_key(config, name) for name in self.names}
+
+    def get_dependency(self, worker_ctx):
+        return self

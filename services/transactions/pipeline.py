@@ -1,0 +1,212 @@
+"""The consensus protocol of one transaction: preparation, validation, execution.
+
+1. Preparation (``prepare``): the accounts exist and the caller may move
+   money out of the source (a stranger's account is a 404); the transaction is
+   recorded ``pending``, once per idempotency key.
+2. Validation (``decide``): a snapshot of the accounts and their balances goes
+   to every validator; a majority of the pool decides; the counted, signed
+   votes are stored with the decision.
+3. Execution (``execute``): the ledger posts an approved transaction in one
+   database commit, exactly once per transaction id; then it is ``completed``.
+4. Rollback: a rejection, a missing quorum or a posting the ledger refuses
+   marks it ``failed`` with the reason; nothing was moved.
+5. Recovery (``recover``): approved but unposted transactions are posted again
+   (idempotently), undecided ones are failed after a timeout.
+
+Lists are passed to the validators and the ledger even for one transaction:
+both take batches, so concurrent transactions can share a round trip later.
+"""
+import logging
+
+from services.transactions import records
+from services.transactions.voting import collect_votes
+from shared.errors import NotFound, ServiceUnavailable, ValidationFailed
+from shared.ids import rfc3339
+from shared.votes import APPROVE
+
+log = logging.getLogger(__name__)
+
+# Which side of each type is a customer account the caller must own.
+SOURCE_OWNED = {"withdrawal", "transfer"}
+DESTINATION_OWNED = {"deposit"}
+# Approved transactions older than this without a posting were dropped by a crash.
+REPOST_AFTER_S = 10
+
+
+def movement(kind, body):
+    """``(source_account_id, destination_account_id)`` of a request; None is the
+    currency's settlement account."""
+    if kind == "deposit":
+        return None, body["account_id"]
+    if kind == "withdrawal":
+        return body["account_id"], None
+    return body["source_account_id"], body["destination_account_id"]
+
+
+class Pipeline:
+    def __init__(self, db, rpc, pool, vote_deadline_s):
+        self.db = db
+        self.rpc = rpc
+        self.pool = pool
+        self.vote_deadline_s = vote_deadline_s
+
+    # --- 1. Preparation -------------------------------------------------------------
+
+    def prepare(self, kind, initiator_id, body, idempotency_key, acting_as_admin=False):
+        """Record the request ``pending``; ``(row, created)``."""
+        source_id, destination_id = movement(kind, body)
+        if source_id is not None and source_id == destination_id:
+            raise ValidationFailed("The source and destination accounts must differ.",
+                                   errors={"destination_account_id": ["Same as the source."]})
+        accounts = self._accounts([source_id, destination_id])
+        source, destination = accounts.get(source_id), accounts.get(destination_id)
+        for role, account_id, account in (("source", source_id, source),
+                                          ("destination", destination_id, destination)):
+            if account_id is None:
+                continue
+            must_own = kind in (SOURCE_OWNED if role == "source" else DESTINATION_OWNED)
+            if account is None or (must_own and not acting_as_admin
+                                   and account["owner_id"] != initiator_id):
+                # Not yours and not there look the same.
+                raise NotFound("No such {} account.".format(role))
+        values = {
+            "type": kind,
+            "initiator_id": initiator_id,
+            "idempotency_key": idempotency_key,
+            "source_account_id": source_id,
+            "destination_account_id": destination_id,
+            "source_owner_id": source["owner_id"] if source else None,
+            "destination_owner_id": destination["owner_id"] if destination else None,
+            "amount": body["amount"],
+            "currency": body["currency"],
+            "description": body.get("description"),
+        }
+        with self.db.transaction() as connection:
+            return records.create_pending(connection, values)
+
+    # --- 2. Validation ------------------------------------------------------------------
+
+    def process(self, transaction_id):
+        """Take a pending transaction as far as it goes; the row as it ends up."""
+        row = self._find(transaction_id)
+        if row.status == "pending" and row.decision is None:
+            row = self.decide(row)
+        if row.status == "pending" and row.decision == APPROVE:
+            row = self.execute(row)
+        return row
+
+    def decide(self, row):
+        try:
+            snapshot = self._snapshot(row)
+        except ServiceUnavailable as exc:
+            # Nothing was voted on, nothing moved: fail now rather than leave it hanging.
+            log.warning("transaction %s: no snapshot: %s", row.id, exc)
+            with self.db.transaction() as connection:
+                failed = records.record_decision(connection, row.id, "no_quorum", [],
+                                                 "service_unavailable")
+            return failed or self._find(row.id)
+        item = vote_item(row, snapshot)
+        ballot = collect_votes(self.rpc, self.pool.names, [item], self.pool.keys,
+                               self.vote_deadline_s)[row.id]
+        decision = ballot.close()
+        with self.db.transaction() as connection:
+            decided = records.record_decision(connection, row.id, decision, ballot.votes(),
+                                              ballot.failure_reason(decision))
+        # None: another worker or the recovery decided first; its decision stands.
+        return decided or self._find(row.id)
+
+    # --- 3. Execution and 4. rollback ----------------------------------------------------------
+
+    def execute(self, row):
+        try:
+            overdraft_limit = self._overdraft_limit(row.source_account_id)
+            result = self.rpc.ledger.post([posting(row, overdraft_limit)])[0]
+        except ServiceUnavailable as exc:
+            # Approved and maybe posted: recovery asks the ledger again later.
+            log.warning("transaction %s: posting not confirmed yet: %s", row.id, exc)
+            return self._find(row.id)
+        with self.db.transaction() as connection:
+            if result["status"] == "posted":
+                finished = records.finish(connection, row.id, "completed", step="posted",
+                                          entries=[entry["id"] for entry in result["entries"]])
+            else:
+                finished = records.finish(connection, row.id, "failed",
+                                          failure_reason=result["reason"], step="failed")
+        return finished or self._find(row.id)
+
+    # --- 5. Recovery ----------------------------------------------------------------------
+
+    def recover(self, undecided_timeout_s):
+        """Finish what crashes left in flight; the number of transactions finished."""
+        with self.db.transaction() as connection:
+            timed_out = records.time_out_undecided(connection, undecided_timeout_s)
+        with self.db.connection() as connection:
+            approved = records.approved_in_flight(connection, REPOST_AFTER_S)
+        reposted = 0
+        for row in approved:
+            if self.execute(row).status != "pending":
+                reposted += 1
+        if timed_out or reposted:
+            log.info("recovery: %d undecided failed, %d approved posted",
+                     len(timed_out), reposted)
+        return len(timed_out) + reposted
+
+    # --- reading the other services ---------------------------------------------------
+
+    def _find(self, transaction_id):
+        with self.db.connection() as connection:
+            return records.find(connection, transaction_id)
+
+    def _accounts(self, account_ids):
+        wanted = [account_id for account_id in account_ids if account_id is not None]
+        if not wanted:
+            return {}
+        return {account["id"]: account for account in self.rpc.accounts.get_many(wanted)}
+
+    def _snapshot(self, row):
+        ids = [i for i in (row.source_account_id, row.destination_account_id) if i]
+        accounts = self._accounts(ids)
+        balances = self.rpc.ledger.balances(ids)
+        return {account_id: dict(accounts[account_id], **balances[account_id])
+                for account_id in ids if account_id in accounts}
+
+    def _overdraft_limit(self, account_id):
+        if account_id is None:
+            return 0
+        account = self._accounts([account_id]).get(account_id)
+        return account["overdraft_limit"] if account else 0
+
+
+SNAPSHOT_FIELDS = ("id", "owner_id", "currency", "status", "overdraft_limit", "balance", "held")
+
+
+def vote_item(row, snapshot):
+    """What each validator judges: the transaction and the accounts as they are now."""
+    def side(account_id):
+        if account_id is None:
+            return None
+        account = snapshot.get(account_id)
+        return {name: account[name] for name in SNAPSHOT_FIELDS} if account else None
+
+    return {
+        "id": row.id,
+        "type": row.type,
+        "amount": row.amount,
+        "currency": row.currency,
+        "initiator_id": row.initiator_id,
+        "source": side(row.source_account_id),
+        "destination": side(row.destination_account_id),
+        "created_at": rfc3339(row.created_at),
+    }
+
+
+def posting(row, debit_overdraft_limit):
+    return {
+        "transaction_id": row.id,
+        "type": row.type,
+        "currency": row.currency,
+        "amount": row.amount,
+        "debit_account_id": row.source_account_id,
+        "credit_account_id": row.destination_account_id,
+        "debit_overdraft_limit": debit_overdraft_limit,
+    }

@@ -1,0 +1,91 @@
+"""The bank test: concurrent transfers over HTTP, then the books are checked.
+
+Money is conserved, no balance goes negative, every account's entries sum to
+its balance, every acknowledged completed transfer is posted exactly once,
+every failed one moved nothing, replays answer the first transaction, and
+nothing stays pending. Then the same with one validator killed (SIGKILL) and
+with one paused (SIGSTOP) mid-run: transfers keep completing on the quorum.
+"""
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+from loadtests.bank import Bank, check
+
+pytestmark = pytest.mark.system
+
+CLIENTS = 6
+TRANSFERS_PER_CLIENT = 25
+
+
+def run_bank(system, fault=None, fault_after_s=1.0):
+    bank = Bank(system.url, users=CLIENTS, accounts_per_user=2).open()
+    injected = threading.Event()
+
+    def inject():
+        time.sleep(fault_after_s)
+        fault()
+        injected.set()
+
+    injector = threading.Thread(target=inject) if fault else None
+    if injector:
+        injector.start()
+    elapsed_s = bank.run(transfers_per_client=TRANSFERS_PER_CLIENT, replay_fraction=0.15,
+                         seed=7)
+    if injector:
+        injector.join()
+    figures = bank.figures(elapsed_s)
+    print("\nbank figures: {}".format(figures))
+    return bank, figures
+
+
+def assert_books_right(bank, figures):
+    assert check(bank) == []
+    assert figures["completed"] > 0
+    assert figures["unknown"] == 0, figures
+
+
+def test_the_books_are_right_after_concurrent_transfers_and_replays(system):
+    bank, figures = run_bank(system)
+    assert_books_right(bank, figures)
+    replays = [op for op in bank.operations if op.replayed_same is not None]
+    assert replays and all(op.replayed_same for op in replays)
+
+
+def test_transfers_complete_on_the_quorum_while_a_validator_is_killed(system):
+    killed = {}
+
+    def kill():
+        killed["pid"] = system.process_ids()["validator_1"]
+        os.kill(killed["pid"], signal.SIGKILL)
+        killed["at"] = time.monotonic()
+
+    bank, figures = run_bank(system, fault=kill)
+    assert_books_right(bank, figures)
+    after = [op for op in bank.operations if op.started_s > killed["at"] + 1
+             and op.outcome == "ok"]
+    assert after, "no transfer completed after the kill"
+
+
+def test_transfers_complete_on_the_quorum_while_a_validator_is_paused(system):
+    paused = {}
+
+    def pause():
+        paused["pid"] = system.process_ids()["validator_2"]
+        os.kill(paused["pid"], signal.SIGSTOP)
+        paused["at"] = time.monotonic()
+
+    try:
+        bank, figures = run_bank(system, fault=pause)
+        after = [op for op in bank.operations if op.started_s > paused["at"]
+                 and op.outcome == "ok"]
+        assert after, "no transfer completed while the validator was paused"
+        votes = {vote["validator_id"] for op in after for vote in op.transaction["votes"]}
+        assert "validator_2" not in votes
+    finally:
+        if "pid" in paused:
+            os.kill(paused["pid"], signal.SIGCONT)
+    assert_books_right(bank, figures)

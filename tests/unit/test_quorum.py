@@ -1,0 +1,111 @@
+"""Counting validator votes: signatures, duplicates, late votes, majorities of the pool."""
+import pytest
+
+from services.transactions.quorum import NO_QUORUM, Ballot
+from shared.votes import sign_vote
+
+POOL = ("validator_1", "validator_2", "validator_3")
+KEYS = {name: name.encode() * 4 for name in POOL}
+TX = "6e3f9a40-2b8c-4bd4-9d0e-0a4e8f7f1a11"
+
+
+def vote(validator_id, decision="approve", reasons=(), transaction_id=TX, key=None):
+    return sign_vote(key or KEYS[validator_id], transaction_id, validator_id, decision,
+                     list(reasons))
+
+
+@pytest.fixture
+def ballot():
+    return Ballot(TX, POOL, KEYS)
+
+
+def test_two_approvals_of_three_approve_without_waiting_for_the_third(ballot):
+    assert ballot.add(vote("validator_1"))
+    assert ballot.decision is None
+    assert ballot.add(vote("validator_2"))
+    assert ballot.decision == "approve"
+
+
+def test_two_rejections_reject_with_the_most_frequent_reason(ballot):
+    ballot.add(vote("validator_1", "reject", ["insufficient_funds", "fraud_suspected"]))
+    ballot.add(vote("validator_2", "reject", ["insufficient_funds"]))
+    assert ballot.decision == "reject"
+    assert ballot.failure_reason("reject") == "insufficient_funds"
+
+
+def test_a_tie_between_reasons_goes_to_the_documented_priority(ballot):
+    ballot.add(vote("validator_1", "reject", ["fraud_suspected"]))
+    ballot.add(vote("validator_2", "reject", ["account_frozen"]))
+    assert ballot.failure_reason("reject") == "account_frozen"
+
+
+def test_a_bad_signature_is_not_counted(ballot):
+    forged = vote("validator_1", key=b"not the key of validator_1")
+    assert not ballot.add(forged)
+    tampered = vote("validator_2", "reject", ["insufficient_funds"])
+    tampered["decision"] = "approve"
+    assert not ballot.add(tampered)
+    assert ballot.counted == {}
+    assert [why for _, why in ballot.ignored] == ["bad signature", "bad signature"]
+
+
+def test_one_validator_signing_as_another_is_not_counted(ballot):
+    impostor = vote("validator_2", key=KEYS["validator_1"])
+    assert not ballot.add(impostor)
+
+
+def test_a_validator_votes_once(ballot):
+    assert ballot.add(vote("validator_1"))
+    assert not ballot.add(vote("validator_1"))
+    assert ballot.decision is None  # one approval, not two
+
+
+def test_a_vote_for_another_transaction_is_not_counted(ballot):
+    other = "0b7c2f4e-3a51-4c8e-8f0e-9d7a6b5c4d3e"
+    assert not ballot.add(vote("validator_1", transaction_id=other))
+
+
+def test_a_validator_outside_the_pool_is_not_counted():
+    keys = dict(KEYS, validator_9=b"k" * 32)
+    ballot = Ballot(TX, POOL, keys)
+    assert not ballot.add(vote("validator_9", key=keys["validator_9"]))
+
+
+def test_late_votes_after_the_decision_are_ignored(ballot):
+    ballot.add(vote("validator_1"))
+    ballot.add(vote("validator_2"))
+    assert not ballot.add(vote("validator_3", "reject", ["insufficient_funds"]))
+    assert [v["validator_id"] for v in ballot.votes()] == ["validator_1", "validator_2"]
+    assert ballot.decision == "approve"
+
+
+def test_a_split_with_one_missing_has_no_quorum_at_the_deadline(ballot):
+    ballot.add(vote("validator_1"))
+    ballot.add(vote("validator_2", "reject", ["limit_exceeded"]))
+    assert ballot.decision is None  # the third could still decide it
+    assert ballot.close() == NO_QUORUM
+    assert ballot.failure_reason(NO_QUORUM) == "no_quorum"
+
+
+def test_one_vote_of_three_is_no_quorum(ballot):
+    ballot.add(vote("validator_1"))
+    assert ballot.close() == NO_QUORUM
+
+
+def test_an_even_pool_can_be_undecidable_before_everyone_votes():
+    pool = POOL + ("validator_4",)
+    keys = dict(KEYS, validator_4=b"4" * 32)
+    ballot = Ballot(TX, pool, keys)
+    ballot.add(vote("validator_1"))
+    ballot.add(vote("validator_2"))
+    ballot.add(vote("validator_3", "reject"))
+    ballot.add(vote("validator_4", "reject", key=keys["validator_4"]))
+    assert ballot.decision == NO_QUORUM  # 2 of 4 is no majority either way
+
+
+def test_the_majority_is_of_the_configured_pool_not_of_those_who_answered():
+    ballot = Ballot(TX, POOL + ("validator_4", "validator_5"),
+                    dict(KEYS, validator_4=b"4" * 32, validator_5=b"5" * 32))
+    ballot.add(vote("validator_1"))
+    ballot.add(vote("validator_2"))
+    assert ballot.close() == NO_QUORUM  # 2 of 5 answered: not 3
