@@ -53,7 +53,8 @@ class Pipeline:
     # --- 1. Preparation -------------------------------------------------------------
 
     def prepare(self, kind, initiator_id, body, idempotency_key, acting_as_admin=False):
-        """Record the request ``pending``; ``(row, created)``."""
+        """Record the request ``pending``; ``(row, created, accounts)``, the accounts as
+        read for the checks (the vote's snapshot reuses them)."""
         source_id, destination_id = movement(kind, body)
         if source_id is not None and source_id == destination_id:
             raise ValidationFailed("The source and destination accounts must differ.",
@@ -82,29 +83,32 @@ class Pipeline:
             "description": body.get("description"),
         }
         with self.db.transaction() as connection:
-            return records.create_pending(connection, values)
+            row, created = records.create_pending(connection, values)
+        return row, created, accounts
 
     # --- 2. Validation ------------------------------------------------------------------
 
-    def process(self, transaction_id):
+    def process(self, transaction_id, accounts=None):
         """Take a pending transaction as far as it goes; the row as it ends up."""
         row = self._find(transaction_id)
+        snapshot = {}
         if row.status == "pending" and row.decision is None:
-            row = self.decide(row)
+            try:
+                snapshot = self._snapshot(row, accounts)
+            except ServiceUnavailable as exc:
+                # Nothing was voted on, nothing moved: fail now rather than leave it hanging.
+                log.warning("transaction %s: no snapshot: %s", row.id, exc)
+                with self.db.transaction() as connection:
+                    failed = records.record_decision(connection, row.id, "no_quorum", [],
+                                                     "service_unavailable")
+                return failed or self._find(row.id)
+            row = self.decide(row, snapshot)
         if row.status == "pending" and row.decision == APPROVE:
-            row = self.execute(row)
+            source = snapshot.get(row.source_account_id)
+            row = self.execute(row, source["overdraft_limit"] if source else None)
         return row
 
-    def decide(self, row):
-        try:
-            snapshot = self._snapshot(row)
-        except ServiceUnavailable as exc:
-            # Nothing was voted on, nothing moved: fail now rather than leave it hanging.
-            log.warning("transaction %s: no snapshot: %s", row.id, exc)
-            with self.db.transaction() as connection:
-                failed = records.record_decision(connection, row.id, "no_quorum", [],
-                                                 "service_unavailable")
-            return failed or self._find(row.id)
+    def decide(self, row, snapshot):
         item = vote_item(row, snapshot)
         ballot = collect_votes(self.rpc, self.pool.names, [item], self.pool.keys,
                                self.vote_deadline_s)[row.id]
@@ -117,9 +121,12 @@ class Pipeline:
 
     # --- 3. Execution and 4. rollback ----------------------------------------------------------
 
-    def execute(self, row):
+    def execute(self, row, overdraft_limit=None):
+        """Post ``row``; the source's overdraft limit is the one the validators saw, or
+        (recovery) the account's current one."""
         try:
-            overdraft_limit = self._overdraft_limit(row.source_account_id)
+            if overdraft_limit is None:
+                overdraft_limit = self._overdraft_limit(row.source_account_id)
             result = self.rpc.ledger.post([posting(row, overdraft_limit)])[0]
         except ServiceUnavailable as exc:
             # Approved and maybe posted: recovery asks the ledger again later.
@@ -163,9 +170,10 @@ class Pipeline:
             return {}
         return {account["id"]: account for account in self.rpc.accounts.get_many(wanted)}
 
-    def _snapshot(self, row):
+    def _snapshot(self, row, accounts=None):
         ids = [i for i in (row.source_account_id, row.destination_account_id) if i]
-        accounts = self._accounts(ids)
+        if accounts is None or not all(account_id in accounts for account_id in ids):
+            accounts = self._accounts(ids)
         balances = self.rpc.ledger.balances(ids)
         return {account_id: dict(accounts[account_id], **balances[account_id])
                 for account_id in ids if account_id in accounts}

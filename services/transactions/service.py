@@ -38,11 +38,11 @@ class TransactionsService(ServiceBase):
     def submit(self, kind, initiator_id, body, idempotency_key, acting_as_admin=False):
         """Move money: the transaction, decided (completed or failed) or still pending."""
         pipeline = self._pipeline()
-        row, created = pipeline.prepare(kind, initiator_id, body, idempotency_key,
-                                        acting_as_admin)
+        row, created, accounts = pipeline.prepare(kind, initiator_id, body, idempotency_key,
+                                                  acting_as_admin)
         wait_s = int(self.config["transactions"]["decision_wait_ms"]) / 1000
         if created:
-            worker = eventlet.spawn(self._run, pipeline, row.id)
+            worker = eventlet.spawn(self._run, pipeline, row.id, accounts)
             with eventlet.Timeout(wait_s, False):  # stops the waiting, not the work
                 return records.view(worker.wait())
         else:
@@ -87,9 +87,9 @@ class TransactionsService(ServiceBase):
             return records.find(connection, transaction_id)
 
     @staticmethod
-    def _run(pipeline, transaction_id):
+    def _run(pipeline, transaction_id, accounts):
         try:
-            return pipeline.process(transaction_id)
+            return pipeline.process(transaction_id, accounts)
         except Exception:
             # The transaction stays pending; recovery finishes or fails it.
             log.exception("transaction %s: processing failed", transaction_id)

@@ -5,26 +5,22 @@ each validator under its own name as ``paysys serve validator_N`` runs it.
 """
 import time
 import uuid
-from datetime import datetime, timezone
-from unittest.mock import Mock
 
 import eventlet
 import pytest
 import redis
-from nameko.testing.services import worker_factory
 
-from paysys.runner import service_class
 from services.validator import rules
-from services.validator.dependencies import RiskChecks, VoteKey
+from services.validator.dependencies import VoteKey
 from services.validator.risk import MEMORY_TTL_S, VELOCITY_TTL_S, WINDOW_S
-from shared.catalog import service_for
 from shared.errors import ValidationFailed
 from shared.votes import ensure_validator_keys, key_file, load_validator_key, verify_vote
 from tests.support.servers import free_port
+from tests.support.workers import NOON, bound
+from tests.support.workers import ValidatorWorkers as Pool
 
 DAILY_LIMIT = 10_000
 MAX_AMOUNT = 1_000_000
-NOON = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc).timestamp()
 
 
 @pytest.fixture
@@ -43,38 +39,6 @@ def redis_client(config):
     client = redis.Redis.from_url(config["redis"]["url"], decode_responses=True)
     yield client
     client.close()
-
-
-def bound(provider, config, name):
-    """The provider as the container of service ``name`` binds it (held weakly: keep it)."""
-    container = Mock(config=config, service_name=name)
-    provider = provider.bind(container, "dependency")
-    provider._test_container = container
-    provider.setup()
-    return provider
-
-
-class Pool:
-    """Makes validator workers; every provider made is stopped at the end of the test."""
-
-    def __init__(self, config):
-        self.config = config
-        self.providers = []
-
-    def worker(self, name="validator_1", clock=None):
-        key = bound(VoteKey(), self.config, name)
-        risk = bound(RiskChecks(), self.config, name)
-        self.providers.append(risk)
-        voter = risk.get_dependency(Mock())
-        voter.clock = clock or (lambda: NOON)
-        worker = worker_factory(service_class(name, service_for(name)),
-                                vote_key=key.get_dependency(Mock()), risk=voter)
-        worker.voter = voter
-        return worker
-
-    def stop(self):
-        for provider in self.providers:
-            provider.stop()
 
 
 @pytest.fixture
