@@ -14,6 +14,7 @@ import uuid
 import weakref
 
 from nameko.extensions import DependencyProvider
+from nameko.timer import Timer
 
 CORRELATION_ID_KEY = "correlation_id"
 
@@ -49,6 +50,8 @@ class CorrelationId(DependencyProvider):
 
     def worker_result(self, worker_ctx, result=None, exc_info=None):
         started_s = self._started_s.pop(worker_ctx, None)
+        if exc_info is None and isinstance(worker_ctx.entrypoint, Timer):
+            return  # background ticks (relays, recovery) speak only when they fail
         duration_ms = (time.perf_counter() - started_s) * 1000 if started_s else None
         log.info("%s.%s", worker_ctx.service_name, worker_ctx.entrypoint.method_name,
                  extra={"fields": {

@@ -13,8 +13,9 @@
 5. Recovery (``recover``): approved but unposted transactions are posted again
    (idempotently), undecided ones are failed after a timeout.
 
-Lists are passed to the validators and the ledger even for one transaction:
-both take batches, so concurrent transactions can share a round trip later.
+Steps 2 to 4 run on batches (``process_many``): concurrent transactions share
+one snapshot, one vote round, one posting and one commit of each kind
+(batcher.py decides what goes together).
 """
 import logging
 
@@ -89,57 +90,97 @@ class Pipeline:
     # --- 2. Validation ------------------------------------------------------------------
 
     def process(self, transaction_id, accounts=None):
-        """Take a pending transaction as far as it goes; the row as it ends up."""
-        row = self._find(transaction_id)
-        snapshot = {}
-        if row.status == "pending" and row.decision is None:
-            try:
-                snapshot = self._snapshot(row, accounts)
-            except ServiceUnavailable as exc:
-                # Nothing was voted on, nothing moved: fail now rather than leave it hanging.
-                log.warning("transaction %s: no snapshot: %s", row.id, exc)
-                with self.db.transaction() as connection:
-                    failed = records.record_decision(connection, row.id, "no_quorum", [],
-                                                     "service_unavailable")
-                return failed or self._find(row.id)
-            row = self.decide(row, snapshot)
-        if row.status == "pending" and row.decision == APPROVE:
-            source = snapshot.get(row.source_account_id)
-            row = self.execute(row, source["overdraft_limit"] if source else None)
-        return row
+        """Take one pending transaction as far as it goes; the row as it ends up."""
+        return self.process_many([(transaction_id, accounts)])[transaction_id]
 
-    def decide(self, row, snapshot):
-        item = vote_item(row, snapshot)
-        ballot = collect_votes(self.rpc, self.pool.names, [item], self.pool.keys,
-                               self.vote_deadline_s)[row.id]
-        decision = ballot.close()
+    def process_many(self, jobs):
+        """Take pending transactions as far as they go, together: one snapshot, one vote
+        round, one commit of the decisions, one posting and one commit of the outcomes
+        for the whole batch. ``jobs``: ``(transaction_id, accounts read at preparation or
+        None)``. Returns ``{transaction_id: row}``."""
+        rows = self._find_many([transaction_id for transaction_id, _ in jobs])
+        undecided = [row for row in rows.values()
+                     if row.status == "pending" and row.decision is None]
+        snapshot = {}
+        if undecided:
+            known = {}
+            for _, accounts in jobs:
+                known.update(accounts or {})
+            try:
+                snapshot = self._snapshot(undecided, known)
+            except ServiceUnavailable as exc:
+                # Nothing was voted on, nothing moved: fail now rather than leave them hanging.
+                log.warning("no snapshot for %d transactions: %s", len(undecided), exc)
+                rows.update(self._record_decisions(
+                    [(row, "no_quorum", [], "service_unavailable") for row in undecided]))
+                undecided = []
+            rows.update(self.decide(undecided, snapshot))
+        approved = [row for row in rows.values()
+                    if row.status == "pending" and row.decision == APPROVE]
+        if approved:
+            limits = {row.id: snapshot[row.source_account_id]["overdraft_limit"]
+                      for row in approved if row.source_account_id in snapshot}
+            rows.update(self.execute(approved, limits))
+        return rows
+
+    def decide(self, rows, snapshot):
+        """One vote round for ``rows``; their rows after the decisions are stored."""
+        if not rows:
+            return {}
+        ballots = collect_votes(self.rpc, self.pool.names,
+                                [vote_item(row, snapshot) for row in rows], self.pool.keys,
+                                self.vote_deadline_s)
+        outcomes = []
+        for row in rows:
+            ballot = ballots[row.id]
+            decision = ballot.close()
+            outcomes.append((row, decision, ballot.votes(), ballot.failure_reason(decision)))
+        return self._record_decisions(outcomes)
+
+    def _record_decisions(self, outcomes):
+        decided = {}
         with self.db.transaction() as connection:
-            decided = records.record_decision(connection, row.id, decision, ballot.votes(),
-                                              ballot.failure_reason(decision))
+            for row, decision, votes, reason in outcomes:
+                decided[row.id] = records.record_decision(connection, row.id, decision, votes,
+                                                          reason)
         # None: another worker or the recovery decided first; its decision stands.
-        return decided or self._find(row.id)
+        missing = [transaction_id for transaction_id, row in decided.items() if row is None]
+        decided.update(self._find_many(missing))
+        return decided
 
     # --- 3. Execution and 4. rollback ----------------------------------------------------------
 
-    def execute(self, row, overdraft_limit=None):
-        """Post ``row``; the source's overdraft limit is the one the validators saw, or
-        (recovery) the account's current one."""
+    def execute(self, rows, overdraft_limits=None):
+        """Post approved ``rows`` in one ledger call. The source's overdraft limit is the
+        one the validators saw, or (recovery) the account's current one."""
+        limits = dict(overdraft_limits or {})
         try:
-            if overdraft_limit is None:
-                overdraft_limit = self._overdraft_limit(row.source_account_id)
-            result = self.rpc.ledger.post([posting(row, overdraft_limit)])[0]
+            unknown = [row.source_account_id for row in rows
+                       if row.id not in limits and row.source_account_id]
+            accounts = self._accounts(unknown)
+            for row in rows:
+                if row.id not in limits:
+                    account = accounts.get(row.source_account_id)
+                    limits[row.id] = account["overdraft_limit"] if account else 0
+            results = self.rpc.ledger.post([posting(row, limits[row.id]) for row in rows])
         except ServiceUnavailable as exc:
             # Approved and maybe posted: recovery asks the ledger again later.
-            log.warning("transaction %s: posting not confirmed yet: %s", row.id, exc)
-            return self._find(row.id)
+            log.warning("%d approved transactions not posted yet: %s", len(rows), exc)
+            return self._find_many([row.id for row in rows])
+        finished = {}
         with self.db.transaction() as connection:
-            if result["status"] == "posted":
-                finished = records.finish(connection, row.id, "completed", step="posted",
-                                          entries=[entry["id"] for entry in result["entries"]])
-            else:
-                finished = records.finish(connection, row.id, "failed",
-                                          failure_reason=result["reason"], step="failed")
-        return finished or self._find(row.id)
+            for row, result in zip(rows, results):
+                if result["status"] == "posted":
+                    finished[row.id] = records.finish(
+                        connection, row.id, "completed", step="posted",
+                        entries=[entry["id"] for entry in result["entries"]])
+                else:
+                    finished[row.id] = records.finish(
+                        connection, row.id, "failed", failure_reason=result["reason"],
+                        step="failed")
+        missing = [transaction_id for transaction_id, row in finished.items() if row is None]
+        finished.update(self._find_many(missing))
+        return finished
 
     # --- 5. Recovery ----------------------------------------------------------------------
 
@@ -150,9 +191,8 @@ class Pipeline:
         with self.db.connection() as connection:
             approved = records.approved_in_flight(connection, REPOST_AFTER_S)
         reposted = 0
-        for row in approved:
-            if self.execute(row).status != "pending":
-                reposted += 1
+        if approved:
+            reposted = sum(row.status != "pending" for row in self.execute(approved).values())
         if timed_out or reposted:
             log.info("recovery: %d undecided failed, %d approved posted",
                      len(timed_out), reposted)
@@ -160,9 +200,11 @@ class Pipeline:
 
     # --- reading the other services ---------------------------------------------------
 
-    def _find(self, transaction_id):
+    def _find_many(self, transaction_ids):
+        if not transaction_ids:
+            return {}
         with self.db.connection() as connection:
-            return records.find(connection, transaction_id)
+            return {row.id: row for row in records.find_many(connection, transaction_ids)}
 
     def _accounts(self, account_ids):
         wanted = [account_id for account_id in account_ids if account_id is not None]
@@ -170,19 +212,15 @@ class Pipeline:
             return {}
         return {account["id"]: account for account in self.rpc.accounts.get_many(wanted)}
 
-    def _snapshot(self, row, accounts=None):
-        ids = [i for i in (row.source_account_id, row.destination_account_id) if i]
-        if accounts is None or not all(account_id in accounts for account_id in ids):
-            accounts = self._accounts(ids)
+    def _snapshot(self, rows, known_accounts):
+        """Every account of ``rows`` with its balances, as the validators judge them."""
+        ids = sorted({account_id for row in rows for account_id in
+                      (row.source_account_id, row.destination_account_id) if account_id})
+        accounts = dict(known_accounts)
+        accounts.update(self._accounts([i for i in ids if i not in accounts]))
         balances = self.rpc.ledger.balances(ids)
         return {account_id: dict(accounts[account_id], **balances[account_id])
                 for account_id in ids if account_id in accounts}
-
-    def _overdraft_limit(self, account_id):
-        if account_id is None:
-            return 0
-        account = self._accounts([account_id]).get(account_id)
-        return account["overdraft_limit"] if account else 0
 
 
 SNAPSHOT_FIELDS = ("id", "owner_id", "currency", "status", "overdraft_limit", "balance", "held")

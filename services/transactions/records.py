@@ -14,6 +14,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
+from services.transactions import events
 from shared import cursors
 from shared.ids import parse_id, rfc3339
 
@@ -105,6 +106,15 @@ def find(connection, transaction_id):
         select(transactions).where(transactions.c.id == transaction_id)).one_or_none()
 
 
+def _finished(connection, row):
+    events.record_finished(connection, row, view(row))
+
+
+def find_many(connection, transaction_ids):
+    return connection.execute(
+        select(transactions).where(transactions.c.id.in_(list(transaction_ids)))).all()
+
+
 def record_decision(connection, transaction_id, decision, votes, failure_reason=None):
     """Store the vote round's outcome; a rejection or missing quorum also fails the
     transaction. None if someone else decided first (the row says what they decided)."""
@@ -121,6 +131,8 @@ def record_decision(connection, transaction_id, decision, votes, failure_reason=
         record_step(connection, transaction_id, "decided", decision=decision,
                     failure_reason=failure_reason,
                     validators=[vote["validator_id"] for vote in votes])
+        if row.status != "pending":
+            _finished(connection, row)
     return row
 
 
@@ -135,6 +147,7 @@ def finish(connection, transaction_id, status, failure_reason=None, step=None, *
     if row is not None:
         record_step(connection, transaction_id, step or status,
                     failure_reason=failure_reason, **detail)
+        _finished(connection, row)
     return row
 
 
@@ -153,6 +166,7 @@ def time_out_undecided(connection, older_than_s):
     for row in rows:
         record_step(connection, row.id, "failed", failure_reason="decision_timeout",
                     by="recovery")
+        _finished(connection, row)
     return rows
 
 

@@ -1,17 +1,18 @@
 """Transactions: every money movement, through the consensus protocol (pipeline.py).
 
-``submit`` records the request and runs it in a greenthread of its own; the
-caller waits for the decision up to ``decision_wait_ms`` and otherwise gets
+``submit`` records the request and queues it for the next batch (batcher.py);
+the caller waits for the decision up to ``decision_wait_ms`` and otherwise gets
 the pending transaction back, which this service then finishes by itself. A
-timer finishes whatever a crash left in flight.
+timer finishes whatever a crash left in flight; another relays the events of
+finished transactions from the outbox (events.py).
 """
-import logging
-
 import eventlet
 from nameko.dependency_providers import Config
+from nameko.events import EventDispatcher
 from nameko.timer import timer
 
-from services.transactions import records
+from services.transactions import events, records
+from services.transactions.batcher import Batcher
 from services.transactions.dependencies import ValidatorPool
 from services.transactions.pipeline import Pipeline
 from shared.cursors import DEFAULT_PAGE_SIZE, page_request
@@ -21,9 +22,8 @@ from shared.ids import parse_id
 from shared.rpc import ServiceRpc
 from shared.service import ServiceBase, rpc
 
-log = logging.getLogger(__name__)
-
 RECOVERY_INTERVAL_S = 5
+EVENT_RELAY_INTERVAL_S = 0.5
 WAIT_POLL_S = 0.05
 
 
@@ -32,7 +32,9 @@ class TransactionsService(ServiceBase):
     db = Database(schema="transactions")
     services = ServiceRpc("transactions")  # not `rpc`: that name is the entrypoint decorator
     pool = ValidatorPool()
+    batcher = Batcher()
     config = Config()
+    dispatch = EventDispatcher()
 
     @rpc
     def submit(self, kind, initiator_id, body, idempotency_key, acting_as_admin=False):
@@ -42,9 +44,11 @@ class TransactionsService(ServiceBase):
                                                   acting_as_admin)
         wait_s = int(self.config["transactions"]["decision_wait_ms"]) / 1000
         if created:
-            worker = eventlet.spawn(self._run, pipeline, row.id, accounts)
+            done = self.batcher.submit(pipeline, row.id, accounts)
             with eventlet.Timeout(wait_s, False):  # stops the waiting, not the work
-                return records.view(worker.wait())
+                processed = done.wait()
+                if processed is not None:
+                    return records.view(processed)
         else:
             # A retry of a request already being processed: wait for that one to finish.
             with eventlet.Timeout(wait_s, False):
@@ -78,6 +82,10 @@ class TransactionsService(ServiceBase):
     def recover(self):
         self._pipeline().recover(int(self.config["transactions"]["undecided_timeout_s"]))
 
+    @timer(interval=EVENT_RELAY_INTERVAL_S)
+    def relay_events(self):
+        events.relay(self.db, self.dispatch)
+
     def _pipeline(self):
         deadline_s = int(self.config["transactions"]["vote_deadline_ms"]) / 1000
         return Pipeline(self.db, self.services, self.pool, deadline_s)
@@ -86,12 +94,3 @@ class TransactionsService(ServiceBase):
         with self.db.connection() as connection:
             return records.find(connection, transaction_id)
 
-    @staticmethod
-    def _run(pipeline, transaction_id, accounts):
-        try:
-            return pipeline.process(transaction_id, accounts)
-        except Exception:
-            # The transaction stays pending; recovery finishes or fails it.
-            log.exception("transaction %s: processing failed", transaction_id)
-            with pipeline.db.connection() as connection:
-                return records.find(connection, transaction_id)

@@ -7,11 +7,13 @@ what a crash left behind: nothing here is mocked but the transport.
 import uuid
 
 import pytest
+from eventlet.event import Event
 from nameko.testing.services import worker_factory
 from sqlalchemy import text
 
 from services.accounts.service import AccountsService
 from services.ledger.service import LedgerService
+from services.transactions import events
 from services.transactions.dependencies import ValidatorPool
 from services.transactions.service import TransactionsService
 from shared.db import DatabaseAccess
@@ -44,6 +46,15 @@ class Local:
             def call(*args, timeout_s=None, breaker=True, **kwargs):
                 return getattr(self.worker, method)(*args, **kwargs)
             return call
+
+
+class Immediate:
+    """The batcher, minus the batching: each transaction runs at once, alone."""
+
+    def submit(self, pipeline, transaction_id, accounts=None):
+        done = Event()
+        done.send(pipeline.process(transaction_id, accounts))
+        return done
 
 
 class Dead:
@@ -81,7 +92,8 @@ def system(config, engine):
     workers["accounts"] = worker_factory(AccountsService, db=DatabaseAccess(engine, "accounts"))
     pool = bound(ValidatorPool(), config, "transactions").get_dependency(None)
     transactions = worker_factory(TransactionsService, db=DatabaseAccess(engine, "transactions"),
-                                  services=Local(workers), pool=pool, config=config)
+                                  services=Local(workers), pool=pool, config=config,
+                                  batcher=Immediate())
     transactions.workers = workers
     yield transactions
     validators.stop()
@@ -220,3 +232,19 @@ def test_recovery_fails_a_transaction_left_undecided_by_a_crash(system, funded, 
     failed = system.get(crashed)
     assert (failed["status"], failed["failure_reason"]) == ("failed", "decision_timeout")
     assert balance(system, destination) == 0
+
+
+def test_every_finished_transaction_queues_one_event_that_the_relay_sends_once(
+        system, funded, engine):
+    owner, source, destination = funded
+    done = submit(system, "transfer", owner, transfer_body(source, destination))
+    refused = submit(system, "transfer", owner, transfer_body(source, destination, 10**6))
+    sent = []
+    while events.relay(system.db, lambda kind, payload: sent.append((kind, payload))):
+        pass
+    ours = {payload["data"]["id"]: (kind, payload) for kind, payload in sent}
+    assert ours[done["id"]][0] == "transaction.completed"
+    assert ours[refused["id"]][0] == "transaction.failed"
+    assert ours[done["id"]][1]["data"] == done
+    assert ours[done["id"]][1]["user_ids"] == [owner]
+    assert events.relay(system.db, lambda kind, payload: sent.append(payload)) == 0
