@@ -1,7 +1,182 @@
+"""Notifications: owns deliveries of e-mail and signed webhooks, with retries and a delivery log.
+
+Events from the transactions and payments services (``inbox.py``) become delivery rows; a
+timer (``delivery.py``) sends what is due. Webhooks and the delivery log are the RPCs below;
+every RPC returns plain JSON-able dicts and raises ``shared.errors`` types.
+"""
+import logging
+import secrets
+from datetime import datetime, timezone
+from urllib.parse import urlsplit
+
+import eventlet
+from nameko.events import SERVICE_POOL, event_handler
+from sqlalchemy import exc as db_errors
+
+from services.notifications import inbox, records
+from services.notifications.delivery import DeliveryLoop
+from services.notifications.dependencies import NotificationSettings, ServiceCalls, poll_timer
+from shared.cursors import DEFAULT_PAGE_SIZE, page_request
 from shared.db import Database
-from shared.service import ServiceBase
+from shared.errors import Conflict, NotFound, ValidationFailed
+from shared.ids import parse_id
+from shared.service import ServiceBase, rpc
+
+log = logging.getLogger("paysys.notifications")
+
+MAX_URL_LENGTH = 2048
+SECRET_PREFIX = "whsec_"
+# A transient database error while storing an event: wait this long, then give the event
+# back to the broker (requeue), so a database outage slows the redelivery loop down.
+REQUEUE_PAUSE_S = 1.0
+TRANSIENT_DB_ERRORS = (db_errors.OperationalError, db_errors.InterfaceError,
+                       db_errors.DisconnectionError, db_errors.TimeoutError)
+
+
+def _invalid(field, message):
+    return ValidationFailed("{}: {}".format(field, message), errors={field: [message]})
+
+
+def _owner(owner_id):
+    owner = parse_id(owner_id)
+    if owner is None:
+        raise _invalid("owner_id", "must be a user id")
+    return owner
+
+
+def _url(url):
+    if not isinstance(url, str) or not 1 <= len(url) <= MAX_URL_LENGTH:
+        raise _invalid("url", "must be an http or https URL of at most {} characters".format(
+            MAX_URL_LENGTH))
+    if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in url):
+        raise _invalid("url", "must not contain spaces or control characters")
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
+    except ValueError:
+        raise _invalid("url", "is not a valid URL") from None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise _invalid("url", "must be an http or https URL with a host")
+    return url
+
+
+def _event_types(event_types):
+    if not isinstance(event_types, (list, tuple)) or not event_types:
+        raise _invalid("events", "must be a non-empty list of event types")
+    unknown = [kind for kind in event_types if kind not in records.EVENT_TYPES]
+    if unknown:
+        raise _invalid("events", "unknown event types {}; known: {}".format(
+            ", ".join(map(repr, unknown)), ", ".join(records.EVENT_TYPES)))
+    return list(dict.fromkeys(event_types))
+
+
+def _page(rows, more, view):
+    return {"items": [view(row) for row in rows],
+            "next_cursor": records.encode_cursor(rows[-1]) if more else None}
 
 
 class NotificationsService(ServiceBase):
     name = "notifications"
     db = Database(schema="notifications")
+    services = ServiceCalls()  # not `rpc`: that name is the entrypoint decorator
+    settings = NotificationSettings()
+
+    # --- Webhooks -------------------------------------------------------------------------
+
+    @rpc
+    def create_webhook(self, owner_id, url, events):
+        """``{id, url, events, secret}``; the secret (the HMAC key of ``X-Signature``) is
+        shown here only."""
+        owner, url, event_types = _owner(owner_id), _url(url), _event_types(events)
+        secret = SECRET_PREFIX + secrets.token_urlsafe(32)
+        with self.db.transaction() as connection:
+            records.lock_owner(connection, owner)
+            limit = self.settings.max_webhooks_per_user
+            if records.count_live_webhooks(connection, owner) >= limit:
+                raise Conflict("at most {} webhooks per user".format(limit),
+                               code="webhook_limit_reached")
+            row = records.insert_webhook(connection, owner, url, event_types, secret)
+        return dict(records.webhook_view(row), secret=secret)
+
+    @rpc
+    def list_webhooks(self, owner_id, limit=DEFAULT_PAGE_SIZE, cursor=None):
+        """``{items: [{id, url, events}], next_cursor}``, oldest first; never the secret."""
+        owner = _owner(owner_id)
+        limit, after = page_request(limit, cursor, records.decode_cursor)
+        with self.db.connection() as connection:
+            rows, more = records.page_of_webhooks(connection, owner, limit, after)
+        return _page(rows, more, records.webhook_view)
+
+    @rpc
+    def delete_webhook(self, owner_id, webhook_id):
+        """Deletes the owner's webhook (its pending deliveries fail with "webhook deleted");
+        NotFound for an unknown id, another user's webhook, or one already deleted."""
+        owner, webhook = parse_id(owner_id), parse_id(webhook_id)
+        if owner is None or webhook is None:
+            raise NotFound("webhook not found")
+        with self.db.transaction() as connection:
+            if not records.delete_webhook(connection, owner, webhook):
+                raise NotFound("webhook not found")
+        return None
+
+    # --- The delivery log ------------------------------------------------------------------
+
+    @rpc
+    def list_deliveries(self, owner_id, limit=DEFAULT_PAGE_SIZE, cursor=None):
+        """``{items, next_cursor}``: the owner's deliveries, newest first, each ``{id, channel,
+        event_type, event_id, status, attempts, created_at, webhook_id, target, last_error,
+        next_attempt_at, delivered_at, history: [{attempt, started_at, finished_at, outcome,
+        status_code, error}]}``."""
+        owner = _owner(owner_id)
+        limit, before = page_request(limit, cursor, records.decode_cursor)
+        with self.db.connection() as connection:
+            rows, more = records.page_of_deliveries(connection, owner, limit, before)
+            history = records.attempts_of(connection, [row.id for row in rows])
+        return _page(rows, more, lambda row: records.delivery_view(row, history.get(row.id, ())))
+
+    # --- Events in ---------------------------------------------------------------------------
+
+    @event_handler("transactions", "transaction.completed", handler_type=SERVICE_POOL,
+                   requeue_on_error=True)
+    def on_transaction_completed(self, payload):
+        self._accept("transactions", "transaction.completed", payload)
+
+    @event_handler("transactions", "transaction.failed", handler_type=SERVICE_POOL,
+                   requeue_on_error=True)
+    def on_transaction_failed(self, payload):
+        self._accept("transactions", "transaction.failed", payload)
+
+    @event_handler("payments", "payment.captured", handler_type=SERVICE_POOL,
+                   requeue_on_error=True)
+    def on_payment_captured(self, payload):
+        self._accept("payments", "payment.captured", payload)
+
+    @event_handler("payments", "payment.refunded", handler_type=SERVICE_POOL,
+                   requeue_on_error=True)
+    def on_payment_refunded(self, payload):
+        self._accept("payments", "payment.refunded", payload)
+
+    def _accept(self, source, event_type, payload):
+        """Only a transient database error raises (the event goes back to the broker and comes
+        again); an event that can never be stored is logged and acknowledged, so it cannot
+        loop forever."""
+        try:
+            return inbox.accept(self.db, self.settings, source, event_type, payload,
+                                datetime.now(timezone.utc))
+        except TRANSIENT_DB_ERRORS:
+            log.warning("%s event not stored (database unavailable); requeued", event_type,
+                        exc_info=True)
+            eventlet.sleep(REQUEUE_PAUSE_S)
+            raise
+        except inbox.MalformedEvent as error:
+            log.error("%s event dropped: %s: %r", event_type, error, payload)
+        except Exception:  # noqa: BLE001 - e.g. data PostgreSQL cannot store: never a loop
+            log.exception("%s event dropped: it cannot be stored", event_type)
+        return None
+
+    # --- Deliveries out ----------------------------------------------------------------------
+
+    @poll_timer()
+    def deliver_due(self):
+        """Sends what is due; returns how many deliveries this tick took on."""
+        return DeliveryLoop(self.db, self.services, self.settings).tick()

@@ -1,0 +1,190 @@
+"""Fixtures and helpers for tests of the notifications service: a worker on the real
+database, a real webhook receiver and SMTP sink on loopback, a stand-in for auth.get_user.
+
+Test modules import the fixtures they use (``from tests.support.notifications import *``).
+"""
+import time
+import uuid
+from datetime import datetime, timezone
+
+import eventlet
+import pytest
+from nameko.testing.services import worker_factory
+from sqlalchemy import select, text
+
+from services.notifications import records
+from services.notifications.service import NotificationsService
+from services.notifications.settings import Settings
+from shared.db import DatabaseAccess
+from shared.errors import NotFound, ServiceUnavailable
+from shared.ids import rfc3339
+from tests.support.smtp_sink import SmtpSink
+from tests.support.webhook_receiver import WebhookReceiver
+
+# Retries in tenths of seconds, so a test of several attempts runs in about a second.
+FAST = dict(retry_base_s=0.2, retry_cap_s=1.0, max_attempts=5, webhook_timeout_s=1.0,
+            smtp_timeout_s=2.0, rpc_timeout_ms=1000, lease_s=30.0, poll_interval_s=0.05,
+            tick_budget_s=1.0, concurrency=10)
+
+
+class Auth:
+    """auth.get_user as the notifications service calls it, over users the test registers;
+    ``down`` plays an auth service that does not answer."""
+
+    def __init__(self):
+        self.emails = {}
+        self.down = False
+        self.calls = 0
+
+    def add(self, user_id=None, email=None):
+        user_id = user_id or str(uuid.uuid4())
+        self.emails[user_id] = email or "user-{}@example.test".format(user_id[:8])
+        return user_id
+
+    def get_user(self, user_id, timeout_s=None, breaker=True):
+        self.calls += 1
+        if self.down:
+            raise ServiceUnavailable("auth.get_user did not answer within 1 s")
+        if user_id not in self.emails:
+            raise NotFound("No such user.")
+        return {"id": user_id, "email": self.emails[user_id], "full_name": "Test User",
+                "roles": ["customer"]}
+
+
+class Services:
+    """The ``services`` dependency with auth only."""
+
+    def __init__(self):
+        self.auth = Auth()
+
+
+@pytest.fixture(autouse=True)
+def clean_notifications(engine):
+    """Each test starts from empty notifications tables: a delivery another test left
+    pending must not be sent to this test's receiver."""
+    with engine.begin() as connection:
+        connection.execute(text(
+            "TRUNCATE notifications.delivery_attempts, notifications.deliveries, "
+            "notifications.events, notifications.webhooks"))
+    yield
+
+
+@pytest.fixture
+def receiver():
+    running = WebhookReceiver().start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def sink():
+    running = SmtpSink().start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def services():
+    return Services()
+
+
+@pytest.fixture
+def make_worker(engine, sink, services):
+    """``make_worker(**settings)``: a service worker on the tests' database whose e-mail
+    goes to the sink and whose auth is ``services.auth``."""
+
+    def make(**overrides):
+        values = dict(FAST, smtp_host=sink.host, smtp_port=sink.port)
+        values.update(overrides)
+        return worker_factory(NotificationsService, db=DatabaseAccess(engine, "notifications"),
+                              services=services, settings=Settings(**values))
+
+    return make
+
+
+@pytest.fixture
+def worker(make_worker):
+    return make_worker()
+
+
+def transaction_data(**values):
+    """A transaction as API.md shows it."""
+    data = {
+        "id": str(uuid.uuid4()), "type": "transfer", "status": "completed",
+        "failure_reason": None, "source_account_id": str(uuid.uuid4()),
+        "destination_account_id": str(uuid.uuid4()), "amount": 1234, "currency": "USD",
+        "description": "rent", "votes": [],
+        "created_at": "2026-03-01T12:00:00.000000Z", "completed_at": "2026-03-01T12:00:01.000000Z",
+    }
+    data.update(values)
+    return data
+
+
+def event(user_ids, event_type="transaction.completed", event_id=None, **data):
+    """An event as the transactions service dispatches it."""
+    return {
+        "id": event_id or str(uuid.uuid4()),
+        "type": event_type,
+        "created_at": rfc3339(datetime.now(timezone.utc)),
+        "data": transaction_data(**data),
+        "user_ids": list(user_ids),
+    }
+
+
+HANDLERS = {
+    "transaction.completed": "on_transaction_completed",
+    "transaction.failed": "on_transaction_failed",
+    "payment.captured": "on_payment_captured",
+    "payment.refunded": "on_payment_refunded",
+}
+
+
+def publish(worker, payload, event_type=None):
+    """What Nameko does with a dispatched event: calls the handler with the payload."""
+    return getattr(worker, HANDLERS[event_type or payload["type"]])(payload)
+
+
+def drive(*workers, until, timeout_s=10.0, pause_s=0.05):
+    """Runs the delivery loop's ticks (as the timer does) until ``until()`` is true."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        for each in workers:
+            each.deliver_due()
+        if until():
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError("the condition did not hold within {} s".format(timeout_s))
+        eventlet.sleep(pause_s)
+
+
+def deliveries(engine, **where):
+    query = select(records.deliveries)
+    for column, value in where.items():
+        query = query.where(records.deliveries.c[column] == value)
+    with engine.connect() as connection:
+        return connection.execute(query.order_by(records.deliveries.c.channel)).all()
+
+
+def attempts(engine, delivery_id):
+    with engine.connect() as connection:
+        return connection.execute(
+            select(records.delivery_attempts)
+            .where(records.delivery_attempts.c.delivery_id == delivery_id)
+            .order_by(records.delivery_attempts.c.attempt)
+        ).all()
+
+
+def run_together(*calls):
+    """Runs each call in its own greenthread; each one's result or exception."""
+    outcomes = [None] * len(calls)
+
+    def run(index, call):
+        try:
+            outcomes[index] = call()
+        except Exception as error:  # noqa: BLE001 - the outcome is what the test inspects
+            outcomes[index] = error
+
+    threads = [eventlet.spawn(run, index, call) for index, call in enumerate(calls)]
+    for thread in threads:
+        thread.wait()
+    return outcomes

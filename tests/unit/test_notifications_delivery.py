@@ -1,0 +1,455 @@
+"""The notifications service's delivery loop against real PostgreSQL, a real HTTP receiver
+and a real SMTP sink on loopback: signed webhooks, e-mail, retries with backoff, leases."""
+import json
+import uuid
+
+import eventlet
+import pytest
+from sqlalchemy import text, update
+
+from services.notifications import delivery, messages, records
+from tests.support.notifications import (  # noqa: F401 - fixtures
+    attempts,
+    clean_notifications,
+    deliveries,
+    drive,
+    event,
+    make_worker,
+    publish,
+    receiver,
+    run_together,
+    services,
+    sink,
+    worker,
+)
+from tests.support.smtp_sink import SmtpSink
+from tests.support.webhook_receiver import WebhookReceiver
+
+
+def subscribe(worker, services, events=("transaction.completed", "transaction.failed"),
+              url=None, receiver=None):
+    user = services.auth.add()
+    hook = worker.create_webhook(user, url or receiver.url, list(events))
+    return user, hook
+
+
+def delivered(engine, channel="webhook"):
+    return lambda: all(row.status == "delivered" for row in deliveries(engine, channel=channel))
+
+
+# --- Webhooks ------------------------------------------------------------------------------
+
+
+def test_an_event_is_posted_once_to_the_webhook_with_the_exact_body_and_a_valid_signature(
+        worker, services, receiver, sink, engine):
+    user, hook = subscribe(worker, services, receiver=receiver)
+    payload = event([user])
+    assert publish(worker, payload) is None
+
+    drive(worker, until=lambda: all(r.status == "delivered" for r in deliveries(engine)))
+    (request,) = receiver.wait_for(1)
+    assert request.path == "/hook"
+    assert messages.verify_signature(hook["secret"], request.body, request.headers["X-Signature"])
+    assert request.headers["X-Signature"].startswith("sha256=")
+    assert json.loads(request.body) == {
+        "id": payload["id"], "type": "transaction.completed",
+        "created_at": payload["created_at"], "data": payload["data"]}
+    assert request.headers["Content-Type"] == "application/json"
+    assert request.headers["X-Event-Id"] == payload["id"]
+    assert request.headers["X-Event-Type"] == "transaction.completed"
+    # Any other key does not verify: the signature is of these bytes with this secret.
+    assert not messages.verify_signature("whsec_other", request.body,
+                                         request.headers["X-Signature"])
+    assert not messages.verify_signature(hook["secret"], request.body + b" ",
+                                         request.headers["X-Signature"])
+
+    row = deliveries(engine, channel="webhook")[0]
+    assert (row.status, row.attempts, row.target, row.webhook_id) == (
+        "delivered", 1, receiver.url, hook["id"])
+    assert request.headers["X-Delivery-Id"] == row.id
+    (attempt,) = attempts(engine, row.id)
+    assert (attempt.attempt, attempt.outcome, attempt.status_code, attempt.error) == (
+        1, "succeeded", 200, None)
+
+    drive(worker, until=lambda: True)
+    assert len(receiver.received) == 1  # delivered is final
+
+
+def test_only_subscribed_webhooks_of_the_users_concerned_get_the_event(
+        worker, services, receiver, sink, engine):
+    concerned, hook = subscribe(worker, services, events=["transaction.failed"],
+                                receiver=receiver)
+    # Someone not concerned by the events below:
+    subscribe(worker, services, events=["transaction.completed"], receiver=receiver)
+    publish(worker, event([concerned]))  # completed: the concerned user's hook is for failed
+    assert [row.channel for row in deliveries(engine)] == ["email"]
+
+    failed = event([concerned], "transaction.failed", status="failed",
+                   failure_reason="insufficient_funds")
+    publish(worker, failed)
+    drive(worker, until=lambda: len(receiver.received) == 1 and delivered(engine)())
+    assert json.loads(receiver.received[0].body)["type"] == "transaction.failed"
+
+
+def test_every_user_concerned_gets_a_delivery_per_subscribed_webhook(
+        worker, services, receiver, sink, engine):
+    payer, payer_hook = subscribe(worker, services, receiver=receiver)
+    second_hook = worker.create_webhook(payer, receiver.url + "/second",
+                                        ["transaction.completed"])
+    payee, payee_hook = subscribe(worker, services, receiver=receiver)
+    payload = event([payer, payee, payer])  # a user named twice gets one of each
+    publish(worker, payload)
+    rows = deliveries(engine, channel="webhook")
+    assert sorted(row.webhook_id for row in rows) == sorted(
+        [payer_hook["id"], second_hook["id"], payee_hook["id"]])
+    drive(worker, until=lambda: len(receiver.received) == 3 and delivered(engine)())
+    assert sorted(request.path for request in receiver.received) == [
+        "/hook", "/hook", "/hook/second"]
+    signed_with = {payer_hook["secret"], second_hook["secret"], payee_hook["secret"]}
+    for request in receiver.received:
+        assert any(messages.verify_signature(secret, request.body,
+                                             request.headers["X-Signature"])
+                   for secret in signed_with)
+    assert {json.loads(request.body)["id"] for request in receiver.received} == {payload["id"]}
+
+
+def test_a_receiver_failing_its_first_two_attempts_gets_the_event_on_the_third_with_growing_backoff(
+        make_worker, services, sink, engine, monkeypatch):
+    monkeypatch.setattr(delivery, "jitter_fraction", lambda: 1.0)  # the ceiling: no jitter
+    failing = WebhookReceiver(script=[500, 503]).start()
+    try:
+        worker = make_worker(retry_base_s=0.3, retry_cap_s=5.0)
+        user, hook = subscribe(worker, services, receiver=failing)
+        publish(worker, event([user]))
+        drive(worker, until=delivered(engine), timeout_s=10)
+        first, second, third = failing.wait_for(3)
+        assert [r.status for r in failing.received] == [500, 503, 200]
+        assert first.body == second.body == third.body
+        assert {r.headers["X-Signature"] for r in failing.received} == {
+            messages.signature(hook["secret"], first.body)}
+        assert [r.headers["X-Delivery-Attempt"] for r in failing.received] == ["1", "2", "3"]
+        # base * 2^(n-1): 0.3 s, then 0.6 s.
+        first_wait, second_wait = second.at - first.at, third.at - second.at
+        assert 0.3 <= first_wait < 0.6, first_wait
+        assert 0.6 <= second_wait < 1.0, second_wait
+
+        row = deliveries(engine, channel="webhook")[0]
+        assert (row.status, row.attempts, row.failures, row.last_error) == (
+            "delivered", 3, 2, None)
+        logged = attempts(engine, row.id)
+        assert [(a.attempt, a.outcome, a.status_code) for a in logged] == [
+            (1, "failed", 500), (2, "failed", 503), (3, "succeeded", 200)]
+        assert "HTTP 500" in logged[0].error and "HTTP 503" in logged[1].error
+        assert all(a.started_at <= a.finished_at for a in logged)
+        assert len(failing.received) == 3
+    finally:
+        failing.stop()
+
+
+def test_a_receiver_that_is_down_gets_the_event_once_it_is_back(
+        worker, services, receiver, sink, engine):
+    user, _ = subscribe(worker, services, receiver=receiver)
+    receiver.stop()
+    publish(worker, event([user]))
+    webhook_row = lambda: deliveries(engine, channel="webhook")[0]  # noqa: E731
+    drive(worker, until=lambda: webhook_row().attempts >= 2)
+    row = webhook_row()
+    assert row.status == "pending" and row.next_attempt_at is not None
+    assert "Connection" in row.last_error or "refused" in row.last_error.lower(), row.last_error
+    assert {a.outcome for a in attempts(engine, row.id)} == {"failed"}
+
+    receiver.start()  # the same port
+    drive(worker, until=delivered(engine))
+    assert len(receiver.wait_for(1)) == 1
+    row = webhook_row()
+    assert row.attempts >= 3 and row.delivered_at is not None
+
+
+def test_a_receiver_slower_than_the_timeout_is_retried(make_worker, services, sink, engine):
+    slow = WebhookReceiver(script=[("sleep", 1.5)]).start()
+    try:
+        worker = make_worker(webhook_timeout_s=0.3)
+        user, _ = subscribe(worker, services, receiver=slow)
+        publish(worker, event([user]))
+        drive(worker, until=delivered(engine), timeout_s=10)
+        row = deliveries(engine, channel="webhook")[0]
+        logged = attempts(engine, row.id)
+        assert logged[0].outcome == "failed" and "timed out" in logged[0].error
+        assert (logged[0].finished_at - logged[0].started_at).total_seconds() < 1.2
+        assert logged[-1].outcome == "succeeded"
+    finally:
+        slow.stop()
+
+
+def test_a_delivery_that_keeps_failing_is_failed_after_max_attempts(
+        make_worker, services, sink, engine):
+    broken = WebhookReceiver(default_status=500).start()
+    try:
+        worker = make_worker(max_attempts=3, retry_base_s=0.05)
+        user, _ = subscribe(worker, services, receiver=broken)
+        publish(worker, event([user]))
+        drive(worker, until=lambda: deliveries(engine, channel="webhook")[0].status == "failed")
+        drive(worker, until=lambda: True)
+        row = deliveries(engine, channel="webhook")[0]
+        assert (row.attempts, row.failures, row.next_attempt_at is not None) == (3, 3, True)
+        assert "HTTP 500" in row.last_error
+        assert len(broken.received) == 3
+        view = worker.list_deliveries(user)["items"]
+        failed = [item for item in view if item["channel"] == "webhook"][0]
+        assert (failed["status"], failed["attempts"], failed["next_attempt_at"]) == (
+            "failed", 3, None)
+    finally:
+        broken.stop()
+
+
+def test_a_redirect_is_not_followed_and_counts_as_a_failure(make_worker, services, sink, engine):
+    moved = WebhookReceiver(script=[301]).start()
+    try:
+        worker = make_worker()
+        user, _ = subscribe(worker, services, receiver=moved)
+        publish(worker, event([user]))
+        drive(worker, until=delivered(engine))
+        assert [r.status for r in moved.received] == [301, 200]
+    finally:
+        moved.stop()
+
+
+def test_deleting_a_webhook_fails_its_pending_deliveries_and_sends_nothing_more(
+        worker, services, receiver, sink, engine):
+    user, hook = subscribe(worker, services, receiver=receiver)
+    receiver.stop()
+    publish(worker, event([user]))
+    drive(worker, until=lambda: deliveries(engine, channel="webhook")[0].attempts >= 1)
+    worker.delete_webhook(user, hook["id"])
+    receiver.start()
+    row = deliveries(engine, channel="webhook")[0]
+    assert (row.status, row.last_error) == ("failed", "webhook deleted")
+    drive(worker, until=lambda: True)
+    drive(worker, until=lambda: True)
+    assert receiver.received == []
+
+
+def test_a_pending_delivery_of_a_webhook_deleted_meanwhile_is_abandoned(
+        worker, services, receiver, sink, engine):
+    # The race: an event's deliveries commit just after a concurrent delete_webhook failed
+    # the webhook's pending deliveries; the loop still finds the webhook deleted at send time.
+    user, hook = subscribe(worker, services, receiver=receiver)
+    publish(worker, event([user]))
+    with engine.begin() as connection:
+        connection.execute(update(records.webhooks).where(records.webhooks.c.id == hook["id"])
+                           .values(deleted_at=text("now()")))
+    drive(worker, until=lambda: deliveries(engine, channel="webhook")[0].status == "failed")
+    row = deliveries(engine, channel="webhook")[0]
+    assert (row.last_error, row.attempts, row.claim_token) == ("webhook deleted", 0, None)
+    assert receiver.received == []
+
+
+# --- Leases and several processes ------------------------------------------------------------
+
+
+def test_a_claimed_delivery_whose_lease_ran_out_is_retried(
+        worker, services, receiver, sink, engine):
+    user, _ = subscribe(worker, services, receiver=receiver)
+    publish(worker, event([user]))
+    # A process claims everything, then dies before sending: its lease is 0.5 s.
+    dead_token = str(uuid.uuid4())
+    with engine.begin() as connection:
+        claimed = records.claim_due(connection, 10, 0.5, dead_token)
+    assert {row.channel for row in claimed} == {"webhook", "email"}
+    assert worker.deliver_due() == 0  # leased: not due for anyone else
+    assert receiver.received == []
+
+    drive(worker, until=lambda: all(r.status == "delivered" for r in deliveries(engine)),
+          timeout_s=5)
+    assert len(receiver.received) == 1 and len(sink.messages) == 1
+    # The dead process's late write-back (it was only slow) changes nothing but the log.
+    row = next(r for r in claimed if r.channel == "webhook")
+    with engine.begin() as connection:
+        applied = records.finish_attempt(connection, row, dead_token, {
+            "outcome": "failed", "status": "pending", "retry_in_s": 1, "error": "late",
+            "started_at": row.created_at, "finished_at": row.created_at})
+    assert applied is False
+    current = deliveries(engine, channel="webhook")[0]
+    assert (current.status, current.attempts) == ("delivered", 1)
+
+
+def test_a_tick_killed_mid_send_leaves_the_delivery_to_its_lease(make_worker, services, engine):
+    # A killed container (or process) records nothing of the send it was in: the delivery
+    # stays claimed until its lease runs out, then it is sent again.
+    slow = WebhookReceiver(script=[("sleep", 0.4)]).start()
+    try:
+        settings = dict(webhook_timeout_s=0.5, smtp_timeout_s=0.5, rpc_timeout_ms=200,
+                        lease_s=1.5, email_enabled=False)
+        dying, survivor = make_worker(**settings), make_worker(**settings)
+        user, _ = subscribe(dying, services, receiver=slow)
+        publish(dying, event([user]))
+        tick = eventlet.spawn(dying.deliver_due)
+        slow.wait_for(1)
+        tick.kill()
+        row = deliveries(engine)[0]
+        assert (row.status, row.attempts, row.claim_token is not None) == ("pending", 0, True)
+        assert attempts(engine, row.id) == []
+        assert survivor.deliver_due() == 0  # still leased
+        drive(survivor, until=delivered(engine), timeout_s=5)
+        assert len(slow.received) == 2
+        assert [a.outcome for a in attempts(engine, row.id)] == ["succeeded"]
+    finally:
+        slow.stop()
+
+
+def test_two_processes_share_a_backlog_and_send_each_delivery_once(
+        make_worker, services, receiver, sink, engine):
+    first, second = make_worker(concurrency=3), make_worker(concurrency=3)
+    user, _ = subscribe(first, services, events=["transaction.completed"], receiver=receiver)
+    for _ in range(20):
+        publish(first, event([user]))
+    outcomes = run_together(first.deliver_due, second.deliver_due, first.deliver_due,
+                            second.deliver_due)
+    assert all(isinstance(count, int) for count in outcomes), outcomes
+    assert outcomes[0] > 0 and outcomes[1] > 0, outcomes  # both took part
+    drive(first, second, until=lambda: all(r.status == "delivered" for r in deliveries(engine)))
+    ids = [request.headers["X-Delivery-Id"] for request in receiver.received]
+    assert len(ids) == 20 and len(set(ids)) == 20
+    assert len(sink.messages) == 20
+    assert len({m.message["Message-ID"] for m in sink.messages}) == 20
+
+
+def test_a_backlog_survives_a_restart_of_the_service(make_worker, services, receiver, sink,
+                                                     engine):
+    before = make_worker(concurrency=2)
+    user, _ = subscribe(before, services, events=["transaction.completed"], receiver=receiver)
+    receiver.stop()
+    published = [event([user]) for _ in range(15)]
+    for payload in published:
+        publish(before, payload)
+    before.deliver_due()  # some attempts fail; then the process goes away
+    del before
+
+    receiver.start()
+    after = make_worker()  # a new process: it knows only what is in the database
+    drive(after, until=lambda: all(r.status == "delivered" for r in deliveries(engine)),
+          timeout_s=15)
+    assert sorted(json.loads(r.body)["id"] for r in receiver.received) == sorted(
+        p["id"] for p in published)
+    assert len(sink.messages) == 15
+
+
+# --- E-mail ------------------------------------------------------------------------------------
+
+
+def test_an_event_sends_an_email_to_the_users_address(worker, services, sink, engine):
+    user = services.auth.add(email="ada@example.test")
+    payload = event([user], amount=123456, currency="USD", type="transfer")
+    publish(worker, payload)
+    drive(worker, until=delivered(engine, "email"))
+    (mail,) = sink.wait_for(1)
+    assert mail.rcpt_to == ["ada@example.test"]
+    assert mail.message["To"] == "ada@example.test"
+    assert mail.message["From"] == worker.settings.smtp_from
+    assert mail.message["Subject"] == "Transfer of 1,234.56 USD completed"
+    body = mail.message.get_content()
+    assert payload["data"]["id"] in body and "1,234.56 USD" in body and payload["id"] in body
+    row = deliveries(engine, channel="email")[0]
+    assert (row.target, row.attempts) == ("ada@example.test", 1)
+    assert mail.message["Message-ID"] == "<{}@notifications.paysys>".format(row.id)
+    assert [a.outcome for a in attempts(engine, row.id)] == ["succeeded"]
+
+
+def test_a_failed_transaction_email_names_the_reason(worker, services, sink, engine):
+    user = services.auth.add()
+    publish(worker, event([user], "transaction.failed", status="failed", amount=500,
+                          currency="JPY", type="withdrawal", failure_reason="insufficient_funds"))
+    drive(worker, until=delivered(engine, "email"))
+    (mail,) = sink.wait_for(1)
+    assert mail.message["Subject"] == "Withdrawal of 500 JPY failed"
+    assert "insufficient_funds" in mail.message.get_content()
+
+
+def test_an_email_waits_for_auth_when_auth_does_not_answer(worker, services, sink, engine):
+    user = services.auth.add(email="grace@example.test")
+    services.auth.down = True
+    publish(worker, event([user]))  # accepted without auth: nothing lost
+    drive(worker, until=lambda: deliveries(engine, channel="email")[0].attempts >= 2)
+    row = deliveries(engine, channel="email")[0]
+    assert (row.status, row.target, row.failures) == ("pending", None, 0)
+    assert {a.outcome for a in attempts(engine, row.id)} == {"deferred"}
+    assert "ServiceUnavailable" in row.last_error
+    assert sink.messages == []
+
+    services.auth.down = False
+    drive(worker, until=delivered(engine, "email"))
+    assert sink.wait_for(1)[0].rcpt_to == ["grace@example.test"]
+
+
+def test_deferrals_do_not_use_up_the_attempts(make_worker, services, sink, engine):
+    worker = make_worker(max_attempts=2, retry_base_s=0.01, retry_cap_s=0.02)
+    user = services.auth.add()
+    services.auth.down = True
+    publish(worker, event([user]))
+    drive(worker, until=lambda: deliveries(engine, channel="email")[0].attempts >= 4)
+    assert deliveries(engine, channel="email")[0].status == "pending"
+    services.auth.down = False
+    drive(worker, until=delivered(engine, "email"))
+
+
+def test_an_email_to_an_unknown_user_fails_at_once(worker, services, sink, engine):
+    publish(worker, event([str(uuid.uuid4())]))
+    drive(worker, until=lambda: deliveries(engine, channel="email")[0].status == "failed")
+    row = deliveries(engine, channel="email")[0]
+    assert (row.attempts, row.last_error) == (1, "recipient: no such user")
+    assert sink.messages == []
+
+
+def test_a_mailbox_the_server_refuses_fails_at_once(make_worker, services, engine):
+    refusing = SmtpSink(refuse=["nobody@example.test"]).start()
+    try:
+        worker = make_worker(smtp_port=refusing.port)
+        user = services.auth.add(email="nobody@example.test")
+        publish(worker, event([user]))
+        drive(worker, until=lambda: deliveries(engine, channel="email")[0].status == "failed")
+        row = deliveries(engine, channel="email")[0]
+        assert row.attempts == 1 and "550" in row.last_error
+        assert attempts(engine, row.id)[0].status_code == 550
+        assert refusing.messages == []
+    finally:
+        refusing.stop()
+
+
+def test_an_email_waits_for_the_smtp_server_to_come_back(worker, services, sink, engine):
+    user = services.auth.add()
+    sink.stop()
+    publish(worker, event([user]))
+    drive(worker, until=lambda: deliveries(engine, channel="email")[0].attempts >= 2)
+    row = deliveries(engine, channel="email")[0]
+    assert row.status == "pending" and row.last_error.startswith("SMTP")
+    sink.start()
+    drive(worker, until=delivered(engine, "email"))
+    assert len(sink.wait_for(1)) == 1
+
+
+def test_email_can_be_switched_off(make_worker, services, receiver, engine):
+    worker = make_worker(email_enabled=False)
+    user, _ = subscribe(worker, services, receiver=receiver)
+    publish(worker, event([user]))
+    assert [row.channel for row in deliveries(engine)] == ["webhook"]
+
+
+# --- Backoff -----------------------------------------------------------------------------------
+
+
+def test_full_jitter_backoff_stays_under_a_growing_capped_ceiling(monkeypatch):
+    monkeypatch.setattr(delivery, "jitter_fraction", lambda: 0.999999)
+    ceilings = [delivery.backoff_s(n, 1.0, 300.0) for n in range(1, 15)]
+    assert ceilings[:4] == pytest.approx([1, 2, 4, 8], rel=1e-5)
+    assert all(a <= b for a, b in zip(ceilings, ceilings[1:]))
+    assert max(ceilings) == pytest.approx(300, rel=1e-5)
+    assert delivery.backoff_s(10_000, 1.0, 300.0) == pytest.approx(300, rel=1e-5)
+    monkeypatch.setattr(delivery, "jitter_fraction", lambda: 0.0)
+    assert delivery.backoff_s(5, 1.0, 300.0) == 0.0
+
+
+def test_full_jitter_backoff_spreads_retries_over_the_whole_range():
+    draws = [delivery.backoff_s(4, 1.0, 300.0) for _ in range(2000)]
+    assert all(0 <= d < 8 for d in draws)
+    assert min(draws) < 0.5 and max(draws) > 7.5
+    assert 3.5 < sum(draws) / len(draws) < 4.5
