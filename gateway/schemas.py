@@ -230,9 +230,21 @@ class CurrencyTotals(Schema):
 
 
 class MirrorReport(Schema):
-    ledger_postings = fields.Integer(required=True)
-    kafka_postings = fields.Integer(required=True)
-    missing = fields.List(fields.String(), required=True)
+    topic = fields.String(required=True)
+    ledger_postings = fields.Integer(required=True,
+                                     metadata={"description": "Entries in the ledger."})
+    kafka_postings = fields.Integer(required=True, metadata={
+        "description": "Distinct (account, sequence) entries in the Kafka mirror."})
+    missing = fields.List(fields.String(), required=True, metadata={
+        "description": "Ledger entries absent from the mirror, as account_id:seq (first 100)."})
+    missing_count = fields.Integer(required=True)
+    unexpected = fields.List(fields.String(), required=True, metadata={
+        "description": "Mirror messages the ledger has no entry for (first 100)."})
+    unexpected_count = fields.Integer(required=True)
+    duplicates = fields.Integer(required=True, metadata={
+        "description": "Messages delivered more than once (harmless: consumers dedupe)."})
+    unpublished = fields.Integer(required=True, metadata={
+        "description": "Outbox rows the relay had not published yet."})
 
 
 class Reconciliation(Schema):
@@ -267,13 +279,34 @@ class CreatedWebhook(Webhook):
     secret = fields.String(required=True, metadata={"description": "HMAC key; shown once."})
 
 
+class DeliveryAttempt(Schema):
+    attempt = fields.Integer(required=True)
+    started_at = fields.DateTime(required=True)
+    finished_at = fields.DateTime(required=True, allow_none=True)
+    outcome = fields.String(required=True,
+                            validate=validate.OneOf(["succeeded", "failed", "deferred"]))
+    status_code = fields.Integer(required=True, allow_none=True)
+    error = fields.String(required=True, allow_none=True)
+
+
 class Notification(Schema):
+    """One delivery of one event to one webhook or e-mail address, with every attempt."""
+
     id = Id(required=True)
     channel = fields.String(required=True, validate=validate.OneOf(["email", "webhook"]))
     event_type = fields.String(required=True)
-    status = fields.String(required=True)
+    event_id = Id(required=True)
+    status = fields.String(required=True,
+                           validate=validate.OneOf(["pending", "delivered", "failed"]))
     attempts = fields.Integer(required=True)
+    webhook_id = Id(required=True, allow_none=True)
+    target = fields.String(required=True, allow_none=True,
+                           metadata={"description": "The webhook URL or e-mail address."})
+    last_error = fields.String(required=True, allow_none=True)
+    next_attempt_at = fields.DateTime(required=True, allow_none=True)
+    delivered_at = fields.DateTime(required=True, allow_none=True)
     created_at = fields.DateTime(required=True)
+    history = fields.List(fields.Nested(DeliveryAttempt), required=True)
 
 
 class Health(Schema):

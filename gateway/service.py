@@ -31,6 +31,7 @@ from shared.service import ServiceBase
 log = logging.getLogger(__name__)
 
 EXPIRED_KEYS_PURGE_INTERVAL_S = 600
+RECONCILIATION_TIMEOUT_S = 60
 
 
 def _no_content():
@@ -163,6 +164,34 @@ class GatewayService(ServiceBase):
     @property
     def rpc_margin_s(self):
         return int(self.config["gateway"]["rpc_timeout_ms"]) / 1000
+
+    # --- Ledger, webhooks, notifications ---------------------------------------------
+
+    @endpoint(BY_OPERATION["reconciliation"])
+    def reconciliation(self, call):
+        # Reads the whole Kafka mirror: allow it more than an ordinary call.
+        return json_response(self.rpc.ledger.reconciliation(timeout_s=RECONCILIATION_TIMEOUT_S))
+
+    @endpoint(BY_OPERATION["create_webhook"])
+    def create_webhook(self, call):
+        webhook = self.rpc.notifications.create_webhook(
+            call.user.id, call.body["url"], call.body["events"])
+        return json_response(webhook, 201)
+
+    @endpoint(BY_OPERATION["list_webhooks"])
+    def list_webhooks(self, call):
+        return json_response(self.rpc.notifications.list_webhooks(
+            call.user.id, call.query["limit"], call.query.get("cursor")))
+
+    @endpoint(BY_OPERATION["delete_webhook"])
+    def delete_webhook(self, call):
+        self.rpc.notifications.delete_webhook(call.user.id, call.path["webhook_id"])
+        return _no_content()
+
+    @endpoint(BY_OPERATION["list_notifications"])
+    def list_notifications(self, call):
+        return json_response(self.rpc.notifications.list_deliveries(
+            call.user.id, call.query["limit"], call.query.get("cursor")))
 
     # --- Operations ---------------------------------------------------------------
 

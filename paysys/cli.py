@@ -6,6 +6,7 @@
     paysys migrate             create the database, run every service's migrations
     paysys keys                create the access-token signing key pair if absent
     paysys create-user --email E --password P --role admin
+    paysys reconcile [--json]  check the books and the Kafka mirror (exit 0 when balanced)
     paysys serve NAME          run one service process in the foreground
 """
 import argparse
@@ -189,6 +190,12 @@ def cmd_create_user(args, config):
     return 0
 
 
+def cmd_reconcile(args, config):
+    from paysys.reconcile import run
+
+    return run(config, as_json=args.json, wait_s=args.wait)
+
+
 def cmd_serve(args, config):
     from paysys.runner import serve
 
@@ -231,6 +238,16 @@ def build_parser():
     create_user.add_argument("--role", default="customer",
                              choices=["customer", "merchant", "admin", "auditor"])
     create_user.set_defaults(handler=cmd_create_user)
+
+    reconcile = commands.add_parser(
+        "reconcile", help="check that every currency sums to zero, every balance equals its "
+        "entries and the Kafka mirror holds every posting; exit 0 when balanced, 1 when not, "
+        "2 when PostgreSQL or Kafka does not answer")
+    reconcile.add_argument("--json", action="store_true", help="print the raw report")
+    reconcile.add_argument("--wait", type=float, metavar="SECONDS",
+                           help="how long the ledger's relay gets to publish the newest "
+                           "postings before Kafka is read (default: kafka.reconcile_wait_ms)")
+    reconcile.set_defaults(handler=cmd_reconcile)
 
     serve = commands.add_parser("serve", help="run one service process in the foreground "
                                 "(supervisord does this for `up`)")

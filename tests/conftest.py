@@ -12,9 +12,25 @@ from tests.support.system import System  # noqa: E402
 
 
 @pytest.fixture(scope="session")
-def system(tmp_path_factory):
+def smtp_sink():
+    """A real SMTP server on loopback that keeps the e-mail the system sends."""
+    from tests.support.smtp_sink import SmtpSink
+
+    sink = SmtpSink().start()
+    yield sink
+    sink.stop()
+
+
+@pytest.fixture(scope="session")
+def system(tmp_path_factory, smtp_sink):
     """The whole system, started once for the tests that need it, stopped after them."""
-    running = System("test", tmp_path_factory.mktemp("run"), redis_db=14)
+    running = System("test", tmp_path_factory.mktemp("run"), redis_db=14, env={
+        "PAYSYS_EMAIL_ENABLED": "true",
+        "PAYSYS_SMTP_HOST": smtp_sink.host,
+        "PAYSYS_SMTP_PORT": str(smtp_sink.port),
+        "PAYSYS_RETRY_BASE_S": "0.2",
+        "PAYSYS_RETRY_CAP_S": "2",
+    })
     try:
         running.start()
     except BaseException:

@@ -1,13 +1,17 @@
-"""The ledger: double-entry postings and the balances they keep."""
+"""The ledger: double-entry postings and the balances they keep, the Kafka mirror's relay
+(relay.py) and reconciliation (reconciliation.py)."""
+from nameko.dependency_providers import Config
 
 from services.ledger import balances as balance_records
 from services.ledger import batches
 from services.ledger import entries as entry_records
 from services.ledger import postings as posting_records
+from services.ledger import reconciliation as ledger_reconciliation
 from services.ledger import totals as ledger_totals
+from services.ledger.relay import MirrorRelay
 from shared.cursors import DEFAULT_PAGE_SIZE, page_request
 from shared.db import Database
-from shared.errors import ValidationFailed
+from shared.errors import ServiceUnavailable, ValidationFailed
 from shared.ids import parse_id
 from shared.service import ServiceBase, rpc
 
@@ -18,6 +22,8 @@ MAX_POSTINGS = 1000
 class LedgerService(ServiceBase):
     name = "ledger"
     db = Database(schema="ledger")
+    config = Config()
+    relay = MirrorRelay()
 
     @rpc
     def post(self, postings):
@@ -33,7 +39,9 @@ class LedgerService(ServiceBase):
         if not isinstance(postings, (list, tuple)) or len(postings) > MAX_POSTINGS:
             message = "must be a list of at most {} postings".format(MAX_POSTINGS)
             raise ValidationFailed("postings: " + message, errors={"postings": [message]})
-        return batches.post(self.db, list(postings))
+        results = batches.post(self.db, list(postings))
+        self.relay.wake()  # committed: the mirror gets it now, not at the next interval
+        return results
 
     @rpc
     def posting(self, transaction_id):
@@ -54,6 +62,19 @@ class LedgerService(ServiceBase):
                                          postgresql_readonly=True)
             with connection.begin():
                 return ledger_totals.totals(connection)
+
+    @rpc
+    def reconciliation(self):
+        """API.md's GET /v1/ledger/reconciliation: ``{balanced, currencies: {CUR:
+        {entries_sum, accounts_sum}}, accounts_checked, discrepancies, mirror:
+        {ledger_postings, kafka_postings, missing, ...}}`` (reconciliation.py). Waits up
+        to ``kafka.reconcile_wait_ms`` for the relay, then reads the whole topic.
+        ServiceUnavailable when Kafka does not answer: no report beats a false one."""
+        try:
+            return ledger_reconciliation.reconcile_with_config(self.db, self.config)
+        except ledger_reconciliation.MirrorUnavailable as error:
+            raise ServiceUnavailable(
+                "The Kafka mirror cannot be read: {}".format(error), retry_after_s=5)
 
     @rpc
     def balances(self, account_ids):

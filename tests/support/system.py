@@ -20,7 +20,7 @@ PAYSYS = [sys.executable, "-m", "paysys.cli"]
 
 
 class System:
-    def __init__(self, label, run_dir, redis_db):
+    def __init__(self, label, run_dir, redis_db, env=None):
         self.label = label
         self.port = servers.free_port()
         self.kafka_port = servers.free_port()
@@ -53,6 +53,7 @@ class System:
             PAYSYS_DECISION_WAIT_MS="3000",
             PAYSYS_VOTE_DEADLINE_MS="3500",
         )
+        self.env.update(env or {})
 
     # --- life cycle ---
 

@@ -14,6 +14,8 @@ import time
 import pytest
 
 from loadtests.bank import Bank, check
+from tests.support.api import new_session
+from tests.support.servers import wait_for
 
 pytestmark = pytest.mark.system
 
@@ -89,3 +91,51 @@ def test_transfers_complete_on_the_quorum_while_a_validator_is_paused(system):
         if "pid" in paused:
             os.kill(paused["pid"], signal.SIGCONT)
     assert_books_right(bank, figures)
+
+
+def reconciliation(auditor):
+    response = auditor.get("/v1/ledger/reconciliation")
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def balanced_reconciliation(auditor, timeout_s=60):
+    """The report once the mirror has caught up (the relay publishes within a second)."""
+    def balanced():
+        report = reconciliation(auditor)
+        return report if report["balanced"] else None
+
+    try:
+        return wait_for(balanced, timeout_s=timeout_s, interval_s=1, what="a balanced report")
+    except AssertionError:
+        raise AssertionError("not balanced: {}".format(reconciliation(auditor)))
+
+
+def test_after_a_burst_the_books_reconcile_and_the_kafka_mirror_equals_the_ledger(system):
+    bank, figures = run_bank(system)
+    assert_books_right(bank, figures)
+    report = balanced_reconciliation(new_session(system, role="auditor"))
+    assert all(totals["entries_sum"] == 0 for totals in report["currencies"].values())
+    assert report["discrepancies"] == []
+    mirror = report["mirror"]
+    assert (mirror["missing"], mirror["unexpected"]) == ([], [])
+    assert mirror["kafka_postings"] == mirror["ledger_postings"] > 0
+
+
+def test_the_mirror_is_whole_again_after_the_broker_restarts_empty_mid_run(system):
+    def restart_broker():
+        system.supervisorctl("stop", "kafka")
+        time.sleep(2)  # transfers go on; the relay keeps their messages in the outbox
+        system.supervisorctl("start", "kafka")
+
+    bank, figures = run_bank(system, fault=restart_broker)
+    assert_books_right(bank, figures)
+    report = balanced_reconciliation(new_session(system, role="auditor"), timeout_s=90)
+    mirror = report["mirror"]
+    assert (mirror["missing"], mirror["unexpected"]) == ([], [])
+    assert mirror["kafka_postings"] == mirror["ledger_postings"]
+
+
+def test_reconciliation_is_for_admins_and_auditors(system):
+    customer = new_session(system)
+    assert customer.get("/v1/ledger/reconciliation").status_code == 403

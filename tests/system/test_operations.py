@@ -4,6 +4,7 @@ import uuid
 
 import pytest
 
+from tests.support.api import new_session
 from tests.support.servers import wait_for
 
 pytestmark = pytest.mark.system
@@ -45,10 +46,10 @@ def test_openapi_document_is_served(system):
 
 
 def test_a_contract_route_not_implemented_yet_is_a_501_problem(system):
-    response = system.post("/v1/ledger/reconciliation")
+    response = system.request("PUT", "/v1/payments/{}".format(uuid.uuid4()))
     assert response.status_code == 405
-    response = system.get("/v1/ledger/reconciliation")
-    assert response.status_code in (401, 403, 501)
+    response = new_session(system).get("/v1/payments/{}".format(uuid.uuid4()))
+    assert response.status_code == 501
     assert response.headers["Content-Type"] == "application/problem+json"
     assert PROBLEM_FIELDS <= set(response.json())
 

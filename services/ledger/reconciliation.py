@@ -1,0 +1,211 @@
+"""Reconciliation: the books checked against themselves (totals.py) and the Kafka mirror
+checked against the books.
+
+The report (API.md, GET /v1/ledger/reconciliation; the ledger's ``reconciliation()`` RPC
+and ``paysys reconcile``)::
+
+    {"balanced": bool,
+     "currencies": {CUR: {"entries_sum", "accounts_sum"}},
+     "accounts_checked": int,
+     "discrepancies": [{"account_id", "balance", "entries_sum"}],
+     "mirror": {"topic", "ledger_postings", "kafka_postings",
+                "missing": ["<account_id>:<account_seq>", ...], "missing_count",
+                "unexpected": [...], "unexpected_count", "duplicates", "unpublished"}}
+
+* ``ledger_postings``: the ledger's entries (one mirror message each) in the snapshot;
+  ``kafka_postings``: the different ``(account_id, account_seq)`` read from the topic (it
+  may include entries posted after the snapshot);
+* ``missing``: entries of the snapshot the topic does not hold, as
+  ``account_id:account_seq``, the first ``MAX_LISTED`` (``missing_count`` counts all);
+* ``unexpected``: messages naming an entry the ledger does not have, even after the read;
+* ``duplicates``: messages repeating one read before (replays: harmless, consumers skip
+  them); ``unpublished``: outbox rows of the snapshot the relay had not yet published
+  when the topic was read (their entries are then missing too).
+
+``balanced``: every currency's entries and balances sum to zero, no balance differs from
+its entries, nothing is missing and nothing unexpected.
+
+Order of the work: one REPEATABLE READ snapshot of the books; then up to ``wait_s`` for
+the relay to publish every outbox row of that snapshot (so a reconciliation right after
+a burst of transfers is not spoiled by the relay's half second); then the whole topic is
+read. When Kafka does not answer, the reconciliation fails (MirrorUnavailable, which the
+RPC turns into ServiceUnavailable, a 503 with Retry-After) rather than report every
+posting missing: that would be a claim about the mirror nobody could make.
+
+Cost: the ledger side is one aggregate per account; the mirror side holds every
+``(account_id, account_seq)`` of the topic in memory, and the read is as long as the
+topic. Fine for the ledgers this system runs; a very long history wants a
+per-account-range comparison instead.
+"""
+import time
+
+from sqlalchemy import BigInteger, bindparam, func, select, text
+from sqlalchemy.dialects.postgresql import ARRAY, UUID
+
+from services.ledger import totals as ledger_totals
+from services.ledger.entries import entries
+from services.ledger.mirror import MirrorUnavailable, read_mirror
+from services.ledger.outbox import outbox
+from services.ledger.relay import probe
+from shared.config import kafka_bootstrap_servers
+from shared.ids import parse_id
+
+__all__ = ["MirrorUnavailable", "reconcile", "reconcile_with_config"]
+
+MAX_LISTED = 100
+_CHUNK = 10_000
+
+_NOT_IN_LEDGER = text("""
+    SELECT given.account_id, given.seq
+    FROM unnest(:accounts, :seqs) AS given(account_id, seq)
+    WHERE NOT EXISTS (SELECT 1 FROM ledger.entries e
+                      WHERE e.account_id = given.account_id AND e.account_seq = given.seq)
+    ORDER BY 1, 2
+""").bindparams(
+    bindparam("accounts", type_=ARRAY(UUID(as_uuid=False))),
+    bindparam("seqs", type_=ARRAY(BigInteger)),
+).columns(account_id=UUID(as_uuid=False), seq=BigInteger)
+
+
+def mirror_reader(config, timeout_s=None):
+    """``read()`` of the topic config.yml names: a MirrorContents, or MirrorUnavailable
+    (at once when nothing listens at the address, rather than after the client's
+    bootstrap timeout)."""
+    kafka = config["kafka"]
+    servers = kafka_bootstrap_servers(config)
+    timeout_ms = int(kafka["request_timeout_ms"])
+    if timeout_s is None:
+        timeout_s = int(kafka.get("mirror_read_timeout_ms", 10000)) / 1000
+
+    def read():
+        if not probe(servers, timeout_ms / 1000):
+            raise MirrorUnavailable("nothing listens at {}".format(servers))
+        return read_mirror(servers, kafka["ledger_topic"], timeout_s=timeout_s,
+                           request_timeout_ms=timeout_ms)
+
+    return read
+
+
+def reconcile_with_config(db, config, wait_s=None):
+    """The report for ``db`` (a DatabaseAccess of the ledger) and config.yml's Kafka."""
+    if wait_s is None:
+        wait_s = int(config["kafka"].get("reconcile_wait_ms", 2000)) / 1000
+    return reconcile(db, mirror_reader(config), wait_s=wait_s)
+
+
+def reconcile(db, read, wait_s=2.0, poll_s=0.1):
+    """The report (module docstring). ``read()`` returns the topic's MirrorContents."""
+    with db.connection() as connection:
+        connection.execution_options(isolation_level="REPEATABLE READ",
+                                     postgresql_readonly=True)
+        with connection.begin():
+            report = ledger_totals.totals(connection)
+            ledger = ledger_postings(connection)
+            newest = connection.execute(select(func.max(outbox.c.id))).scalar()
+    unpublished = wait_for_relay(db, newest, wait_s, poll_s)
+    mirror = read()
+
+    missing, missing_count = [], 0
+    for account in sorted(ledger):
+        expected = ledger[account]
+        seen = mirror.postings.get(account, set())
+        if len(expected) == sum(1 for seq in seen if seq in expected):
+            continue
+        for seq in expected:
+            if seq not in seen:
+                missing_count += 1
+                if len(missing) < MAX_LISTED:
+                    missing.append("{}:{}".format(account, seq))
+
+    beyond = sorted(
+        (account, seq) for account, seqs in mirror.postings.items()
+        for seq in seqs if seq not in ledger.get(account, ()))
+    unexpected = not_in_ledger(db, beyond)
+
+    report["mirror"] = {
+        "topic": mirror.topic,
+        "ledger_postings": sum(len(expected) for expected in ledger.values()),
+        "kafka_postings": mirror.distinct,
+        "missing": missing,
+        "missing_count": missing_count,
+        "unexpected": ["{}:{}".format(account, seq) for account, seq in unexpected[:MAX_LISTED]],
+        "unexpected_count": len(unexpected),
+        "duplicates": mirror.duplicates,
+        "unpublished": unpublished,
+    }
+    report["balanced"] = (
+        all(sums["entries_sum"] == 0 and sums["accounts_sum"] == 0
+            for sums in report["currencies"].values())
+        and not report["discrepancies"] and missing_count == 0 and not unexpected
+    )
+    return {key: report[key] for key in (
+        "balanced", "currencies", "accounts_checked", "discrepancies", "mirror")}
+
+
+class _Range:
+    """``range(1, n + 1)`` with the set operations used above."""
+
+    def __init__(self, highest):
+        self.highest = highest
+
+    def __contains__(self, seq):
+        return 1 <= seq <= self.highest
+
+    def __len__(self):
+        return self.highest
+
+    def __iter__(self):
+        return iter(range(1, self.highest + 1))
+
+
+def ledger_postings(connection):
+    """``{account_id: its account_seqs}``. An account whose entries number as many as its
+    highest sequence number has exactly 1…n (the numbers are unique and positive), kept
+    as a range; any other one has its numbers listed."""
+    found, irregular = {}, []
+    for account, count, highest in connection.execute(
+        select(entries.c.account_id, func.count(), func.max(entries.c.account_seq))
+        .group_by(entries.c.account_id)
+    ):
+        if count == highest:
+            found[account] = _Range(highest)
+        else:
+            irregular.append(account)
+    for start in range(0, len(irregular), _CHUNK):
+        for account, seq in connection.execute(
+            select(entries.c.account_id, entries.c.account_seq)
+            .where(entries.c.account_id.in_(irregular[start:start + _CHUNK]))
+        ):
+            found.setdefault(account, set()).add(seq)
+    return found
+
+
+def wait_for_relay(db, newest_id, wait_s, poll_s):
+    """Wait up to ``wait_s`` until every outbox row up to ``newest_id`` is published;
+    how many still are not."""
+    if newest_id is None:
+        return 0
+    deadline = time.monotonic() + wait_s
+    while True:
+        with db.connection() as connection:
+            waiting = connection.execute(
+                select(func.count()).select_from(outbox)
+                .where(outbox.c.published_at.is_(None), outbox.c.id <= newest_id)
+            ).scalar_one()
+        if waiting == 0 or time.monotonic() >= deadline:
+            return waiting
+        time.sleep(poll_s)
+
+
+def not_in_ledger(db, postings):
+    """Those of ``postings`` (sorted ``(account_id, seq)``) the ledger has no entry for."""
+    absent = [(account, seq) for account, seq in postings if parse_id(account) != account]
+    known = [(account, seq) for account, seq in postings if parse_id(account) == account]
+    with db.connection() as connection:
+        for start in range(0, len(known), _CHUNK):
+            chunk = known[start:start + _CHUNK]
+            absent.extend(connection.execute(_NOT_IN_LEDGER, {
+                "accounts": [account for account, _ in chunk],
+                "seqs": [seq for _, seq in chunk],
+            }).all())
+    return sorted((account, seq) for account, seq in absent)

@@ -1,0 +1,103 @@
+"""Webhooks and e-mail about transactions, through the whole running system."""
+import hashlib
+import hmac
+import json
+import uuid
+
+import pytest
+
+from tests.support.api import assert_problem, new_session
+from tests.support.servers import wait_for
+from tests.support.webhook_receiver import WebhookReceiver
+
+pytestmark = pytest.mark.system
+
+
+@pytest.fixture
+def alice(system):
+    return new_session(system)
+
+
+@pytest.fixture
+def receiver():
+    receiver = WebhookReceiver().start()
+    yield receiver
+    receiver.stop()
+
+
+def register_webhook(user, url, events=("transaction.completed", "transaction.failed")):
+    response = user.post("/v1/webhooks", json={"url": url, "events": list(events)})
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def deposit(user, account_id, amount):
+    response = user.post("/v1/deposits", headers={"Idempotency-Key": str(uuid.uuid4())},
+                         json={"account_id": account_id, "amount": amount, "currency": "USD"})
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def test_a_completed_transaction_is_posted_to_the_webhook_signed(alice, receiver):
+    webhook = register_webhook(alice, receiver.url)
+    assert set(webhook) == {"id", "url", "events", "secret"}
+    transaction = deposit(alice, alice.open_account()["id"], 700)
+    request = receiver.wait_for(1, timeout_s=30)[0]
+    expected = hmac.new(webhook["secret"].encode(), request.body, hashlib.sha256).hexdigest()
+    assert request.headers["X-Signature"] == "sha256=" + expected
+    event = json.loads(request.body)
+    assert set(event) == {"id", "type", "created_at", "data"}
+    assert (event["type"], event["data"]["id"]) == ("transaction.completed", transaction["id"])
+    assert event["data"] == transaction
+
+
+def test_a_receiver_that_fails_at_first_gets_the_event_later_and_every_attempt_is_listed(
+        alice):
+    receiver = WebhookReceiver(script=[500, 503]).start()
+    try:
+        register_webhook(alice, receiver.url)
+        deposit(alice, alice.open_account()["id"], 300)
+        requests_seen = receiver.wait_for(3, timeout_s=30)
+        assert [request.status for request in requests_seen[:3]] == [500, 503, 200]
+        assert len({json.loads(r.body)["id"] for r in requests_seen}) == 1  # the same event
+
+        def delivered():
+            items = alice.get("/v1/notifications").json()["items"]
+            hooks = [item for item in items if item["channel"] == "webhook"]
+            return hooks if hooks and hooks[0]["status"] == "delivered" else None
+
+        delivery = wait_for(delivered, timeout_s=30, what="the delivery listed")[0]
+        assert delivery["attempts"] == 3
+        assert [attempt["outcome"] for attempt in delivery["history"]] == [
+            "failed", "failed", "succeeded"]
+    finally:
+        receiver.stop()
+
+
+def test_the_user_gets_an_email(alice, smtp_sink):
+    deposit(alice, alice.open_account()["id"], 1_234)
+
+    def mail_to_alice():
+        return [mail for mail in smtp_sink.messages if alice.email in mail.rcpt_to]
+
+    mail = wait_for(mail_to_alice, timeout_s=30, what="an e-mail to the user")[0]
+    assert "12.34 USD" in mail.message["Subject"]
+
+
+def test_webhooks_are_listed_and_deleted_by_their_owner_only(system, alice, receiver):
+    webhook = register_webhook(alice, receiver.url)
+    listed = alice.get("/v1/webhooks").json()["items"]
+    assert [item["id"] for item in listed] == [webhook["id"]]
+    assert "secret" not in listed[0]
+    mallory = new_session(system)
+    assert_problem(mallory.request("DELETE", "/v1/webhooks/" + webhook["id"]), 404)
+    assert mallory.get("/v1/webhooks").json()["items"] == []
+    assert alice.request("DELETE", "/v1/webhooks/" + webhook["id"]).status_code == 204
+    assert alice.get("/v1/webhooks").json()["items"] == []
+
+
+def test_a_webhook_needs_a_known_event_and_an_http_url(alice):
+    for body in ({"url": "ftp://example.test/hook", "events": ["transaction.completed"]},
+                 {"url": "http://example.test/hook", "events": ["account.hacked"]},
+                 {"url": "http://example.test/hook", "events": []}):
+        assert_problem(alice.post("/v1/webhooks", json=body), 422, "validation_error")

@@ -1,0 +1,249 @@
+"""Reconciliation (services/ledger/reconciliation.py): the ledger's ``reconciliation()``
+RPC and ``paysys reconcile``, against real PostgreSQL and a real broker of the test's own.
+
+The module has a database of its own (consistent books); each test publishes the whole
+outbox to a new topic first, so the mirror can be whole."""
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from kafka import KafkaProducer
+from nameko.testing.services import worker_factory
+from sqlalchemy import func, select, update
+
+from paysys import reconcile as cli_reconcile
+from services.ledger.entries import entries
+from services.ledger.outbox import outbox
+from services.ledger.relay import Relay, RelaySettings
+from services.ledger.service import LedgerService
+from shared.db import DatabaseAccess
+from shared.errors import ServiceUnavailable
+from tests.support.kafka import running_broker
+from tests.unit.test_ledger_postings import deposit, new_id, posting
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def kafka_broker():
+    with running_broker() as broker:
+        yield broker
+
+
+@pytest.fixture(scope="module")
+def books_url():
+    """A database of this module's own: reconciliation looks at the whole ledger, and
+    other tests write inconsistent books on purpose (to see totals find them)."""
+    from paysys.database import ensure_database, migrate
+    from tests.support.servers import drop_database
+
+    admin_dsn = "postgresql://postgres@127.0.0.1:5432/postgres"
+    name = "paysys_unit_books_{}".format(os.getpid())
+    url = "postgresql://postgres@127.0.0.1:5432/{}".format(name)
+    drop_database(admin_dsn, name)
+    ensure_database(url)
+    migrate(url, report=lambda line: None)
+    yield url
+    drop_database(admin_dsn, name)
+
+
+@pytest.fixture(scope="module")
+def engine(books_url):
+    from shared.config import load_config
+    from shared.db import make_engine
+
+    config = load_config()
+    config["database"]["url"] = books_url
+    engine = make_engine(config["database"], 5, "paysys-tests-books")
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def config(service_config, kafka_broker, books_url):
+    config = dict(service_config)
+    config["database"] = dict(service_config["database"], url=books_url)
+    config["kafka"] = dict(
+        service_config["kafka"], bootstrap_servers=kafka_broker.bootstrap_servers,
+        ledger_topic="ledger.test.{}".format(uuid.uuid4().hex[:12]), request_timeout_ms=1000,
+        reconcile_wait_ms=300)
+    return config
+
+
+@pytest.fixture
+def ledger(engine, config):
+    return worker_factory(LedgerService, db=DatabaseAccess(engine, "ledger"), config=config)
+
+
+@pytest.fixture
+def relay(engine, config):
+    relay = Relay(engine, RelaySettings.from_config(config))
+    yield relay
+    relay.close()
+
+
+def publish(relay):
+    while relay.step():
+        pass
+
+
+def entry_count(engine):
+    with engine.connect() as connection:
+        return connection.execute(select(func.count()).select_from(entries)).scalar_one()
+
+
+def some_postings(ledger):
+    alice, bob, carol = new_id(), new_id(), new_id()
+    results = ledger.post([deposit(alice, 5_000), posting(alice, bob, 1_500),
+                           deposit(carol, 700, currency="EUR")])
+    assert [result["status"] for result in results] == ["posted"] * 3
+    return results
+
+
+def test_a_consistent_ledger_and_a_whole_mirror_are_balanced(ledger, relay, engine):
+    some_postings(ledger)
+    publish(relay)
+    report = ledger.reconciliation()
+    assert list(report) == ["balanced", "currencies", "accounts_checked", "discrepancies",
+                            "mirror"]
+    assert report["balanced"] is True, report
+    assert {"USD", "EUR"} <= set(report["currencies"])
+    for sums in report["currencies"].values():
+        assert sums == {"entries_sum": 0, "accounts_sum": 0}
+    assert report["discrepancies"] == [] and report["accounts_checked"] >= 4
+    mirror = report["mirror"]
+    assert mirror["ledger_postings"] == mirror["kafka_postings"] == entry_count(engine)
+    assert mirror["missing"] == [] and mirror["missing_count"] == 0
+    assert mirror["unexpected"] == [] and mirror["unpublished"] == 0
+    assert mirror["topic"] == relay.settings.topic
+    json.dumps(report)  # what crosses the wire is plain JSON
+
+
+def test_a_posting_absent_from_the_topic_is_missing(ledger, relay, engine):
+    publish(relay)
+    [result] = ledger.post([deposit(new_id(), 250)])
+    lost = result["entries"][1]
+    with engine.begin() as connection:  # a relay that stamped a message it never sent
+        seq = connection.execute(
+            update(outbox).where(outbox.c.account_id == lost["account_id"])
+            .values(published_at=func.now()).returning(outbox.c.account_seq)).scalar_one()
+    publish(relay)
+
+    report = ledger.reconciliation()
+    assert report["balanced"] is False
+    assert report["mirror"]["missing"] == ["{}:{}".format(lost["account_id"], seq)]
+    assert report["mirror"]["missing_count"] == 1
+    assert report["mirror"]["kafka_postings"] == report["mirror"]["ledger_postings"] - 1
+    # The books themselves are fine.
+    assert report["discrepancies"] == []
+    assert all(sums["entries_sum"] == 0 for sums in report["currencies"].values())
+
+    with engine.begin() as connection:  # sent after all: the mirror is whole again
+        connection.execute(update(outbox).where(outbox.c.account_id == lost["account_id"])
+                           .values(published_at=None))
+    publish(relay)
+    assert ledger.reconciliation()["balanced"] is True
+
+
+def test_a_message_for_no_entry_is_unexpected(ledger, relay, kafka_broker):
+    publish(relay)
+    stranger = str(uuid.uuid4())
+    producer = KafkaProducer(bootstrap_servers=kafka_broker.bootstrap_servers, acks="all")
+    try:
+        producer.send(relay.settings.topic, key=stranger.encode(), value=json.dumps(
+            {"account_id": stranger, "account_seq": 1}).encode()).get(5)
+    finally:
+        producer.close(timeout=5)
+    report = ledger.reconciliation()
+    assert report["balanced"] is False
+    assert report["mirror"]["unexpected"] == ["{}:1".format(stranger)]
+    assert report["mirror"]["missing"] == []
+
+
+def test_postings_the_relay_has_not_published_are_missing_after_the_wait(ledger, relay):
+    publish(relay)
+    [result] = ledger.post([deposit(new_id(), 40)])  # no relay runs in this test
+    started = time.monotonic()
+    report = ledger.reconciliation()
+    assert 0.3 <= time.monotonic() - started < 5  # it gave the relay its wait
+    assert report["balanced"] is False
+    assert report["mirror"]["unpublished"] == 2
+    assert "{}:1".format(result["entries"][1]["account_id"]) in report["mirror"]["missing"]
+    publish(relay)
+    assert ledger.reconciliation()["balanced"] is True
+
+
+def test_kafka_not_answering_is_service_unavailable(ledger, relay, kafka_broker):
+    publish(relay)
+    kafka_broker.stop()
+    started = time.monotonic()
+    with pytest.raises(ServiceUnavailable) as raised:
+        ledger.reconciliation()
+    assert time.monotonic() - started < 5
+    assert raised.value.status == 503 and raised.value.retry_after_s > 0
+
+
+# --- paysys reconcile ---------------------------------------------------------------------
+
+
+def run_cli(config, **options):
+    out, err = io.StringIO(), io.StringIO()
+    status = cli_reconcile.run(config, out=out, err=err, **options)
+    return status, out.getvalue(), err.getvalue()
+
+
+def test_the_command_says_balanced_and_exits_0(ledger, relay, config):
+    some_postings(ledger)
+    publish(relay)
+    status, out, err = run_cli(config)
+    assert status == 0, out + err
+    assert out.startswith("Ledger reconciliation: BALANCED")
+    assert "USD" in out and "0 missing" in out
+    status, out, err = run_cli(config, as_json=True)
+    assert status == 0 and json.loads(out)["balanced"] is True
+
+
+def test_the_command_lists_what_is_missing_and_exits_1(ledger, relay, config, engine):
+    publish(relay)
+    [result] = ledger.post([deposit(new_id(), 250)])
+    account = result["entries"][1]["account_id"]
+    with engine.begin() as connection:
+        connection.execute(update(outbox).where(outbox.c.account_id == account)
+                           .values(published_at=func.now()))
+    publish(relay)
+    status, out, err = run_cli(config, wait_s=0)
+    assert status == 1
+    assert "NOT BALANCED" in out and "missing {}:1".format(account) in out
+    status, out, err = run_cli(config, as_json=True, wait_s=0)
+    assert status == 1 and json.loads(out)["mirror"]["missing"] == ["{}:1".format(account)]
+    with engine.begin() as connection:
+        connection.execute(update(outbox).where(outbox.c.account_id == account)
+                           .values(published_at=None))
+    publish(relay)
+
+
+def test_the_command_exits_2_when_kafka_does_not_answer(config, kafka_broker):
+    kafka_broker.stop()
+    status, out, err = run_cli(config)
+    assert status == 2 and out == ""
+    assert "Kafka mirror cannot be read" in err
+
+
+def test_paysys_reconcile_on_the_command_line(ledger, relay, config, books_url):
+    publish(relay)
+    env = dict(os.environ, PAYSYS_DATABASE_URL=books_url,
+               PAYSYS_KAFKA_BOOTSTRAP_SERVERS=config["kafka"]["bootstrap_servers"],
+               PAYSYS_KAFKA_LEDGER_TOPIC=config["kafka"]["ledger_topic"],
+               PAYSYS_KAFKA_TIMEOUT_MS="1000")
+    completed = subprocess.run([sys.executable, "-m", "paysys.cli", "reconcile", "--json"],
+                               cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    report = json.loads(completed.stdout)
+    assert report["balanced"] is True
+    assert report["mirror"]["topic"] == config["kafka"]["ledger_topic"]
