@@ -20,7 +20,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import UUID
 
 from shared import cursors
-from shared.ids import parse_id, rfc3339
+from shared.ids import rfc3339
 
 STATUSES = ("active", "frozen", "closed")
 # What an admin may set; closing is its own operation (it needs the ledger's word on the balance).

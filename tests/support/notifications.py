@@ -174,17 +174,3 @@ def attempts(engine, delivery_id):
         ).all()
 
 
-def run_together(*calls):
-    """Runs each call in its own greenthread; each one's result or exception."""
-    outcomes = [None] * len(calls)
-
-    def run(index, call):
-        try:
-            outcomes[index] = call()
-        except Exception as error:  # noqa: BLE001 - the outcome is what the test inspects
-            outcomes[index] = error
-
-    threads = [eventlet.spawn(run, index, call) for index, call in enumerate(calls)]
-    for thread in threads:
-        thread.wait()
-    return outcomes

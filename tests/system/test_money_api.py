@@ -1,7 +1,6 @@
 """The Money movement part of the HTTP contract, through the whole running system."""
 import os
 import signal
-import time
 import uuid
 
 import pytest

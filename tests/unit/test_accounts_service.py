@@ -4,7 +4,6 @@ import re
 import threading
 import uuid
 
-import eventlet
 import psycopg2.extensions
 import pytest
 from nameko.exceptions import deserialize, serialize
@@ -16,6 +15,7 @@ from services.accounts import records
 from services.accounts.service import AccountsService
 from shared.db import DatabaseAccess
 from shared.errors import Conflict, NotFound, ValidationFailed
+from tests.support.concurrency import GatedConnection, run_together
 
 RFC3339_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
 
@@ -357,36 +357,6 @@ class RaceGate(DatabaseAccess):
                 return self.context.__exit__(*exc_info)
 
         return Gated()
-
-
-class GatedConnection:
-    def __init__(self, connection, barrier):
-        self.connection = connection
-        self.barrier = barrier
-        self.statements = 0
-
-    def execute(self, *args, **kwargs):
-        result = self.connection.execute(*args, **kwargs)
-        self.statements += 1
-        if self.statements == 1:
-            self.barrier.wait()
-        return result
-
-
-def run_together(*calls):
-    """Run each call in its own greenthread; returns each one's result or exception."""
-    outcomes = [None] * len(calls)
-
-    def run(index, call):
-        try:
-            outcomes[index] = call()
-        except Exception as error:  # noqa: BLE001 - the outcome is what the test inspects
-            outcomes[index] = error
-
-    threads = [eventlet.spawn(run, i, call) for i, call in enumerate(calls)]
-    for thread in threads:
-        thread.wait()
-    return outcomes
 
 
 def test_psycopg2_is_cooperative_in_these_tests():

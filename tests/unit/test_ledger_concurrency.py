@@ -4,7 +4,6 @@ the primary key of postings and PostgreSQL's deadlock detector all really take p
 import random
 import threading
 
-import eventlet
 from nameko.testing.services import worker_factory
 from sqlalchemy import select
 
@@ -13,22 +12,7 @@ from services.ledger.entries import entries
 from services.ledger.service import LedgerService
 from shared.db import DatabaseAccess
 from tests.unit.test_ledger_postings import count, deposit, new_id, posting
-
-
-def run_together(*calls):
-    """Run each call in its own greenthread; each one's result or exception."""
-    outcomes = [None] * len(calls)
-
-    def run(index, call):
-        try:
-            outcomes[index] = call()
-        except Exception as error:  # noqa: BLE001 - the outcome is what the test inspects
-            outcomes[index] = error
-
-    threads = [eventlet.spawn(run, index, call) for index, call in enumerate(calls)]
-    for thread in threads:
-        thread.wait()
-    return outcomes
+from tests.support.concurrency import GatedConnection, run_together
 
 
 class GatedDatabase(DatabaseAccess):
@@ -52,23 +36,6 @@ class GatedDatabase(DatabaseAccess):
                 return self.context.__exit__(*exc_info)
 
         return Gated()
-
-
-class GatedConnection:
-    def __init__(self, connection, barrier):
-        self._connection = connection
-        self._barrier = barrier
-        self._statements = 0
-
-    def execute(self, *args, **kwargs):
-        result = self._connection.execute(*args, **kwargs)
-        self._statements += 1
-        if self._statements == 1:
-            self._barrier.wait()
-        return result
-
-    def __getattr__(self, name):
-        return getattr(self._connection, name)
 
 
 def service_on(database):

@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy import text, update
 
 from services.notifications import delivery, messages, records
+from tests.support.concurrency import run_together
 from tests.support.notifications import (  # noqa: F401 - fixtures
     attempts,
     clean_notifications,
@@ -17,7 +18,6 @@ from tests.support.notifications import (  # noqa: F401 - fixtures
     make_worker,
     publish,
     receiver,
-    run_together,
     services,
     sink,
     worker,

@@ -20,6 +20,7 @@ from services.notifications.settings import Settings
 from shared.config import load_config
 from shared.db import DatabaseAccess, make_engine
 from shared.errors import Conflict, NotFound, ValidationFailed
+from tests.support.concurrency import run_together
 from tests.support.notifications import (  # noqa: F401 - fixtures
     FAST,
     clean_notifications,
@@ -29,7 +30,6 @@ from tests.support.notifications import (  # noqa: F401 - fixtures
     make_worker,
     publish,
     receiver,
-    run_together,
     services,
     sink,
     worker,
