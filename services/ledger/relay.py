@@ -86,6 +86,7 @@ from shared.db import make_engine
 
 log = logging.getLogger("paysys.ledger.relay")
 
+ROUND_GAP_S = 0.05
 # pg_try_advisory_xact_lock key of the relay rounds ("ledger relay", any fixed number).
 RELAY_LOCK_KEY = 7_283_912
 
@@ -208,6 +209,9 @@ class Relay:
                 if published >= self.settings.batch_size:
                     eventlet.sleep(0)  # more waiting: go on, after letting others run
                 else:
+                    # A short pause before the next round lets the postings of a busy
+                    # moment share it, instead of one Kafka round trip per posting.
+                    self._stopping.wait(ROUND_GAP_S)
                     self._wake.wait(self.settings.interval_s)
                     self._wake.clear()
                 continue
