@@ -24,7 +24,9 @@ def smtp_sink():
 @pytest.fixture(scope="session")
 def system(tmp_path_factory, smtp_sink):
     """The whole system, started once for the tests that need it, stopped after them."""
-    running = System("test", tmp_path_factory.mktemp("run"), redis_db=14, env={
+    # Named after the test process: two test runs on one machine never share a database.
+    running = System("test_{}".format(os.getpid()), tmp_path_factory.mktemp("run"),
+                     redis_db=14, env={
         "PAYSYS_EMAIL_ENABLED": "true",
         "PAYSYS_SMTP_HOST": smtp_sink.host,
         "PAYSYS_SMTP_PORT": str(smtp_sink.port),

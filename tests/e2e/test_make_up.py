@@ -13,7 +13,7 @@ pytestmark = pytest.mark.system
 
 
 def test_make_up_serves_the_printed_example_and_make_down_leaves_nothing_behind(tmp_path):
-    system = System("e2e", tmp_path / "run", redis_db=13)
+    system = System("e2e_{}".format(os.getpid()), tmp_path / "run", redis_db=13)
     system.prepare()
     try:
         up = system.make("up")
@@ -36,6 +36,7 @@ def test_make_up_serves_the_printed_example_and_make_down_leaves_nothing_behind(
     finally:
         down = system.make("down")
         servers.delete_vhost(system.vhost)
+        servers.drop_database(system.admin_dsn, system.database)
 
     assert down.returncode == 0, down.stdout + down.stderr
     still_alive = [pid for pid in pids + [supervisord_pid] if _alive(pid)]

@@ -83,6 +83,7 @@ class System:
     def stop(self):
         self.paysys("down", check=False)
         servers.delete_vhost(self.vhost)
+        servers.drop_database(self.admin_dsn, self.database)
 
     # --- looking at it ---
 

@@ -101,3 +101,18 @@ def test_a_webhook_needs_a_known_event_and_an_http_url(alice):
                  {"url": "http://example.test/hook", "events": ["account.hacked"]},
                  {"url": "http://example.test/hook", "events": []}):
         assert_problem(alice.post("/v1/webhooks", json=body), 422, "validation_error")
+
+
+def test_events_raised_while_notifications_is_down_are_all_delivered_after_its_restart(
+        system, alice, receiver):
+    register_webhook(alice, receiver.url, events=["transaction.completed"])
+    account = alice.open_account()["id"]
+    system.supervisorctl("stop", "notifications")
+    try:
+        made = [deposit(alice, account, amount)["id"] for amount in (11, 12, 13, 14, 15)]
+    finally:
+        system.supervisorctl("start", "notifications")
+    received = receiver.wait_for(5, timeout_s=60)
+    delivered = {json.loads(request.body)["data"]["id"] for request in received}
+    assert delivered == set(made)
+    assert len(received) == 5  # each once
