@@ -2,7 +2,9 @@
 
 1. Preparation (``prepare``): the accounts exist and the caller may move
    money out of the source (a stranger's account is a 404); the transaction is
-   recorded ``pending``, once per idempotency key.
+   recorded ``pending``, once per idempotency key. The accounts' ``version`` as
+   read here is checked again before posting (optimistic locking): an account
+   frozen or changed meanwhile fails the transaction with ``account_changed``.
 2. Validation (``decide``): a snapshot of the accounts and their balances goes
    to every validator; a majority of the pool decides; the counted, signed
    votes are stored with the decision.
@@ -117,11 +119,49 @@ class Pipeline:
             rows.update(self.decide(undecided, snapshot))
         approved = [row for row in rows.values()
                     if row.status == "pending" and row.decision == APPROVE]
+        if approved and snapshot:
+            approved, stale = self._unchanged_since(approved, snapshot)
+            rows.update(self._fail(stale, "account_changed"))
         if approved:
             limits = {row.id: snapshot[row.source_account_id]["overdraft_limit"]
                       for row in approved if row.source_account_id in snapshot}
             rows.update(self.execute(approved, limits))
         return rows
+
+    def _unchanged_since(self, rows, snapshot):
+        """Optimistic locking: ``(rows whose accounts are as the validators saw them,
+        rows whose account changed since — frozen, limit lowered — in the meantime)``.
+        If the accounts service does not answer, the ledger's constraints still guard
+        the money, so the rows go on."""
+        ids = sorted({account_id for row in rows for account_id in
+                      (row.source_account_id, row.destination_account_id)
+                      if account_id in snapshot})
+        try:
+            current = self._accounts(ids)
+        except ServiceUnavailable as exc:
+            log.warning("account versions not checked: %s", exc)
+            return rows, []
+        fresh, stale = [], []
+        for row in rows:
+            changed = any(
+                account_id in snapshot and (account_id not in current or
+                                            current[account_id]["version"]
+                                            != snapshot[account_id]["version"])
+                for account_id in (row.source_account_id, row.destination_account_id))
+            (stale if changed else fresh).append(row)
+        return fresh, stale
+
+    def _fail(self, rows, reason):
+        if not rows:
+            return {}
+        failed = {}
+        with self.db.transaction() as connection:
+            for row in rows:
+                failed[row.id] = records.finish(connection, row.id, "failed",
+                                                failure_reason=reason, step="failed")
+        missing = [transaction_id for transaction_id, row in failed.items() if row is None]
+        failed.update(self._find_many(missing))
+        return failed
 
     def decide(self, rows, snapshot):
         """One vote round for ``rows``; their rows after the decisions are stored."""

@@ -248,3 +248,25 @@ def test_every_finished_transaction_queues_one_event_that_the_relay_sends_once(
     assert ours[done["id"]][1]["data"] == done
     assert ours[done["id"]][1]["user_ids"] == [owner]
     assert events.relay(system.db, lambda kind, payload: sent.append(payload)) == 0
+
+
+class FreezingValidator:
+    """Votes like the real one, but an admin freezes the destination while it does."""
+
+    def __init__(self, validator, accounts, account_id):
+        self.validator, self.accounts, self.account_id = validator, accounts, account_id
+
+    def vote(self, items):
+        self.accounts.set_status(self.account_id, "frozen")
+        return self.validator.vote(items)
+
+
+def test_an_account_changed_between_the_vote_and_the_posting_fails_the_transfer(
+        system, funded):
+    owner, source, destination = funded
+    system.workers["validator_1"] = FreezingValidator(
+        system.workers["validator_1"], system.workers["accounts"], destination)
+    transaction = submit(system, "transfer", owner, transfer_body(source, destination))
+    assert (transaction["status"], transaction["failure_reason"]) == ("failed",
+                                                                      "account_changed")
+    assert (balance(system, source), balance(system, destination)) == (10_000, 0)
