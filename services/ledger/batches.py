@@ -7,6 +7,7 @@ from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 
 from services.ledger import balances as balance_records
 from services.ledger import entries as entry_records
+from services.ledger import holds as hold_records
 from services.ledger import outbox
 from services.ledger import postings as posting_records
 from services.ledger.postings import CURRENCY_MISMATCH, INSUFFICIENT_FUNDS, MALFORMED
@@ -60,8 +61,7 @@ def post_batch(connection, given):
 
     # Replays (redelivery, a retry after a timeout, recovery) answer from the books
     # without taking any lock. A replay racing its original is caught by claim() below.
-    done = posting_records.stored_results(
-        connection, {posting.transaction_id for _, posting in readable})
+    done = stored_results(connection, {posting.transaction_id for _, posting in readable})
     todo = []
     for index, posting in readable:
         if posting.transaction_id in done:
@@ -114,14 +114,13 @@ def post_one(connection, posting, accounts):
     """Post one posting in its own savepoint; its result. ``accounts`` follows the rows."""
     try:
         with connection.begin_nested():
-            posted_at = posting_records.claim(connection, posting)
-            if posted_at is None:
-                raise _AlreadyPosted()
-            check(posting, accounts)
-            entry_rows, debit, credit = write(connection, posting, accounts, posted_at)
+            if posting.hold:
+                rows, result = place_hold(connection, posting, accounts)
+            else:
+                rows, result = move(connection, posting, accounts)
     except _AlreadyPosted:
         transaction_id = posting.transaction_id
-        return posting_records.stored_results(connection, [transaction_id])[transaction_id]
+        return stored_results(connection, [transaction_id])[transaction_id]
     except _Rejected as rejection:
         return posting_records.rejected(posting.transaction_id, rejection.reason)
     except IntegrityError as error:
@@ -136,10 +135,62 @@ def post_one(connection, posting, accounts):
         log.error("posting %s would overflow a balance", posting.transaction_id)
         return posting_records.rejected(posting.transaction_id, MALFORMED)
     # Only now, the savepoint released, do the rows' new states count for the batch.
-    accounts[debit.account_id] = debit
-    accounts[credit.account_id] = credit
+    accounts.update(rows)
+    return result
+
+
+def stored_results(connection, transaction_ids):
+    """``{transaction_id: result}`` of those of ``transaction_ids`` posted or held already."""
+    done = hold_records.stored_results(connection, transaction_ids)
+    done.update(posting_records.stored_results(connection, transaction_ids))
+    return done
+
+
+def move(connection, posting, accounts):
+    """Claim the posting and move its money (releasing the hold it captures, if any), in the
+    caller's savepoint. ``({account_id: balances row}, result)``."""
+    posted_at = posting_records.claim(connection, posting)
+    if posted_at is None:
+        raise _AlreadyPosted()
+    if posting.capture_of is not None:
+        accounts = release_captured(connection, posting, accounts)
+    check(posting, accounts)
+    entry_rows, debit, credit = write(connection, posting, accounts, posted_at)
     views = [entry_records.view(row) for row in entry_rows]
-    return posting_records.posted(posting.transaction_id, posted_at, views)
+    return ({debit.account_id: debit, credit.account_id: credit},
+            posting_records.posted(posting.transaction_id, posted_at, views))
+
+
+def place_hold(connection, posting, accounts):
+    """Claim the hold and add its amount to the debit account's ``held``, in the caller's
+    savepoint: the same funds check as a debit, the same CHECK constraint behind it."""
+    if not hold_records.claim(connection, posting):
+        raise _AlreadyPosted()
+    check(posting, accounts)
+    row = hold_records.change_held(connection, posting.debit_account_id, posting.amount,
+                                   overdraft_limit=posting.debit_overdraft_limit)
+    return ({row.account_id: row}, hold_records.placed(
+        posting.transaction_id, posting.debit_account_id, posting.amount, posting.currency))
+
+
+def release_captured(connection, posting, accounts):
+    """Settle the hold a capture names (captured, by this transaction) and free all of it:
+    the capture's funds check then counts the money reserved for it, and a partial capture
+    leaves the rest available. ``accounts`` with the debit row as it is now."""
+    hold = hold_records.find(connection, posting.capture_of, for_update=True)
+    if hold is None or hold.account_id != posting.debit_account_id:
+        raise _Rejected(hold_records.HOLD_NOT_FOUND)
+    if hold.status != hold_records.HELD:
+        raise _Rejected(hold_records.HOLD_NOT_ACTIVE)
+    if hold.currency != posting.currency:
+        raise _Rejected(CURRENCY_MISMATCH)
+    if posting.amount > hold.amount:
+        raise _Rejected(hold_records.AMOUNT_EXCEEDS_HOLD)
+    if hold_records.settle(connection, hold.transaction_id, hold_records.CAPTURED,
+                           settled_by=posting.transaction_id) is None:
+        raise _Rejected(hold_records.HOLD_NOT_ACTIVE)
+    row = hold_records.change_held(connection, hold.account_id, -hold.amount)
+    return {**accounts, row.account_id: row}
 
 
 def write(connection, posting, accounts, posted_at):

@@ -1,6 +1,7 @@
 """The postings table: one row per posted transaction. Its primary key is what makes a
 transaction move money exactly once, however often it is delivered."""
 from dataclasses import dataclass
+from typing import Optional
 
 from sqlalchemy import CHAR, BigInteger, Column, DateTime, MetaData, Table, Text, func, select
 from sqlalchemy.dialects.postgresql import UUID, insert
@@ -45,9 +46,15 @@ class Posting:
     debit_account_id: str
     credit_account_id: str
     debit_overdraft_limit: int
+    # A hold posting (type payment) places a hold on the debit account instead of
+    # moving money; a capture posting (type capture) names the hold it settles.
+    hold: bool = False
+    capture_of: Optional[str] = None
 
     @property
     def accounts(self):
+        if self.hold:
+            return (self.debit_account_id,)
         return (self.debit_account_id, self.credit_account_id)
 
     def is_settlement(self, account_id):
@@ -62,7 +69,10 @@ def _is_limit(value):
 def read(posting):
     """``(Posting, None)`` for a well-formed posting, else ``(None, reason)``.
 
-    A missing ``debit_overdraft_limit`` counts as 0: the strictest reading."""
+    A missing ``debit_overdraft_limit`` counts as 0: the strictest reading. Optional
+    ``"hold": true`` (type payment, the debit account no settlement account) makes it a hold
+    posting; optional ``"capture_of": <hold transaction id>`` (type capture) a capture of
+    that hold."""
     if not isinstance(posting, dict):
         return None, MALFORMED
     transaction_id = parse_id(posting.get("transaction_id"))
@@ -83,8 +93,17 @@ def read(posting):
         accounts.append(account)
     if accounts[0] == accounts[1]:
         return None, MALFORMED
+    hold = posting.get("hold", False)
+    capture_of = posting.get("capture_of")
+    if not isinstance(hold, bool) or (hold and (
+            posting["type"] != "payment" or accounts[0] == settlement_account_id(currency))):
+        return None, MALFORMED
+    if capture_of is not None:
+        capture_of = parse_id(capture_of)
+        if capture_of is None or posting["type"] != "capture":
+            return None, MALFORMED
     return Posting(transaction_id, posting["type"], currency, posting["amount"],
-                   accounts[0], accounts[1], limit), None
+                   accounts[0], accounts[1], limit, hold, capture_of), None
 
 
 def given_transaction_id(posting):

@@ -5,6 +5,7 @@ from nameko.dependency_providers import Config
 from services.ledger import balances as balance_records
 from services.ledger import batches
 from services.ledger import entries as entry_records
+from services.ledger import holds as hold_records
 from services.ledger import postings as posting_records
 from services.ledger import reconciliation as ledger_reconciliation
 from services.ledger import totals as ledger_totals
@@ -35,13 +36,32 @@ class LedgerService(ServiceBase):
         posted_at}`` or ``{transaction_id, status: "rejected", reason}`` with reason
         ``insufficient_funds``, ``currency_mismatch`` or ``malformed_posting``; a rejected
         posting moves nothing and the others still post. A transaction posted before
-        answers its first result again and moves nothing (redelivery, retries, races)."""
+        answers its first result again and moves nothing (redelivery, retries, races).
+
+        Authorization holds: a posting of type ``payment`` with ``"hold": true`` moves no
+        money but holds ``amount`` on the debit account (its ``held``; the same funds check
+        as a debit): ``{transaction_id, status: "held", hold: {account_id, amount,
+        currency}}``, exactly once per transaction id. A posting of type ``capture`` with
+        ``"capture_of": <hold transaction id>`` (debit: the account holding) frees the
+        whole hold and moves its ``amount`` (at most the hold's) in one step; rejected
+        with ``hold_not_found``, ``hold_not_active`` or ``amount_exceeds_hold``."""
         if not isinstance(postings, (list, tuple)) or len(postings) > MAX_POSTINGS:
             message = "must be a list of at most {} postings".format(MAX_POSTINGS)
             raise ValidationFailed("postings: " + message, errors={"postings": [message]})
         results = batches.post(self.db, list(postings))
         self.relay.wake()  # committed: the mirror gets it now, not at the next interval
         return results
+
+    @rpc
+    def release_hold(self, transaction_id):
+        """Free an authorization hold: ``{transaction_id, status: "released"}``; the hold's
+        status (``captured`` or ``released``) if it was settled before, ``unknown`` if there
+        is no such hold. Idempotent."""
+        transaction = parse_id(transaction_id)
+        if transaction is None:
+            return {"transaction_id": transaction_id, "status": hold_records.UNKNOWN}
+        with self.db.transaction() as connection:
+            return hold_records.release(connection, transaction)
 
     @rpc
     def posting(self, transaction_id):
