@@ -11,21 +11,6 @@ ACCOUNT_FIELDS = {"id", "owner_id", "name", "currency", "status", "balance",
                   "available_balance", "overdraft_limit", "version", "created_at"}
 
 
-@pytest.fixture
-def alice(system):
-    return new_session(system)
-
-
-@pytest.fixture
-def mallory(system):
-    return new_session(system)
-
-
-@pytest.fixture(scope="module")
-def admin(system):
-    return new_session(system, role="admin")
-
-
 def test_open_an_account(alice):
     response = alice.post("/v1/accounts", json={"currency": "JPY", "name": "Travel"})
     assert response.status_code == 201, response.text

@@ -11,11 +11,6 @@ from tests.support.servers import wait_for
 pytestmark = pytest.mark.system
 
 
-@pytest.fixture
-def alice(system):
-    return new_session(system)
-
-
 def _transfer_body(alice, **overrides):
     body = {"source_account_id": str(uuid.uuid4()), "destination_account_id": str(uuid.uuid4()),
             "amount": 100, "currency": "USD"}

@@ -5,7 +5,7 @@ import uuid
 
 import pytest
 
-from tests.support.api import assert_problem, new_session
+from tests.support.api import assert_problem
 from tests.support.servers import wait_for
 
 pytestmark = pytest.mark.system
@@ -13,21 +13,6 @@ pytestmark = pytest.mark.system
 TRANSACTION_FIELDS = {"id", "type", "status", "failure_reason", "source_account_id",
                       "destination_account_id", "amount", "currency", "description", "votes",
                       "created_at", "completed_at"}
-
-
-@pytest.fixture
-def alice(system):
-    return new_session(system)
-
-
-@pytest.fixture
-def bob(system):
-    return new_session(system)
-
-
-@pytest.fixture(scope="module")
-def admin(system):
-    return new_session(system, role="admin")
 
 
 def move(user, path, body, key=None):

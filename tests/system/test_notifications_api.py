@@ -14,11 +14,6 @@ pytestmark = pytest.mark.system
 
 
 @pytest.fixture
-def alice(system):
-    return new_session(system)
-
-
-@pytest.fixture
 def receiver():
     receiver = WebhookReceiver().start()
     yield receiver
