@@ -182,11 +182,6 @@ def approved_in_flight(connection, older_than_s, limit=500):
     ).all()
 
 
-def pending_ids(connection):
-    return connection.execute(
-        select(transactions.c.id).where(transactions.c.status == "pending")).scalars().all()
-
-
 # --- Lists ---------------------------------------------------------------------------
 
 

@@ -6,13 +6,12 @@ every failed one moved nothing, replays answer the first transaction, and
 nothing stays pending. Then the same with one validator killed (SIGKILL) and
 with one paused (SIGSTOP) mid-run: transfers keep completing on the quorum.
 """
-import os
-import signal
 import threading
 import time
 
 import pytest
 
+from chaos import faults
 from loadtests.bank import Bank, check
 from tests.support.api import new_session
 from tests.support.servers import wait_for
@@ -62,7 +61,7 @@ def test_transfers_complete_on_the_quorum_while_a_validator_is_killed(system):
 
     def kill():
         killed["pid"] = system.process_ids()["validator_1"]
-        os.kill(killed["pid"], signal.SIGKILL)
+        faults.kill(killed["pid"])
         killed["at"] = time.monotonic()
 
     bank, figures = run_bank(system, fault=kill)
@@ -77,7 +76,7 @@ def test_transfers_complete_on_the_quorum_while_a_validator_is_paused(system):
 
     def pause():
         paused["pid"] = system.process_ids()["validator_2"]
-        os.kill(paused["pid"], signal.SIGSTOP)
+        faults.pause(paused["pid"])
         paused["at"] = time.monotonic()
 
     try:
@@ -89,7 +88,7 @@ def test_transfers_complete_on_the_quorum_while_a_validator_is_paused(system):
         assert "validator_2" not in votes
     finally:
         if "pid" in paused:
-            os.kill(paused["pid"], signal.SIGCONT)
+            faults.resume(paused["pid"])
     assert_books_right(bank, figures)
 
 

@@ -1,10 +1,9 @@
 """The Money movement part of the HTTP contract, through the whole running system."""
-import os
-import signal
 import uuid
 
 import pytest
 
+from chaos import faults
 from tests.support.api import assert_problem
 from tests.support.servers import wait_for
 
@@ -204,10 +203,7 @@ def test_without_a_quorum_in_time_the_answer_is_202_and_the_system_fails_it_itse
         system, alice):
     account = alice.open_account()
     pids = system.process_ids()
-    paused = [pids["validator_1"], pids["validator_2"]]
-    for pid in paused:
-        os.kill(pid, signal.SIGSTOP)
-    try:
+    with faults.paused(pids["validator_1"], pids["validator_2"]):
         response = move(alice, "/v1/deposits", {"account_id": account["id"], "amount": 100,
                                                 "currency": "USD"})
         assert response.status_code == 202, response.text
@@ -216,9 +212,6 @@ def test_without_a_quorum_in_time_the_answer_is_202_and_the_system_fails_it_itse
         final = wait_for(lambda: _final(alice, location), timeout_s=30, what="a decision")
         assert (final["status"], final["failure_reason"]) == ("failed", "no_quorum")
         assert balance(alice, account) == 0
-    finally:
-        for pid in paused:
-            os.kill(pid, signal.SIGCONT)
     # Back to normal once the validators answer again (their breakers close).
     wait_for(lambda: move(alice, "/v1/deposits", {
         "account_id": account["id"], "amount": 1, "currency": "USD"}).json()["status"]
