@@ -10,9 +10,9 @@ dot-unstuffing), RSET, NOOP, QUIT. Recipients in ``refuse`` get ``550`` at RCPT.
 import email
 import email.policy
 import socketserver
-import threading
-import time
 from dataclasses import dataclass
+
+from tests.support.loopback import LoopbackServer
 
 MAX_LINE = 10_000
 
@@ -25,17 +25,19 @@ class Mail:
     message: email.message.EmailMessage
 
 
-class SmtpSink:
-    def __init__(self, refuse=()):
-        self.refuse = {address.lower() for address in refuse}
-        self.messages = []
-        self.host = "127.0.0.1"
-        self.port = None
-        self._server = None
-        self._thread = None
-        self._lock = threading.Lock()
+class SmtpSink(LoopbackServer):
+    noun = "e-mails"
 
-    def start(self):
+    def __init__(self, refuse=()):
+        super().__init__()
+        self.refuse = {address.lower() for address in refuse}
+
+    @property
+    def messages(self):
+        """The e-mails accepted so far."""
+        return self.received
+
+    def make_server(self, address):
         sink = self
 
         class Session(socketserver.StreamRequestHandler):
@@ -79,8 +81,7 @@ class SmtpSink:
                         if data is None:
                             return
                         message = email.message_from_bytes(data, policy=email.policy.default)
-                        with sink._lock:
-                            sink.messages.append(Mail(mail_from, rcpt_to, data, message))
+                        sink.keep(Mail(mail_from, rcpt_to, data, message))
                         mail_from, rcpt_to = None, []
                         self.reply("250 OK queued")
                     elif verb == "RSET":
@@ -110,29 +111,7 @@ class SmtpSink:
             allow_reuse_address = True
             daemon_threads = True
 
-        self._server = Server((self.host, self.port or 0), Session)
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever,
-                                        kwargs={"poll_interval": 0.05}, daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self):
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._thread.join(timeout=5)
-            self._server = None
-
-    def wait_for(self, count, timeout_s=10.0):
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            with self._lock:
-                if len(self.messages) >= count:
-                    return list(self.messages)
-            time.sleep(0.02)
-        raise AssertionError("expected {} e-mails within {} s, got {}".format(
-            count, timeout_s, len(self.messages)))
+        return Server(address, Session)
 
 
 def _address(command):

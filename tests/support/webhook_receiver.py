@@ -10,10 +10,11 @@ the same port, to play a receiver that is down for a while.
     receiver.wait_for(1)    # the requests received, once there are at least 1
     receiver.stop()
 """
-import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from tests.support.loopback import LoopbackServer
 
 
 @dataclass
@@ -26,20 +27,16 @@ class Received:
     extra: dict = field(default_factory=dict)
 
 
-class WebhookReceiver:
+class WebhookReceiver(LoopbackServer):
+    noun = "webhook requests"
+
     def __init__(self, script=(), default_status=200, path="/hook"):
+        super().__init__()
         self.script = list(script)
         self.default_status = default_status
         self.path = path
-        self.received = []
-        self.port = None
-        self._server = None
-        self._thread = None
-        self._lock = threading.Lock()
 
-    # --- lifecycle -------------------------------------------------------------------------
-
-    def start(self):
+    def make_server(self, address):
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -50,7 +47,7 @@ class WebhookReceiver:
                 body = self.rfile.read(length)
                 request = Received(self.path, {k: v for k, v in self.headers.items()}, body,
                                    time.monotonic())
-                with receiver._lock:
+                with receiver._lock:  # the arrival and its scripted answer, in one order
                     receiver.received.append(request)
                     action = receiver.script.pop(0) if receiver.script else \
                         receiver.default_status
@@ -74,41 +71,10 @@ class WebhookReceiver:
             def log_message(self, *args):
                 pass
 
-        server = ThreadingHTTPServer(("127.0.0.1", self.port or 0), Handler)
+        server = ThreadingHTTPServer(address, Handler)
         server.daemon_threads = True
-        self.port = server.server_address[1]
-        self._server = server
-        self._thread = threading.Thread(target=server.serve_forever,
-                                        kwargs={"poll_interval": 0.05}, daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self):
-        """Stops listening: connections to the port are refused until ``start()`` again."""
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._thread.join(timeout=5)
-            self._server = None
-
-    @property
-    def running(self):
-        return self._server is not None
+        return server
 
     @property
     def url(self):
         return "http://127.0.0.1:{}{}".format(self.port, self.path)
-
-    # --- what was received -----------------------------------------------------------------
-
-    def wait_for(self, count, timeout_s=10.0):
-        """The requests received once there are at least ``count``; AssertionError after
-        ``timeout_s`` without."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            with self._lock:
-                if len(self.received) >= count:
-                    return list(self.received)
-            time.sleep(0.02)
-        raise AssertionError("expected {} webhook requests within {} s, got {}".format(
-            count, timeout_s, len(self.received)))
