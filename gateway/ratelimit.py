@@ -22,7 +22,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from shared.circuit import CircuitBreaker
-from shared.errors import RateLimited, ServiceUnavailable
+from shared.errors import RateLimited, ServiceUnavailable, unanswered
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ class RateLimiter:
         try:
             return self.script(keys=[redis_key], args=[limit.interval_ms, limit.tolerance_ms])
         except redis.RedisError as exc:
-            raise ServiceUnavailable("Redis: {}".format(exc))
+            raise unanswered("Redis: {}".format(exc))
 
 
 def limiter_client(url, timeout_s):

@@ -1,7 +1,7 @@
 """Every route of the HTTP contract (API.md), declared once.
 
-This table drives the OpenAPI document, the 501 answer of routes whose feature
-has not landed yet, and (as features land) validation, RBAC and idempotency.
+This table drives the OpenAPI document, validation, RBAC and idempotency; each route
+has its handler in gateway/service.py.
 """
 import re
 from dataclasses import dataclass, field
@@ -47,8 +47,8 @@ class Route:
         if self.operational:
             return [500]
         # 429 rate limited, 422 unknown query fields (or a body where none is taken),
-        # 503 a service down, 501 not implemented yet.
-        statuses = {422, 429, 500, 501, 503}
+        # 503 a service down.
+        statuses = {422, 429, 500, 503}
         if self.body is not None:
             statuses.add(400)
         if self.auth:
@@ -126,12 +126,12 @@ ROUTES = (
           moves_money=True, errors=(404,)),
     Route("capture_payment", "POST", "/v1/payments/{payment_id}/capture",
           "Capture an authorization", "payments", _ok("The payment", s.Payment),
-          body=s.PartialAmountRequest, moves_money=True),
+          body=s.PartialAmountRequest, moves_money=True, errors=(403,)),
     Route("void_payment", "POST", "/v1/payments/{payment_id}/void", "Release the hold",
-          "payments", _ok("The payment", s.Payment), moves_money=True),
+          "payments", _ok("The payment", s.Payment), moves_money=True, errors=(403,)),
     Route("refund_payment", "POST", "/v1/payments/{payment_id}/refund", "Refund a payment",
           "payments", _ok("The payment", s.Payment), body=s.PartialAmountRequest,
-          moves_money=True),
+          moves_money=True, errors=(403,)),
     Route("get_payment", "GET", "/v1/payments/{payment_id}", "One payment", "payments",
           _ok("The payment", s.Payment)),
     # --- Ledger, webhooks, notifications ---

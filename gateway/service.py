@@ -18,12 +18,11 @@ from gateway.idempotency import IdempotencyStore
 from gateway.metrics import exposition
 from gateway.openapi import build_spec
 from gateway.readiness import check_kafka, check_rabbitmq, readiness_report
-from gateway.routes import BY_OPERATION, ROUTES
+from gateway.routes import BY_OPERATION
 from gateway.views import account_view, accounts_page
 from shared.catalog import rpc_identities
 from shared.config import kafka_bootstrap_servers
 from shared.db import Database
-from shared.errors import NotImplementedYet
 from shared.redis import Redis
 from shared.rpc import ServiceRpc
 from shared.service import ServiceBase
@@ -165,6 +164,45 @@ class GatewayService(ServiceBase):
     def rpc_margin_s(self):
         return int(self.config["gateway"]["rpc_timeout_ms"]) / 1000
 
+    # --- Payments --------------------------------------------------------------------
+
+    @endpoint(BY_OPERATION["create_payment"])
+    def create_payment(self, call):
+        payment = self.rpc.payments.create(call.user.id, call.body, call.idempotency_key,
+                                           call.user.is_admin, timeout_s=self._payment_timeout_s)
+        return json_response(payment, 201, {"Location": "/v1/payments/{}".format(payment["id"])})
+
+    @endpoint(BY_OPERATION["capture_payment"])
+    def capture_payment(self, call):
+        return json_response(self.rpc.payments.capture(
+            call.path["payment_id"], call.user.id, call.user.is_admin, call.idempotency_key,
+            call.body.get("amount"), timeout_s=self._payment_timeout_s))
+
+    @endpoint(BY_OPERATION["void_payment"])
+    def void_payment(self, call):
+        return json_response(self.rpc.payments.void(
+            call.path["payment_id"], call.user.id, call.user.is_admin, call.idempotency_key,
+            timeout_s=self._payment_timeout_s))
+
+    @endpoint(BY_OPERATION["refund_payment"])
+    def refund_payment(self, call):
+        return json_response(self.rpc.payments.refund(
+            call.path["payment_id"], call.user.id, call.user.is_admin, call.idempotency_key,
+            call.body.get("amount"), timeout_s=self._payment_timeout_s))
+
+    @endpoint(BY_OPERATION["get_payment"])
+    def get_payment(self, call):
+        viewer_id = None if call.user.is_staff else call.user.id
+        return json_response(self.rpc.payments.get(call.path["payment_id"], viewer_id,
+                                                   timeout_s=self._payment_timeout_s))
+
+    @property
+    def _payment_timeout_s(self):
+        # The payments service waits on a submit (decision wait + its own margin): allow
+        # for that and the queue in front of it.
+        wait_s = int(self.config["transactions"]["decision_wait_ms"]) / 1000
+        return wait_s + 2 * self.rpc_margin_s
+
     # --- Ledger, webhooks, notifications ---------------------------------------------
 
     @endpoint(BY_OPERATION["reconciliation"])
@@ -223,7 +261,7 @@ class GatewayService(ServiceBase):
 
     @endpoint(BY_OPERATION["openapi"])
     def get_openapi(self, call):
-        spec = build_spec(self.config["gateway"]["public_url"], IMPLEMENTED)
+        spec = build_spec(self.config["gateway"]["public_url"])
         return Response(json.dumps(spec), status=200, mimetype="application/json")
 
     def _pinger(self, identity, timeout_s):
@@ -238,29 +276,12 @@ class GatewayService(ServiceBase):
             log.info("purged %d expired idempotency keys", deleted)
 
 
-def _not_implemented(route):
-    def handler(self, call):
-        raise NotImplementedYet(
-            "{} {} is part of the contract but not implemented yet".format(route.method, route.path)
-        )
-
-    handler.__name__ = route.operation_id
-    return endpoint(route)(handler)
-
-
-def _routes_with_handlers(service_cls):
+def routes_with_handlers(service_cls):
+    """The operation ids the service answers (every route of the contract: a unit test
+    holds the table and the handlers together)."""
     return {
         entrypoint.route.operation_id
         for _, member in inspect.getmembers(service_cls)
         for entrypoint in getattr(member, "nameko_entrypoints", ())
         if isinstance(entrypoint, GatewayEndpoint)
     }
-
-
-# Every route of the contract answers: those whose feature has not landed yet
-# say so with 501 problem+json instead of a bare 404.
-IMPLEMENTED = frozenset(_routes_with_handlers(GatewayService))
-for _route in ROUTES:
-    if _route.operation_id not in IMPLEMENTED:
-        setattr(GatewayService, "not_implemented_" + _route.operation_id,
-                _not_implemented(_route))

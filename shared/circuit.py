@@ -5,8 +5,9 @@ and ties up a gateway worker; with one, after ``failure_threshold`` failures in
 a row the next calls fail at once (503 with ``Retry-After``) for
 ``reset_timeout_s``, then a single trial call decides whether to close again.
 
-Only unavailability counts as a failure: a ``NotFound`` or a validation error
-is the dependency answering, which is a success for the breaker.
+Only a call that got no answer counts as a failure (``shared.errors.unanswered``):
+a ``NotFound``, a validation error, even a 503 the dependency sends itself, is the
+dependency answering, which is a success for the breaker.
 """
 import math
 import time
@@ -65,8 +66,11 @@ class CircuitBreaker:
         self.before_call()
         try:
             result = function(*args, **kwargs)
-        except ServiceUnavailable:
-            self.failed()
+        except ServiceUnavailable as error:
+            if getattr(error, "unanswered", False):
+                self.failed()
+            else:
+                self.succeeded()
             raise
         except Exception:
             # An answer, even an error, proves the dependency is there.

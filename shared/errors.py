@@ -70,11 +70,6 @@ class RateLimited(PaysysError):
 
 
 @deserialize_to_instance
-class NotImplementedYet(PaysysError):
-    status, code, title = 501, "not_implemented", "Not implemented yet"
-
-
-@deserialize_to_instance
 class ServiceUnavailable(PaysysError):
     status, code, title = 503, "service_unavailable", "Service unavailable"
 
@@ -82,3 +77,13 @@ class ServiceUnavailable(PaysysError):
         super().__init__(detail, code)
         self.args += (retry_after_s,)
         self.retry_after_s = int(retry_after_s)  # the wire carries it as a string
+
+
+def unanswered(detail):
+    """The ``ServiceUnavailable`` of a call that got no answer (a timeout, no instance, no
+    broker): the one kind a circuit breaker counts. The mark stays in this process: a
+    service that answers 503 itself (its own dependency is down, or an outcome is not
+    known yet) has answered, and its callers' breakers must not open on it."""
+    error = ServiceUnavailable(detail)
+    error.unanswered = True
+    return error

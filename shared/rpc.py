@@ -21,7 +21,7 @@ from nameko.exceptions import UnknownService
 from nameko.rpc import MethodProxy, RpcProxy
 
 from shared.circuit import CircuitBreaker
-from shared.errors import ServiceUnavailable
+from shared.errors import unanswered
 
 
 class ServiceRpc(RpcProxy):
@@ -88,11 +88,11 @@ class ServiceDirectory:
                 return reply.result()
         except eventlet.Timeout:
             self._forget(reply)
-            raise ServiceUnavailable("{} did not answer within {:g} s".format(where, timeout_s))
+            raise unanswered("{} did not answer within {:g} s".format(where, timeout_s))
         except UnknownService:
-            raise ServiceUnavailable("{} has no running instance".format(where))
+            raise unanswered("{} has no running instance".format(where))
         except (OperationalError, OSError) as exc:
-            raise ServiceUnavailable("{} is unreachable: {}".format(where, exc))
+            raise unanswered("{} is unreachable: {}".format(where, exc))
 
     def _forget(self, reply):
         # The reply listener keeps an event per outstanding call; drop ours so

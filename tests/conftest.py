@@ -21,6 +21,9 @@ def smtp_sink():
     sink.stop()
 
 
+PAYMENT_HOLD_S = 10
+
+
 @pytest.fixture(scope="session")
 def system(tmp_path_factory, smtp_sink):
     """The whole system, started once for the tests that need it, stopped after them."""
@@ -32,6 +35,9 @@ def system(tmp_path_factory, smtp_sink):
         "PAYSYS_SMTP_PORT": str(smtp_sink.port),
         "PAYSYS_RETRY_BASE_S": "0.2",
         "PAYSYS_RETRY_CAP_S": "2",
+        # Long enough for a test to capture what it authorized, short enough to see an
+        # authorization expire.
+        "PAYSYS_PAYMENT_HOLD_S": str(PAYMENT_HOLD_S),
     })
     try:
         running.start()

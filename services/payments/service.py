@@ -1,7 +1,79 @@
+"""Payments: merchant payments on top of the transactions service (lifecycle.py).
+
+The payer authorizes (a hold) or pays at once; the merchant's owner (or an admin)
+captures, voids and refunds. A timer voids authorizations past their hold time, another
+drives on operations a crash or a slow decision left pending, a third relays the payment
+events from the outbox.
+"""
+from nameko.dependency_providers import Config
+from nameko.events import EventDispatcher
+from nameko.timer import timer
+
+from services.payments import events
+from services.payments.lifecycle import Lifecycle
 from shared.db import Database
-from shared.service import ServiceBase
+from shared.rpc import ServiceRpc
+from shared.service import ServiceBase, rpc
+
+EXPIRY_INTERVAL_S = 1
+RECOVERY_INTERVAL_S = 5
+# An operation pending this long has lost its request (or the request gave up waiting).
+RECOVER_AFTER_S = 5
+EVENT_RELAY_INTERVAL_S = 0.5
 
 
 class PaymentsService(ServiceBase):
     name = "payments"
     db = Database(schema="payments")
+    services = ServiceRpc("payments")  # not `rpc`: that name is the entrypoint decorator
+    config = Config()
+    dispatch = EventDispatcher()
+
+    @rpc
+    def create(self, initiator_id, body, idempotency_key, is_admin=False):
+        """``body``: ``{payer_account_id, merchant_account_id, amount, currency, capture,
+        reference}``; the payment once its authorization is decided (authorized, captured
+        or failed). One payment per (initiator, idempotency key)."""
+        return self._lifecycle().create(initiator_id, body, idempotency_key, is_admin)
+
+    @rpc
+    def capture(self, payment_id, actor_id, is_admin, idempotency_key, amount=None):
+        """Capture all of the authorization, or ``amount`` of it (the rest is released)."""
+        return self._lifecycle().capture(payment_id, actor_id, is_admin, amount,
+                                         idempotency_key)
+
+    @rpc
+    def void(self, payment_id, actor_id, is_admin, idempotency_key):
+        """Release an authorization's hold."""
+        return self._lifecycle().void(payment_id, actor_id, is_admin, idempotency_key)
+
+    @rpc
+    def refund(self, payment_id, actor_id, is_admin, idempotency_key, amount=None):
+        """Refund ``amount``, or all that is left; never more than was captured (422)."""
+        return self._lifecycle().refund(payment_id, actor_id, is_admin, amount,
+                                        idempotency_key)
+
+    @rpc
+    def get(self, payment_id, viewer_id=None):
+        """One payment; ``viewer_id`` None is staff, else the payer's or merchant's owner."""
+        return self._lifecycle().get(payment_id, viewer_id)
+
+    @timer(interval=EXPIRY_INTERVAL_S)
+    def expire(self):
+        self._lifecycle().expire()
+
+    @timer(interval=RECOVERY_INTERVAL_S, eager=True)
+    def recover(self):
+        self._lifecycle().recover(RECOVER_AFTER_S)
+
+    @timer(interval=EVENT_RELAY_INTERVAL_S)
+    def relay_events(self):
+        events.relay(self.db, self.dispatch)
+
+    def _lifecycle(self):
+        config = self.config
+        # A submit waits up to the decision wait, then answers; allow for the queue.
+        submit_timeout_s = (int(config["transactions"]["decision_wait_ms"])
+                            + int(config["payments"]["rpc_timeout_ms"])) / 1000
+        return Lifecycle(self.db, self.services, int(config["payments"]["hold_time_s"]),
+                         submit_timeout_s)

@@ -29,9 +29,12 @@ from shared.votes import APPROVE
 
 log = logging.getLogger(__name__)
 
-# Which side of each type is a customer account the caller must own.
-SOURCE_OWNED = {"withdrawal", "transfer"}
-DESTINATION_OWNED = {"deposit"}
+# Which side of each type is a customer account the caller must own. A payment is the
+# payer's; its capture (payer -> merchant) and refund (merchant -> payer) the merchant's.
+SOURCE_OWNED = {"withdrawal", "transfer", "payment", "refund"}
+DESTINATION_OWNED = {"deposit", "capture"}
+# What the ledger answers for a posting that did what it was asked.
+POSTED_STATUSES = {"posted", "held"}
 # Approved transactions older than this without a posting were dropped by a crash.
 REPOST_AFTER_S = 10
 
@@ -59,6 +62,9 @@ class Pipeline:
         """Record the request ``pending``; ``(row, created, accounts)``, the accounts as
         read for the checks (the vote's snapshot reuses them)."""
         source_id, destination_id = movement(kind, body)
+        if kind == "capture" and not body.get("authorization_id"):
+            raise ValidationFailed("A capture names the authorization it captures.",
+                                   errors={"authorization_id": ["Required."]})
         if source_id is not None and source_id == destination_id:
             raise ValidationFailed("The source and destination accounts must differ.",
                                    errors={"destination_account_id": ["Same as the source."]})
@@ -84,6 +90,8 @@ class Pipeline:
             "amount": body["amount"],
             "currency": body["currency"],
             "description": body.get("description"),
+            "hold": kind == "payment" and bool(body.get("hold")),
+            "authorization_id": body.get("authorization_id") if kind == "capture" else None,
         }
         with self.db.transaction() as connection:
             row, created = records.create_pending(connection, values)
@@ -167,8 +175,10 @@ class Pipeline:
         """One vote round for ``rows``; their rows after the decisions are stored."""
         if not rows:
             return {}
-        ballots = collect_votes(self.rpc, self.pool.names,
-                                [vote_item(row, snapshot) for row in rows], self.pool.keys,
+        held_for = self._authorized_amounts(rows)
+        items = [vote_item(row, snapshot, held_for.get(row.authorization_id, 0))
+                 for row in rows]
+        ballots = collect_votes(self.rpc, self.pool.names, items, self.pool.keys,
                                 self.vote_deadline_s)
         outcomes = []
         for row in rows:
@@ -210,10 +220,10 @@ class Pipeline:
         finished = {}
         with self.db.transaction() as connection:
             for row, result in zip(rows, results):
-                if result["status"] == "posted":
+                if result["status"] in POSTED_STATUSES:
                     finished[row.id] = records.finish(
                         connection, row.id, "completed", step="posted",
-                        entries=[entry["id"] for entry in result["entries"]])
+                        entries=[entry["id"] for entry in result.get("entries", ())])
                 else:
                     finished[row.id] = records.finish(
                         connection, row.id, "failed", failure_reason=result["reason"],
@@ -246,6 +256,12 @@ class Pipeline:
         with self.db.connection() as connection:
             return {row.id: row for row in records.find_many(connection, transaction_ids)}
 
+    def _authorized_amounts(self, rows):
+        """``{authorization id: amount}`` of the authorizations ``rows`` capture: the hold
+        a capture frees before it moves the money."""
+        wanted = [row.authorization_id for row in rows if row.authorization_id]
+        return {row.id: row.amount for row in self._find_many(wanted).values()}
+
     def _accounts(self, account_ids):
         wanted = [account_id for account_id in account_ids if account_id is not None]
         if not wanted:
@@ -266,13 +282,20 @@ class Pipeline:
 SNAPSHOT_FIELDS = ("id", "owner_id", "currency", "status", "overdraft_limit", "balance", "held")
 
 
-def vote_item(row, snapshot):
-    """What each validator judges: the transaction and the accounts as they are now."""
+def vote_item(row, snapshot, released=0):
+    """What each validator judges: the transaction and the accounts as they are now. A
+    capture first frees its authorization's hold (``released``), so the source's ``held``
+    is shown without it: the capture spends the money held for it, not the money beside it."""
     def side(account_id):
         if account_id is None:
             return None
         account = snapshot.get(account_id)
-        return {name: account[name] for name in SNAPSHOT_FIELDS} if account else None
+        if account is None:
+            return None
+        item = {name: account[name] for name in SNAPSHOT_FIELDS}
+        if account_id == row.source_account_id and released:
+            item["held"] = max(0, item["held"] - released)
+        return item
 
     return {
         "id": row.id,
@@ -295,4 +318,6 @@ def posting(row, debit_overdraft_limit):
         "debit_account_id": row.source_account_id,
         "credit_account_id": row.destination_account_id,
         "debit_overdraft_limit": debit_overdraft_limit,
+        "hold": row.hold,
+        "capture_of": row.authorization_id,
     }

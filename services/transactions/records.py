@@ -8,7 +8,7 @@ transition also appends a row to ``transaction_steps`` in the same commit.
 import uuid
 
 from sqlalchemy import (
-    CHAR, BigInteger, Column, DateTime, Identity, MetaData, Table, Text, func, insert, literal,
+    CHAR, BigInteger, Boolean, Column, DateTime, Identity, MetaData, Table, Text, func, insert, literal,
     or_, select, tuple_, update,
 )
 from sqlalchemy.dialects.postgresql import JSONB, UUID
@@ -40,6 +40,9 @@ transactions = Table(
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("decided_at", DateTime(timezone=True)),
     Column("completed_at", DateTime(timezone=True)),
+    # A payment that only holds the money (an authorization); a capture's authorization.
+    Column("hold", Boolean, nullable=False, server_default="false"),
+    Column("authorization_id", UUID(as_uuid=False)),
 )
 steps = Table(
     "transaction_steps",

@@ -26,7 +26,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from shared.circuit import CircuitBreaker
-from shared.errors import ServiceUnavailable
+from shared.errors import unanswered
 
 DAY_S = 86400
 VELOCITY_TTL_S = 2 * DAY_S  # a day's total outlives its day, for late readers and clock skew
@@ -106,7 +106,7 @@ class RiskStore:
         try:
             return function(*args)
         except redis.RedisError as exc:
-            raise ServiceUnavailable("Redis: {}".format(exc)) from exc
+            raise unanswered("Redis: {}".format(exc)) from exc
 
     def _load(self, wanted, transaction_ids, now):
         accounts = list(wanted)

@@ -2,7 +2,7 @@
 import pytest
 
 from shared.circuit import CircuitBreaker, CircuitOpen
-from shared.errors import NotFound, ServiceUnavailable
+from shared.errors import NotFound, ServiceUnavailable, unanswered
 
 
 class Clock:
@@ -14,7 +14,11 @@ class Clock:
 
 
 def down():
-    raise ServiceUnavailable("accounts.get did not answer")
+    raise unanswered("accounts.get did not answer")
+
+
+def busy():
+    raise ServiceUnavailable("the payment is still being decided")
 
 
 def up():
@@ -58,6 +62,13 @@ def test_an_error_answer_is_not_a_failure(breaker):
     for _ in range(5):
         with pytest.raises(NotFound):
             breaker.call(lambda: (_ for _ in ()).throw(NotFound("no such account")))
+    assert breaker.call(up) == "answer"
+
+
+def test_a_503_the_dependency_answers_itself_is_not_a_failure(breaker):
+    for _ in range(5):
+        with pytest.raises(ServiceUnavailable):
+            breaker.call(busy)
     assert breaker.call(up) == "answer"
 
 
