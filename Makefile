@@ -6,13 +6,15 @@ BIN := $(VENV)/bin
 # Installed when setup.cfg changes (or the venv is new).
 STAMP := $(VENV)/.installed
 
-.PHONY: up down ps logs status test install migrate help
+.PHONY: up down ps logs status test install migrate bench chaos help
 
 help:
 	@echo "make up      start every service (creates .venv on first use); prints the gateway URL"
 	@echo "make down    stop everything make up started"
 	@echo "make ps      state of every process;  make logs: their last lines;  make status: /ready"
 	@echo "make test    the whole test suite (starts what it needs, stops it after)"
+	@echo "make bench   Locust benchmark with baselines; report in reports/bench-<time>/ (BENCH_ARGS=--help)"
+	@echo "make chaos   every chaos experiment on a sandbox of the system; EXP=name for one (EXP=list)"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,3 +46,10 @@ migrate: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(BIN)/python -m loadtests.bench $(BENCH_ARGS)
+
+# EXP=name runs one experiment, EXP=list lists them; CHAOS_ARGS passes more (--help).
+chaos: $(STAMP)
+	$(BIN)/python -m chaos $(if $(filter list,$(EXP)),--list,$(if $(EXP),--exp $(EXP))) $(CHAOS_ARGS)

@@ -1,7 +1,8 @@
-"""Fault injection against a running system: the SRE side of the project.
+"""The chaos harness: experiments that run a load against a sandbox of the system,
+inject one fault, heal it and check the books (``python -m chaos``, ``make chaos``).
 
-``chaos.faults`` holds the faults themselves (kill -9 a process, pause and
-resume one); the bank test of the suite already runs its workload through
-them. The experiments that combine a load, a fault and the bank checker into
-reports come with the load and chaos harness.
+``faults`` kills, pauses and resumes processes; ``proxy`` slows or cuts the network to a
+dependency; ``servers`` stops and starts RabbitMQ, PostgreSQL and Redis; ``sandbox``
+runs a whole system of its own; ``experiment`` runs one experiment and its checker;
+``experiments`` is the catalogue; ``report`` writes each one's history, summary and chart.
 """

@@ -16,6 +16,8 @@ is a 404) is checked again by the service that owns the data.
 import logging
 from dataclasses import dataclass, field
 
+import eventlet
+
 from nameko.extensions import DependencyProvider
 from werkzeug.wrappers import Response
 
@@ -29,6 +31,8 @@ from shared.tokens import load_public_key, verify_access_token
 log = logging.getLogger(__name__)
 
 STAFF_ROLES = frozenset({"admin", "auditor"})
+# How often the idempotency writes the database missed are tried again.
+DEFERRED_FLUSH_INTERVAL_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -115,14 +119,20 @@ class GuardAccess:
         except PaysysError as exc:
             response = response_for_error(exc)  # a 4xx answer is the answer, replayed too
         except BaseException:
-            store.release(user_id, key)
+            self._write(lambda: store.release(user_id, key), key)
             raise
-        try:
-            store.finish(user_id, key, response.status_code, response.get_data(as_text=True),
-                         dict(response.headers))
-        except Exception:  # noqa: BLE001 - the work is done; the lease lapses, retries take over
-            log.exception("could not store the response of Idempotency-Key %r", key)
+        status, body, headers = (response.status_code, response.get_data(as_text=True),
+                                 dict(response.headers))
+        self._write(lambda: store.finish(user_id, key, status, body, headers), key)
         return response
+
+    def _write(self, write, key):
+        try:
+            write()
+        except Exception as exc:  # noqa: BLE001 - the work is done; retried in the background
+            log.warning("could not record the outcome of Idempotency-Key %r (%s); retrying in "
+                        "the background", key, exc)
+            self.provider.deferred.add(write)
 
 
 class Guard(DependencyProvider):
@@ -141,8 +151,20 @@ class Guard(DependencyProvider):
                                    on_skip=lambda scope: rate_limit_skipped.labels(scope).inc())
         self.idempotency_ttl_s = int(config["idempotency"]["ttl_s"])
         self.idempotency_lease_s = int(config["idempotency"]["lease_s"])
+        self.deferred = idempotency.DeferredWrites(self.idempotency_lease_s)
+        self._stopping = False
+
+    def start(self):
+        self.container.spawn_managed_thread(self._flush_deferred)
+
+    def _flush_deferred(self):
+        while not self._stopping:
+            eventlet.sleep(DEFERRED_FLUSH_INTERVAL_S)
+            if self.deferred.pending:
+                self.deferred.flush()
 
     def stop(self):
+        self._stopping = True
         self.redis.close()
 
     def kill(self):

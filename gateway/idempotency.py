@@ -13,6 +13,8 @@ expired key may be used afresh and a timer deletes old ones.
 """
 import hashlib
 import json
+import time
+from collections import deque
 from dataclasses import dataclass
 
 from sqlalchemy import text
@@ -147,3 +149,31 @@ class IdempotencyStore:
             deleted += count
             if count < batch:
                 return deleted
+
+
+class DeferredWrites:
+    """The store's last writes of requests that could not make them (the database away):
+    the answer to keep, or the key to release after a 5xx. Left undone, the key would
+    answer 409 "in flight" to every retry until its lease lapses; retried in the
+    background instead, retries are served as soon as the database is back. A write older
+    than the lease is dropped: a retry may take the key over by then anyway."""
+
+    def __init__(self, lease_s, clock=time.monotonic):
+        self.lease_s = lease_s
+        self.clock = clock
+        self.pending = deque()
+
+    def add(self, write):
+        self.pending.append((self.clock(), write))
+
+    def flush(self):
+        """Try every pending write once, in order; the number still pending."""
+        for _ in range(len(self.pending)):
+            since, write = self.pending.popleft()
+            if self.clock() - since > self.lease_s:
+                continue
+            try:
+                write()
+            except Exception:  # noqa: BLE001 - still away: keep it for the next round
+                self.pending.append((since, write))
+        return len(self.pending)

@@ -27,8 +27,15 @@ import requests
 
 PASSWORD = "bank workload password"
 INITIAL_BALANCE = 60_000  # minor units per account: low enough that some transfers fail
+# Half the opening balance: some transfers fail for want of funds. Over a long run such
+# amounts drain most accounts into a few (a random walk with absorption), so long runs
+# (the chaos experiments) pass a smaller ``max_transfer``.
 MAX_TRANSFER = 30_000
 RETRY_STATUSES = (409, 429, 503)
+# A 409 worth retrying: the same request still in flight, or another settling the payment.
+# Any other 409 (a payment no longer authorized) is the answer.
+RETRY_CONFLICTS = ("idempotency_key_in_flight", "payment_busy")
+UNKNOWN_PAUSE_S = 0.5
 
 
 @dataclass
@@ -58,7 +65,8 @@ class Client:
         response = None
         for _ in range(attempts):
             response = self.call("POST", path, json=body, headers={"Idempotency-Key": key})
-            if response.status_code not in RETRY_STATUSES:
+            if response.status_code not in RETRY_STATUSES or (
+                    response.status_code == 409 and _code(response) not in RETRY_CONFLICTS):
                 return response
             time.sleep(min(float(response.headers.get("Retry-After", 1)), 2.0))
         return response
@@ -88,6 +96,29 @@ class Client:
                 return items
 
 
+def _code(response):
+    try:
+        return response.json().get("code")
+    except ValueError:
+        return None
+
+
+@dataclass
+class Payment:
+    """One payment lifecycle: the payer authorizes, the merchant captures part of it.
+    ``outcome`` of each step as for transfers: ok, fail or unknown."""
+
+    payer: "Client"
+    source: str
+    merchant: "Client"
+    destination: str
+    amount: int
+    capture_amount: int
+    payment_id: str = None
+    authorized: str = "invoke"
+    captured: str = "invoke"
+
+
 @dataclass
 class Operation:
     """One client operation, Jepsen style: invoked, then ok / fail / unknown."""
@@ -105,13 +136,16 @@ class Operation:
 
 
 class Bank:
-    def __init__(self, url, users=8, accounts_per_user=2, currency="USD"):
+    def __init__(self, url, users=8, accounts_per_user=2, currency="USD",
+                 max_transfer=MAX_TRANSFER):
         self.url = url.rstrip("/")
         self.users = users
         self.accounts_per_user = accounts_per_user
         self.currency = currency
+        self.max_transfer = max_transfer
         self.clients = []
         self.operations = []
+        self.payments = []
         self.deposited = 0
         self._lock = threading.Lock()
 
@@ -150,12 +184,16 @@ class Bank:
 
     # --- running ------------------------------------------------------------------
 
-    def run(self, seconds=None, transfers_per_client=None, replay_fraction=0.1, seed=None):
-        """One thread per client until ``seconds`` pass or each made its transfers."""
+    def run(self, seconds=None, transfers_per_client=None, replay_fraction=0.1, seed=None,
+            stop=None, payment_fraction=0.0):
+        """One thread per client until ``seconds`` pass, each made its transfers, or the
+        ``stop`` event is set. ``payment_fraction`` of the rounds are a payment lifecycle
+        (authorize, then the merchant captures part) instead of a transfer."""
         deadline = time.monotonic() + seconds if seconds else None
+        stop = stop or threading.Event()
         threads = [threading.Thread(target=self._client_loop, args=(
             client, deadline, transfers_per_client, replay_fraction,
-            random.Random(None if seed is None else seed + index)))
+            random.Random(None if seed is None else seed + index), stop, payment_fraction))
             for index, client in enumerate(self.clients)]
         started = time.monotonic()
         for thread in threads:
@@ -164,15 +202,21 @@ class Bank:
             thread.join()
         return time.monotonic() - started
 
-    def _client_loop(self, client, deadline, count, replay_fraction, rng):
+    def _client_loop(self, client, deadline, count, replay_fraction, rng, stop,
+                     payment_fraction):
         made = 0
         while (deadline is None or time.monotonic() < deadline) and (
-                count is None or made < count):
+                count is None or made < count) and not stop.is_set():
+            if rng.random() < payment_fraction:
+                self.pay(client, rng)
+                continue
             source = rng.choice(client.accounts)
             destination = rng.choice([a for a in self.all_accounts if a != source])
-            operation = self.transfer(client, source, destination, rng.randint(1, MAX_TRANSFER))
+            operation = self.transfer(client, source, destination, rng.randint(1, self.max_transfer))
             if rng.random() < replay_fraction and operation.transaction is not None:
                 self.replay(client, operation)
+            if operation.outcome == "unknown":
+                time.sleep(UNKNOWN_PAUSE_S)  # the gateway is away: do not spin on it
             made += 1
 
     def transfer(self, client, source, destination, amount):
@@ -185,6 +229,7 @@ class Bank:
             response = client.move("/v1/transfers", body, operation.key)
         except requests.RequestException:
             operation.outcome = "unknown"
+            operation.latency_s = time.monotonic() - operation.started_s
             return operation
         operation.status_code = response.status_code
         if response.status_code == 202:  # still pending: poll where it says
@@ -197,6 +242,37 @@ class Bank:
         else:
             operation.outcome = "fail" if 400 <= response.status_code < 500 else "unknown"
         return operation
+
+    def pay(self, payer, rng):
+        merchant = rng.choice([client for client in self.clients if client is not payer])
+        amount = rng.randint(2, self.max_transfer)
+        payment = Payment(payer, rng.choice(payer.accounts), merchant,
+                          rng.choice(merchant.accounts), amount, rng.randint(1, amount))
+        with self._lock:
+            self.payments.append(payment)
+        try:
+            response = payer.move("/v1/payments", {
+                "payer_account_id": payment.source, "merchant_account_id": payment.destination,
+                "amount": amount, "currency": self.currency, "capture": False},
+                str(uuid.uuid4()))
+        except requests.RequestException:
+            payment.authorized = "unknown"
+            return payment
+        if response.status_code != 201:
+            payment.authorized = "fail" if 400 <= response.status_code < 500 else "unknown"
+            return payment
+        body = response.json()
+        payment.payment_id = body["id"]
+        payment.authorized = "ok" if body["status"] == "authorized" else "fail"
+        if payment.authorized == "ok":
+            try:
+                response = merchant.move("/v1/payments/{}/capture".format(payment.payment_id),
+                                         {"amount": payment.capture_amount}, str(uuid.uuid4()))
+                payment.captured = ("ok" if response.status_code == 200 else
+                                    "fail" if 400 <= response.status_code < 500 else "unknown")
+            except requests.RequestException:
+                payment.captured = "unknown"
+        return payment
 
     def replay(self, client, operation):
         body = {"source_account_id": operation.source,
@@ -271,6 +347,8 @@ def check(bank, settle_timeout_s=90):
             bank.deposited, total))
     final = {tx["id"]: tx for client in bank.clients
              for tx in client.pages("/v1/transactions")}
+    problems.extend(check_unknown(bank.operations, final))
+    problems.extend(check_payments(bank, entries_by_transaction))
     for operation in bank.operations:
         if operation.transaction is None:
             continue
@@ -292,6 +370,84 @@ def check(bank, settle_timeout_s=90):
                 transaction["status"], transaction["id"], entries))
         if operation.replayed_same is False:
             problems.append("replay of {} answered another transaction".format(operation.key))
+    return problems
+
+
+def check_payments(bank, entries_by_transaction):
+    """Every payment is decided (none left pending); an acknowledged capture shows as
+    captured with its amount, posted once; and the money each account holds
+    (``balance - available_balance``) is exactly its payments still authorized, plus
+    some of those whose authorization got no answer."""
+    problems = []
+    held_for = {}
+    for payment in bank.payments:
+        if payment.payment_id is None:
+            continue
+        response = payment.payer.call("GET", "/v1/payments/" + payment.payment_id)
+        if response.status_code != 200:
+            problems.append("payment {} answers {}".format(payment.payment_id,
+                                                           response.status_code))
+            continue
+        seen = response.json()
+        if seen["status"] == "authorized":
+            held_for[payment.source] = held_for.get(payment.source, 0) + seen["amount"]
+        if payment.captured == "ok" and (seen["status"], seen["captured_amount"]) != (
+                "captured", payment.capture_amount):
+            problems.append("acknowledged capture of {} is now {} {}".format(
+                payment.payment_id, seen["status"], seen["captured_amount"]))
+        if seen["status"] == "captured":
+            # One capture moved the money (a refused attempt before it moved nothing).
+            posted = [sorted(entry["amount"] for entry in entries_by_transaction[t])
+                      for t in seen["transactions"][1:] if entries_by_transaction.get(t)]
+            captured = seen["captured_amount"]
+            if posted != [[-captured, captured]]:
+                problems.append("capture of {} posted as {}".format(payment.payment_id,
+                                                                    posted))
+    # An authorization that got no answer may hold money too (until its hold time ends).
+    unanswered = {}
+    for payment in bank.payments:
+        if payment.payment_id is None and payment.authorized == "unknown":
+            unanswered.setdefault(payment.source, []).append(payment.amount)
+    for client in bank.clients:
+        for account_id in client.accounts:
+            account = client.call("GET", "/v1/accounts/" + account_id).json()
+            extra = account["balance"] - account["available_balance"] - held_for.get(account_id, 0)
+            if extra not in subset_sums(unanswered.get(account_id, [])):
+                problems.append("account {} holds {} more than its open authorizations {}, "
+                                "which no unanswered ones {} add up to".format(
+                                    account_id, extra, held_for.get(account_id, 0),
+                                    unanswered.get(account_id, [])))
+    return problems
+
+
+def subset_sums(amounts):
+    sums = {0}
+    for amount in amounts:
+        sums |= {total + amount for total in sums}
+    return sums
+
+
+def check_unknown(operations, final):
+    """Operations without an answer either made their one transaction or none: every
+    transfer in the books must belong to an answered operation, or else to one unanswered
+    operation of the same accounts and amount (each such operation at most once)."""
+    problems = []
+    claimed = {op.transaction["id"] for op in operations if op.transaction is not None}
+    unanswered = {}
+    for op in operations:
+        if op.transaction is None:
+            unanswered.setdefault((op.source, op.destination, op.amount), []).append(op)
+    for transaction in final.values():
+        if transaction["type"] != "transfer" or transaction["id"] in claimed:
+            continue
+        candidates = unanswered.get((transaction["source_account_id"],
+                                     transaction["destination_account_id"],
+                                     transaction["amount"]))
+        if candidates:
+            candidates.pop()  # that unanswered operation made this transaction
+        else:
+            problems.append("transfer {} was made by no operation of the run".format(
+                transaction["id"]))
     return problems
 
 

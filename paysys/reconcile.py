@@ -18,6 +18,7 @@ def run(config, as_json=False, wait_s=None, out=None, err=None):
 
     from services.ledger.reconciliation import MirrorUnavailable, reconcile_with_config
     from shared.db import DatabaseAccess, make_engine
+    from shared.errors import ServiceUnavailable
 
     out = out or sys.stdout
     err = err or sys.stderr
@@ -27,7 +28,7 @@ def run(config, as_json=False, wait_s=None, out=None, err=None):
     except MirrorUnavailable as error:
         print("paysys reconcile: the Kafka mirror cannot be read: {}".format(error), file=err)
         return UNAVAILABLE
-    except SQLAlchemyError as error:
+    except (SQLAlchemyError, ServiceUnavailable) as error:
         print("paysys reconcile: the ledger's database cannot be read: {}".format(
             str(error).strip().splitlines()[0]), file=err)
         return UNAVAILABLE

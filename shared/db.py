@@ -3,6 +3,9 @@ from contextlib import contextmanager
 
 from nameko.extensions import DependencyProvider
 from sqlalchemy import create_engine, make_url, text
+from sqlalchemy.exc import InterfaceError, OperationalError
+
+from shared.errors import unanswered
 
 
 def sqlalchemy_url(database_url):
@@ -32,6 +35,26 @@ def make_engine(database_config, pool_size, application_name):
     )
 
 
+def is_unreachable(error):
+    """PostgreSQL could not be reached or the connection broke (no SQLSTATE: the server
+    never answered), as opposed to an error the server answered (a deadlock, a constraint)."""
+    return isinstance(error, (OperationalError, InterfaceError)) and (
+        error.connection_invalidated or getattr(error.orig, "pgcode", None) is None)
+
+
+@contextmanager
+def unreachable_as_unavailable():
+    """A database out of reach is a 503 with Retry-After for the client (nothing was
+    committed, or every money path being idempotent, a retry is safe), not a 500."""
+    try:
+        yield
+    except (OperationalError, InterfaceError) as error:
+        if not is_unreachable(error):
+            raise
+        raise unanswered("PostgreSQL is unavailable: {}".format(
+            str(error.orig).strip() or type(error.orig).__name__)) from error
+
+
 class DatabaseAccess:
     """What a worker sees: transactions and connections on the service's engine."""
 
@@ -42,12 +65,12 @@ class DatabaseAccess:
     @contextmanager
     def transaction(self):
         """A connection inside one database transaction: commits on success, rolls back on error."""
-        with self.engine.begin() as connection:
+        with unreachable_as_unavailable(), self.engine.begin() as connection:
             yield connection
 
     @contextmanager
     def connection(self):
-        with self.engine.connect() as connection:
+        with unreachable_as_unavailable(), self.engine.connect() as connection:
             yield connection
 
     def schema_version(self):

@@ -8,7 +8,7 @@ import os  # noqa: E402
 
 import pytest  # noqa: E402
 
-from tests.support.system import System  # noqa: E402
+from chaos.sandbox import System  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -54,7 +54,7 @@ def database_url():
 
     Named after the test process, so two test runs on one machine never share it."""
     from paysys.database import ensure_database, migrate
-    from tests.support.servers import drop_database
+    from chaos.servers import drop_database
 
     admin_dsn = "postgresql://postgres@127.0.0.1:5432/postgres"
     name = "paysys_unit_{}".format(os.getpid())

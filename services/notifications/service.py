@@ -18,7 +18,7 @@ from services.notifications.delivery import DeliveryLoop
 from services.notifications.dependencies import NotificationSettings, ServiceCalls, poll_timer
 from shared.cursors import DEFAULT_PAGE_SIZE, page_request
 from shared.db import Database
-from shared.errors import Conflict, NotFound, ValidationFailed
+from shared.errors import Conflict, NotFound, ServiceUnavailable, ValidationFailed
 from shared.ids import parse_id
 from shared.service import ServiceBase, rpc
 
@@ -29,7 +29,8 @@ SECRET_PREFIX = "whsec_"
 # A transient database error while storing an event: wait this long, then give the event
 # back to the broker (requeue), so a database outage slows the redelivery loop down.
 REQUEUE_PAUSE_S = 1.0
-TRANSIENT_DB_ERRORS = (db_errors.OperationalError, db_errors.InterfaceError,
+# (shared.db turns a database out of reach into ServiceUnavailable.)
+TRANSIENT_DB_ERRORS = (ServiceUnavailable, db_errors.OperationalError, db_errors.InterfaceError,
                        db_errors.DisconnectionError, db_errors.TimeoutError)
 
 

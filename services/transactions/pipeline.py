@@ -37,6 +37,10 @@ DESTINATION_OWNED = {"deposit", "capture"}
 POSTED_STATUSES = {"posted", "held"}
 # Approved transactions older than this without a posting were dropped by a crash.
 REPOST_AFTER_S = 10
+# Undecided transactions older than this lost their vote round (a process died with them
+# queued or voting): voted on again. Deciding twice is harmless — the first decision
+# recorded stands (records.record_decision) and the posting is exactly once.
+REDRIVE_AFTER_S = 10
 
 
 def movement(kind, body):
@@ -239,14 +243,20 @@ class Pipeline:
         with self.db.transaction() as connection:
             timed_out = records.time_out_undecided(connection, undecided_timeout_s)
         with self.db.connection() as connection:
+            stranded = records.undecided_in_flight(connection, REDRIVE_AFTER_S)
+        redriven = 0
+        if stranded:
+            redriven = sum(row.status != "pending" for row in self.process_many(
+                [(row.id, None) for row in stranded]).values())
+        with self.db.connection() as connection:
             approved = records.approved_in_flight(connection, REPOST_AFTER_S)
         reposted = 0
         if approved:
             reposted = sum(row.status != "pending" for row in self.execute(approved).values())
-        if timed_out or reposted:
-            log.info("recovery: %d undecided failed, %d approved posted",
-                     len(timed_out), reposted)
-        return len(timed_out) + reposted
+        if timed_out or redriven or reposted:
+            log.info("recovery: %d undecided failed, %d decided again, %d approved posted",
+                     len(timed_out), redriven, reposted)
+        return len(timed_out) + redriven + reposted
 
     # --- reading the other services ---------------------------------------------------
 

@@ -173,6 +173,18 @@ def time_out_undecided(connection, older_than_s):
     return rows
 
 
+def undecided_in_flight(connection, older_than_s, limit=500):
+    """Transactions still undecided after ``older_than_s``: their vote round may have died."""
+    return connection.execute(
+        select(transactions)
+        .where(transactions.c.status == "pending", transactions.c.decision.is_(None),
+               transactions.c.created_at < func.now() - func.make_interval(
+                   0, 0, 0, 0, 0, 0, older_than_s))
+        .order_by(transactions.c.created_at)
+        .limit(limit)
+    ).all()
+
+
 def approved_in_flight(connection, older_than_s, limit=500):
     """Approved transactions not yet completed: their posting may have been lost."""
     return connection.execute(

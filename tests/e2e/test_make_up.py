@@ -6,8 +6,8 @@ import subprocess
 
 import pytest
 
-from tests.support import servers
-from tests.support.system import System
+from chaos import servers
+from chaos.sandbox import System
 
 pytestmark = pytest.mark.system
 

@@ -6,7 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from tests.support.api import assert_problem, new_session
-from tests.support.servers import wait_for
+from chaos.servers import wait_for
 
 pytestmark = pytest.mark.system
 

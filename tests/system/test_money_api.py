@@ -5,7 +5,7 @@ import pytest
 
 from chaos import faults
 from tests.support.api import assert_problem
-from tests.support.servers import wait_for
+from chaos.servers import wait_for
 
 pytestmark = pytest.mark.system
 

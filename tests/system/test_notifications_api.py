@@ -7,7 +7,7 @@ import uuid
 import pytest
 
 from tests.support.api import assert_problem, new_session
-from tests.support.servers import wait_for
+from chaos.servers import wait_for
 from tests.support.webhook_receiver import WebhookReceiver
 
 pytestmark = pytest.mark.system

@@ -4,7 +4,7 @@ import uuid
 
 import pytest
 
-from tests.support.servers import wait_for
+from chaos.servers import wait_for
 
 pytestmark = pytest.mark.system
 

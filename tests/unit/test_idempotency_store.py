@@ -4,7 +4,7 @@ import uuid
 import pytest
 from sqlalchemy import text
 
-from gateway.idempotency import IdempotencyStore, fingerprint, parse_key
+from gateway.idempotency import DeferredWrites, IdempotencyStore, fingerprint, parse_key
 from shared.db import DatabaseAccess
 from shared.errors import BadRequest, Conflict, ValidationFailed
 
@@ -112,3 +112,39 @@ def test_malformed_or_missing_keys_are_400(value, required, code):
 def test_a_missing_optional_key_is_none_and_a_good_one_is_kept():
     assert parse_key(None, required=False) is None
     assert parse_key("order-42 retry#1", required=True) == "order-42 retry#1"
+
+
+# --- writes deferred while the database is away ----------------------------------------
+
+
+class Clock:
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_a_write_the_database_missed_is_made_once_it_is_back():
+    clock, made, database = Clock(), [], {"up": False}
+
+    def write():
+        if not database["up"]:
+            raise OSError("PostgreSQL is away")
+        made.append("released")
+
+    deferred = DeferredWrites(lease_s=60, clock=clock)
+    deferred.add(write)
+    assert deferred.flush() == 1 and made == []
+    database["up"] = True
+    clock.now += 5
+    assert deferred.flush() == 0 and made == ["released"]
+    assert deferred.flush() == 0 and made == ["released"]  # made once
+
+
+def test_a_write_older_than_the_lease_is_dropped():
+    clock, made = Clock(), []
+    deferred = DeferredWrites(lease_s=60, clock=clock)
+    deferred.add(lambda: made.append("late"))
+    clock.now += 61
+    assert deferred.flush() == 0 and made == []

@@ -17,7 +17,7 @@ from services.ledger.outbox import outbox
 from services.ledger.postings import postings
 from services.ledger.service import LedgerService
 from shared.db import DatabaseAccess
-from shared.errors import ValidationFailed
+from shared.errors import ServiceUnavailable, ValidationFailed
 from shared.money import settlement_account_id
 
 RFC3339_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
@@ -609,6 +609,7 @@ def test_other_database_errors_are_not_retried(service, monkeypatch):
         raise OperationalError("SELECT", {}, Exception("connection lost"))
 
     monkeypatch.setattr(batches, "post_batch", broken)
-    with pytest.raises(OperationalError):
+    # A lost connection is the caller's 503 (retry later), not a retry here.
+    with pytest.raises(ServiceUnavailable):
         service.post([deposit(new_id(), 9)])
     assert len(calls) == 1

@@ -30,7 +30,7 @@ from services.ledger.service import LedgerService
 from shared.db import DatabaseAccess
 from shared.money import settlement_account_id
 from tests.support.kafka import Broker, running_broker
-from tests.support.servers import wait_for
+from chaos.servers import wait_for
 from tests.unit.test_ledger_postings import deposit, new_id, posting
 
 USD_SETTLEMENT = settlement_account_id("USD")

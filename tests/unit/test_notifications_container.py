@@ -17,7 +17,7 @@ from nameko.standalone.rpc import ClusterRpcProxy
 
 from services.notifications.service import NotificationsService
 from shared.config import load_config
-from tests.support import servers
+from chaos import servers
 from tests.support.notifications import (  # noqa: F401 - fixtures
     clean_notifications,
     deliveries,

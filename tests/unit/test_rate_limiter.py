@@ -7,7 +7,7 @@ import redis
 
 from gateway.ratelimit import Limit, RateLimiter, limiter_client
 from shared.errors import RateLimited
-from tests.support.servers import free_port
+from chaos.servers import free_port
 
 
 @pytest.fixture

@@ -41,7 +41,7 @@ def books_url():
     """A database of this module's own: reconciliation looks at the whole ledger, and
     other tests write inconsistent books on purpose (to see totals find them)."""
     from paysys.database import ensure_database, migrate
-    from tests.support.servers import drop_database
+    from chaos.servers import drop_database
 
     admin_dsn = "postgresql://postgres@127.0.0.1:5432/postgres"
     name = "paysys_unit_books_{}".format(os.getpid())

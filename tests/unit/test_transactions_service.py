@@ -234,6 +234,24 @@ def test_recovery_fails_a_transaction_left_undecided_by_a_crash(system, funded, 
     assert balance(system, destination) == 0
 
 
+def test_recovery_decides_again_a_transaction_whose_vote_round_died(system, funded, engine):
+    owner, source, destination = funded
+    with engine.begin() as connection:  # received 20 s ago by a process that then died
+        stranded = connection.execute(text(
+            "INSERT INTO transactions.transactions (id, type, status, initiator_id, "
+            "idempotency_key, source_account_id, destination_account_id, source_owner_id, "
+            "destination_owner_id, amount, currency, created_at) VALUES (:id, 'transfer', "
+            "'pending', :owner, 'stranded', :s, :d, :owner, :owner, 700, 'USD', "
+            "now() - interval '20 seconds') RETURNING id"),
+            {"id": str(uuid.uuid4()), "owner": owner, "s": source, "d": destination},
+        ).scalar_one()
+    system.recover()
+    system.recover()  # and again: nothing moves twice
+    decided = system.get(stranded)
+    assert (decided["status"], len(decided["votes"]) >= 2) == ("completed", True)
+    assert (balance(system, source), balance(system, destination)) == (9_300, 700)
+
+
 def test_every_finished_transaction_queues_one_event_that_the_relay_sends_once(
         system, funded, engine):
     owner, source, destination = funded

@@ -1,4 +1,5 @@
-"""The real servers the tests talk to, and how the tests stop and start them.
+"""The real servers the system talks to, and how the tests and the chaos experiments
+stop and start them.
 
 RabbitMQ, PostgreSQL and Redis run on loopback before the tests start (README,
 "Running the tests"). The commands that stop and start each one can be changed
@@ -19,6 +20,22 @@ RABBITMQ_START = os.environ.get("PAYSYS_TEST_RABBITMQ_START", "rabbitmq-server -
 RABBITMQ_AWAIT = os.environ.get("PAYSYS_TEST_RABBITMQ_AWAIT", "rabbitmqctl await_startup")
 RABBITMQ_ENABLE_MANAGEMENT = os.environ.get(
     "PAYSYS_TEST_RABBITMQ_ENABLE_MANAGEMENT", "rabbitmq-plugins enable rabbitmq_management")
+
+
+def _postgres_cluster():
+    # Debian's layout: /etc/postgresql/<version>/main.
+    versions = sorted(os.listdir("/etc/postgresql")) if os.path.isdir("/etc/postgresql") else []
+    return "pg_ctlcluster --skip-systemctl-redirect {} main".format(
+        versions[-1] if versions else "15")
+
+
+POSTGRES_STOP = os.environ.get("PAYSYS_TEST_POSTGRES_STOP", _postgres_cluster() + " stop")
+POSTGRES_START = os.environ.get("PAYSYS_TEST_POSTGRES_START", _postgres_cluster() + " start")
+REDIS_STOP = os.environ.get("PAYSYS_TEST_REDIS_STOP", "redis-cli -p 6379 shutdown nosave")
+REDIS_START = os.environ.get(
+    "PAYSYS_TEST_REDIS_START",
+    "redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save '' "
+    "--appendonly no --dir /var/lib/redis --logfile /var/log/redis/ci.log")
 
 
 def run(command, timeout_s=120):
@@ -111,6 +128,26 @@ def _succeeds(command):
 
 
 # --- PostgreSQL and Redis -----------------------------------------------------------
+
+
+def stop_postgres():
+    run(POSTGRES_STOP)
+    wait_for(lambda: not port_open("127.0.0.1", 5432), 60, what="PostgreSQL stopped")
+
+
+def start_postgres():
+    run(POSTGRES_START)
+    wait_for(lambda: port_open("127.0.0.1", 5432), 60, what="PostgreSQL listening")
+
+
+def stop_redis():
+    run(REDIS_STOP)
+    wait_for(lambda: not port_open("127.0.0.1", 6379), 30, what="Redis stopped")
+
+
+def start_redis():
+    run(REDIS_START)
+    wait_for(lambda: port_open("127.0.0.1", 6379), 30, what="Redis listening")
 
 
 def drop_database(admin_dsn, name):

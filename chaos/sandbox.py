@@ -1,8 +1,9 @@
-"""A whole running system for the tests: every service its own process under supervisord.
+"""A whole running system of its own, for the tests and the chaos experiments: every
+service its own process under supervisord.
 
-Each test system has its own gateway port, database, RabbitMQ vhost, Redis
-database, Kafka port and run dir, so it never meets a system a developer has
-running with `make up`, nor another test system.
+Each sandbox has its own gateway port, database, RabbitMQ vhost, Redis database,
+Kafka port and run dir, so it never meets a system a developer has running with
+`make up`, nor another sandbox.
 """
 import os
 import random
@@ -13,9 +14,9 @@ from pathlib import Path
 
 import requests
 
-from tests.support import servers
+from chaos import servers
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 PAYSYS = [sys.executable, "-m", "paysys.cli"]
 
 

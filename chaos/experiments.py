@@ -1,0 +1,86 @@
+"""The catalogue of experiments: each one fault, how it is healed, how long it is held.
+
+A killed service (SIGKILL: no cleanup) is started again by supervisord, so its heal is
+waiting for the new process; the shared servers (RabbitMQ, PostgreSQL, Redis) are
+stopped and started with the commands of chaos/servers.py; the network to a dependency
+is slowed or cut by the sandbox's TCP proxy in front of it (chaos/proxy.py).
+"""
+from chaos import faults, servers
+from chaos.experiment import Experiment
+
+SERVICES = ("gateway", "transactions", "ledger", "payments", "notifications", "auth",
+            "accounts")
+
+
+def _kill(program):
+    def inject(target):
+        pid = target.pid(program)
+        faults.kill(pid)
+        target.killed = (program, pid)
+    return inject
+
+
+def _restarted(target):
+    program, pid = target.killed
+    target.wait_for_program(program, old_pid=pid)
+
+
+def _pause(program):
+    def inject(target):
+        target.paused = target.pid(program)
+        faults.pause(target.paused)
+    return inject
+
+
+def _resume(target):
+    faults.resume(target.paused)
+
+
+def _supervisorctl(action, program):
+    return lambda target: target.sandbox.supervisorctl(action, program)
+
+
+def _proxy(name, fault, *args):
+    return lambda target: getattr(target.proxies[name], fault)(*args)
+
+
+def catalogue():
+    experiments = [
+        Experiment("validator-kill", "kill -9 validator_1 (supervisord restarts it)",
+                   _kill("validator_1"), _restarted, hold_s=0),
+        Experiment("validator-pause", "SIGSTOP validator_1 for 8 s, then SIGCONT",
+                   _pause("validator_1"), _resume, hold_s=8),
+    ]
+    experiments.extend(
+        Experiment("kill-" + service, "kill -9 {} (supervisord restarts it)".format(service),
+                   _kill(service), _restarted, hold_s=0)
+        for service in SERVICES)
+    experiments.extend([
+        Experiment("rabbitmq-restart", "stop RabbitMQ for 5 s, start it again",
+                   lambda target: servers.stop_rabbitmq(),
+                   lambda target: servers.start_rabbitmq(), hold_s=5),
+        Experiment("postgres-restart", "stop PostgreSQL for 5 s, start it again",
+                   lambda target: servers.stop_postgres(),
+                   lambda target: servers.start_postgres(), hold_s=5),
+        Experiment("redis-restart", "stop Redis for 5 s (its data is lost), start it again",
+                   lambda target: servers.stop_redis(),
+                   lambda target: servers.start_redis(), hold_s=5),
+        Experiment("kafka-stop", "stop the Kafka-protocol broker for 8 s (it comes back "
+                   "empty)", _supervisorctl("stop", "kafka"), _supervisorctl("start", "kafka"),
+                   hold_s=8),
+        Experiment("postgres-slow", "add 50 ms to every packet to and from PostgreSQL for "
+                   "10 s", _proxy("postgresql", "slow", 0.05), _proxy("postgresql", "heal"),
+                   hold_s=10),
+        Experiment("postgres-cut", "cut the network to PostgreSQL for 5 s",
+                   _proxy("postgresql", "cut"), _proxy("postgresql", "heal"), hold_s=5),
+        Experiment("redis-cut", "cut the network to Redis for 8 s",
+                   _proxy("redis", "cut"), _proxy("redis", "heal"), hold_s=8),
+    ])
+    return {experiment.name: experiment for experiment in experiments}
+
+
+# Run on every CI run (tests/system/test_chaos.py), a few seconds of load each.
+CI_SUBSET = ("validator-kill", "rabbitmq-restart", "postgres-restart")
+# Need the sandbox to reach a dependency through a proxy (python -m chaos sets that up).
+NEEDS_PROXIES = {"postgres-slow": "postgresql", "postgres-cut": "postgresql",
+                 "redis-cut": "redis"}
