@@ -15,6 +15,7 @@ import threading
 import time
 
 CHUNK = 65536
+ACCEPT_POLL_S = 0.2
 
 
 class TcpProxy:
@@ -34,13 +35,17 @@ class TcpProxy:
 
     def start(self):
         self._listener = socket.create_server(self.address, reuse_port=False)
-        self._listener.settimeout(0.5)
-        threading.Thread(target=self._accept_loop, name="proxy-accept", daemon=True).start()
+        self._listener.settimeout(ACCEPT_POLL_S)
+        self._acceptor = threading.Thread(target=self._accept_loop, name="proxy-accept",
+                                          daemon=True)
+        self._acceptor.start()
         return self
 
     def stop(self):
+        # The accept loop closes the listener itself: a socket closed under a thread still
+        # waiting on it frees its descriptor for reuse while that wait goes on.
         self._stopped.set()
-        self._listener.close()
+        self._acceptor.join(timeout=5 * ACCEPT_POLL_S)
         self._drop_all()
 
     # --- faults ---------------------------------------------------------------------
@@ -59,6 +64,12 @@ class TcpProxy:
     # --- forwarding -----------------------------------------------------------------
 
     def _accept_loop(self):
+        try:
+            self._serve()
+        finally:
+            self._listener.close()
+
+    def _serve(self):
         while not self._stopped.is_set():
             try:
                 client, _ = self._listener.accept()

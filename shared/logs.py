@@ -89,13 +89,46 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
+class StrayOutput:
+    """A stand-in for ``sys.stderr``: what libraries print there themselves (eventlet's hub
+    prints the traceback of a greenthread that died, for one) becomes log records, a line
+    each, so the log stays one JSON object per line and nothing printed is lost."""
+
+    def __init__(self, logger):
+        self.logger = logger
+        self.pending = ""
+        self.writing = False
+
+    def write(self, text):
+        if self.writing:  # logging itself failed and reports it: straight out, no loop
+            return sys.__stderr__.write(text)
+        self.writing = True
+        try:
+            self.pending += text
+            *lines, self.pending = self.pending.split("\n")
+            for line in lines:
+                if line.strip():
+                    self.logger.error(line)
+        finally:
+            self.writing = False
+        return len(text)
+
+    def flush(self):
+        pass
+
+    def isatty(self):
+        return False
+
+
 def configure_logging(service, level="INFO"):
-    """Send every log record of this process to stdout as JSON lines."""
+    """Send every log record of this process to stdout as JSON lines, and what is printed
+    to stderr with them."""
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(JsonFormatter(service))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    sys.stderr = StrayOutput(logging.getLogger("stderr"))
     # kombu and nameko log every reconnect attempt at INFO/DEBUG; warnings are enough.
     for noisy in ("kombu", "amqp", "nameko", "kafka"):
         logging.getLogger(noisy).setLevel(max(logging.getLevelName(level), logging.WARNING))

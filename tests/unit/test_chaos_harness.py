@@ -12,25 +12,35 @@ from loadtests.bank import Operation, check_unknown
 
 @pytest.fixture
 def echo_server():
-    """A loopback server that echoes every line back."""
+    """A loopback server that echoes every line back. Stopped by its own loop, never by
+    closing a socket another thread still waits on (its descriptor could be reused)."""
     listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.1)
+    stopping = threading.Event()
 
     def serve():
-        while True:
-            try:
-                connection, _ = listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=echo, args=(connection,), daemon=True).start()
+        with listener:
+            while not stopping.is_set():
+                try:
+                    connection, _ = listener.accept()
+                except socket.timeout:
+                    continue
+                threading.Thread(target=echo, args=(connection,), daemon=True).start()
 
     def echo(connection):
+        connection.settimeout(5)
         with connection:
-            while data := connection.recv(1024):
-                connection.sendall(data)
+            try:
+                while data := connection.recv(1024):
+                    connection.sendall(data)
+            except OSError:
+                pass
 
-    threading.Thread(target=serve, daemon=True).start()
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
     yield listener.getsockname()
-    listener.close()
+    stopping.set()
+    server.join()
 
 
 @pytest.fixture
