@@ -3,6 +3,8 @@ import json
 import logging
 import traceback
 
+import pytest
+
 from shared.logs import JsonFormatter, StrayOutput
 
 
@@ -16,33 +18,31 @@ class Collect(logging.Handler):
         self.lines.append(self.format(record))
 
 
-def test_a_printed_traceback_becomes_json_log_lines():
+@pytest.fixture
+def collected():
+    """``(StrayOutput, the JSON lines it led to)``."""
     logger = logging.getLogger("test.stderr")
     collect = Collect()
     logger.addHandler(collect)
-    try:
-        stray = StrayOutput(logger)
-        try:
-            raise ValueError("lost connection")
-        except ValueError as error:
-            traceback.print_exception(error, file=stray)
-        entries = [json.loads(line) for line in collect.lines]  # every line is JSON
-        assert entries[0]["message"] == "Traceback (most recent call last):"
-        assert entries[-1]["message"] == "ValueError: lost connection"
-        assert {entry["level"] for entry in entries} == {"error"}
-    finally:
-        logger.removeHandler(collect)
+    yield StrayOutput(logger), collect.lines
+    logger.removeHandler(collect)
 
 
-def test_a_partial_line_waits_for_its_end():
-    logger = logging.getLogger("test.stderr.partial")
-    collect = Collect()
-    logger.addHandler(collect)
+def test_a_printed_traceback_becomes_json_log_lines(collected):
+    stray, lines = collected
     try:
-        stray = StrayOutput(logger)
-        stray.write("half a ")
-        assert collect.lines == []
-        stray.write("line\n")
-        assert [json.loads(line)["message"] for line in collect.lines] == ["half a line"]
-    finally:
-        logger.removeHandler(collect)
+        raise ValueError("lost connection")
+    except ValueError as error:
+        traceback.print_exception(error, file=stray)
+    entries = [json.loads(line) for line in lines]  # every line is JSON
+    assert entries[0]["message"] == "Traceback (most recent call last):"
+    assert entries[-1]["message"] == "ValueError: lost connection"
+    assert {entry["level"] for entry in entries} == {"error"}
+
+
+def test_a_partial_line_waits_for_its_end(collected):
+    stray, lines = collected
+    stray.write("half a ")
+    assert lines == []
+    stray.write("line\n")
+    assert [json.loads(line)["message"] for line in lines] == ["half a line"]
