@@ -151,10 +151,9 @@ class GatewayService(ServiceBase):
 
     def _move_money(self, call, kind):
         # The transactions service answers within the decision wait; allow for the queue.
-        wait_s = int(self.config["transactions"]["decision_wait_ms"]) / 1000
         transaction = self.rpc.transactions.submit(
             kind, call.user.id, call.body, call.idempotency_key, call.user.is_admin,
-            timeout_s=wait_s + self.rpc_margin_s)
+            timeout_s=self._decision_wait_s + self.rpc_margin_s)
         location = "/v1/transfers/{}".format(transaction["id"])
         # 201: decided (completed or failed); 202: still pending, poll Location.
         status = 202 if transaction["status"] == "pending" else 201
@@ -163,6 +162,10 @@ class GatewayService(ServiceBase):
     @property
     def rpc_margin_s(self):
         return int(self.config["gateway"]["rpc_timeout_ms"]) / 1000
+
+    @property
+    def _decision_wait_s(self):
+        return int(self.config["transactions"]["decision_wait_ms"]) / 1000
 
     # --- Payments --------------------------------------------------------------------
 
@@ -200,8 +203,7 @@ class GatewayService(ServiceBase):
     def _payment_timeout_s(self):
         # The payments service waits on a submit (decision wait + its own margin): allow
         # for that and the queue in front of it.
-        wait_s = int(self.config["transactions"]["decision_wait_ms"]) / 1000
-        return wait_s + 2 * self.rpc_margin_s
+        return self._decision_wait_s + 2 * self.rpc_margin_s
 
     # --- Ledger, webhooks, notifications ---------------------------------------------
 

@@ -53,17 +53,10 @@ def database_url():
     """A freshly migrated database of its own, for tests of one service against real PostgreSQL.
 
     Named after the test process, so two test runs on one machine never share it."""
-    from paysys.database import ensure_database, migrate
-    from chaos.servers import drop_database
+    from tests.support.databases import migrated_database
 
-    admin_dsn = "postgresql://postgres@127.0.0.1:5432/postgres"
-    name = "paysys_unit_{}".format(os.getpid())
-    url = "postgresql://postgres@127.0.0.1:5432/{}".format(name)
-    drop_database(admin_dsn, name)
-    ensure_database(url)
-    migrate(url, report=lambda line: None)
-    yield url
-    drop_database(admin_dsn, name)
+    with migrated_database("paysys_unit_{}".format(os.getpid())) as url:
+        yield url
 
 
 @pytest.fixture
@@ -80,11 +73,7 @@ def service_config(database_url):
 @pytest.fixture(scope="session")
 def engine(database_url):
     """A pooled SQLAlchemy engine on the tests' database, as a service process has one."""
-    from shared.config import load_config
-    from shared.db import make_engine
+    from tests.support.databases import pooled_engine
 
-    config = load_config()
-    config["database"]["url"] = database_url
-    engine = make_engine(config["database"], 5, "paysys-tests")
-    yield engine
-    engine.dispose()
+    with pooled_engine(database_url, "paysys-tests") as engine:
+        yield engine

@@ -98,7 +98,7 @@ class Lifecycle:
             operation = records.find_operation(connection, payment.id, REFUND, idempotency_key)
             if operation is None:
                 # Fully refunded: any more is beyond the captured amount (422 below).
-                if payment.status not in records.REFUNDABLE + ("refunded",):
+                if payment.status not in records.CAPTURED_STATUSES:
                     raise Conflict("The payment is {}: only a captured payment can be "
                                    "refunded.".format(payment.status), code="payment_not_captured")
                 if amount is None:
@@ -167,13 +167,15 @@ class Lifecycle:
         if outcome is None:
             return operation
         with self.db.transaction() as connection:
-            return self._finish(connection, operation, *outcome)
+            return self._finish(connection, operation, payment.capture, *outcome)
 
     def _transact(self, operation, payment):
         """Submit (or find again) the operation's transaction; ``(status, reason)`` once it
         is decided, None while it is not."""
-        payer = (payment.payer_account_id, payment.merchant_account_id)
-        source, destination = payer if operation.kind != REFUND else payer[::-1]
+        # A refund flows back: merchant to payer.
+        source, destination = (payment.payer_account_id, payment.merchant_account_id)
+        if operation.kind == REFUND:
+            source, destination = destination, source
         body = {"source_account_id": source, "destination_account_id": destination,
                 "amount": operation.amount, "currency": payment.currency,
                 "description": payment.reference}
@@ -215,8 +217,9 @@ class Lifecycle:
             return SUCCEEDED, None
         return FAILED, HOLD_NOT_ACTIVE
 
-    def _finish(self, connection, operation, status, reason):
-        """Record the outcome and apply it to the payment, once; the operation as it is."""
+    def _finish(self, connection, operation, one_step, status, reason):
+        """Record the outcome and apply it to the payment, once; the operation as it is.
+        ``one_step``: the payment was asked to capture at once (``capture: true``)."""
         finished = records.finish_operation(connection, operation.id, status, reason)
         if finished is None:  # another driver finished it first
             return records.find_operation_by_id(connection, operation.id)
@@ -224,11 +227,10 @@ class Lifecycle:
         payment_id, amount = operation.payment_id, operation.amount
         succeeded = status == SUCCEEDED
         if operation.kind == AUTHORIZE:
-            payment = records.find(connection, payment_id)
             if not succeeded:
                 records.change(connection, payment_id, c.status == PENDING, status="failed",
                                failure_reason=reason or "failed")
-            elif payment.capture:
+            elif one_step:
                 payment = records.change(connection, payment_id, c.status == PENDING,
                                          status="captured", captured_amount=amount)
                 events.captured(connection, payment)

@@ -19,6 +19,8 @@ from shared.ids import parse_id, rfc3339
 PENDING, SUCCEEDED, FAILED = "pending", "succeeded", "failed"
 AUTHORIZE, CAPTURE, VOID, REFUND = "authorize", "capture", "void", "refund"
 REFUNDABLE = ("captured", "partially_refunded")
+# Captured at some time: refunds are measured against it (fully refunded included).
+CAPTURED_STATUSES = REFUNDABLE + ("refunded",)
 
 metadata = MetaData(schema="payments")
 payments = Table(

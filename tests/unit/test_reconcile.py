@@ -24,6 +24,7 @@ from services.ledger.relay import Relay, RelaySettings
 from services.ledger.service import LedgerService
 from shared.db import DatabaseAccess
 from shared.errors import ServiceUnavailable
+from tests.support.databases import migrated_database, pooled_engine
 from tests.support.kafka import running_broker
 from tests.unit.test_ledger_postings import deposit, new_id, posting
 
@@ -40,29 +41,14 @@ def kafka_broker():
 def books_url():
     """A database of this module's own: reconciliation looks at the whole ledger, and
     other tests write inconsistent books on purpose (to see totals find them)."""
-    from paysys.database import ensure_database, migrate
-    from chaos.servers import drop_database
-
-    admin_dsn = "postgresql://postgres@127.0.0.1:5432/postgres"
-    name = "paysys_unit_books_{}".format(os.getpid())
-    url = "postgresql://postgres@127.0.0.1:5432/{}".format(name)
-    drop_database(admin_dsn, name)
-    ensure_database(url)
-    migrate(url, report=lambda line: None)
-    yield url
-    drop_database(admin_dsn, name)
+    with migrated_database("paysys_unit_books_{}".format(os.getpid())) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
 def engine(books_url):
-    from shared.config import load_config
-    from shared.db import make_engine
-
-    config = load_config()
-    config["database"]["url"] = books_url
-    engine = make_engine(config["database"], 5, "paysys-tests-books")
-    yield engine
-    engine.dispose()
+    with pooled_engine(books_url, "paysys-tests-books") as engine:
+        yield engine
 
 
 @pytest.fixture
