@@ -8,8 +8,7 @@ is slowed or cut by the sandbox's TCP proxy in front of it (chaos/proxy.py).
 from chaos import faults, servers
 from chaos.experiment import Experiment
 
-SERVICES = ("gateway", "transactions", "ledger", "payments", "notifications", "auth",
-            "accounts")
+SERVICES = ("gateway", "transactions", "ledger", "payments", "notifications", "auth")
 
 
 def _kill(program):

@@ -106,7 +106,7 @@ class System:
         return self.request("DELETE", path, **kwargs)
 
     def supervisorctl(self, action, program):
-        """Start or stop one service process: ``supervisorctl("stop", "accounts")``."""
+        """Start or stop one service process: ``supervisorctl("stop", "ledger")``."""
         from paysys import supervisor
         from shared.config import load_config
 

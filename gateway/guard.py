@@ -25,6 +25,8 @@ from gateway import idempotency, inputs
 from gateway.http import GatewayEndpoint, response_for_error
 from gateway.metrics import rate_limit_skipped
 from gateway.ratelimit import RateLimiter, limiter_client, limits_from_config
+from shared.coalesce import Coalescer
+from shared.db import DatabaseClient
 from shared.errors import Forbidden, PaysysError, Unauthorized
 from shared.tokens import load_public_key, verify_access_token
 
@@ -63,6 +65,7 @@ class Call:
     body: dict = field(default_factory=dict)
     client_ip: str = ""
     idempotency_key: str = None
+    request_id: str = None  # the X-Request-ID the request is logged under
 
 
 def authenticate(public_key, request):
@@ -94,7 +97,8 @@ class GuardAccess:
             provider.limiter.check("user", user.id)
             authorize(route, user)
         call = Call(route, user, inputs.load_path(route, path_values),
-                    inputs.load_query(route, request), inputs.load_body(route, request), ip)
+                    inputs.load_query(route, request), inputs.load_body(route, request), ip,
+                    request_id=service.correlation_id)
         key = None
         if route.moves_money or route.idempotent:
             key = idempotency.parse_key(request.headers.get(idempotency.HEADER),
@@ -105,13 +109,12 @@ class GuardAccess:
         return self._once(route, handler, service, request, call, key)
 
     def _once(self, route, handler, service, request, call, key):
-        store = idempotency.IdempotencyStore(service.db, self.provider.idempotency_ttl_s,
-                                             self.provider.idempotency_lease_s)
+        keys = self.provider.idempotency
         user_id = call.user.id
-        stored = store.begin(user_id, key,
-                             idempotency.fingerprint(route.operation_id, request.path, call.body))
-        if stored is not None:
-            response = Response(stored.body, status=stored.status, headers=stored.headers)
+        begun = keys.begin(idempotency.Begin(
+            user_id, key, idempotency.fingerprint(route.operation_id, request.path, call.body)))
+        if isinstance(begun, idempotency.StoredResponse):
+            response = Response(begun.body, status=begun.status, headers=begun.headers)
             response.headers[idempotency.REPLAYED_HEADER] = "true"
             return response
         try:
@@ -119,25 +122,51 @@ class GuardAccess:
         except PaysysError as exc:
             response = response_for_error(exc)  # a 4xx answer is the answer, replayed too
         except BaseException:
-            self._write(lambda: store.release(user_id, key), key)
+            keys.finish(idempotency.Finish(user_id, key, begun.token, 500))
             raise
-        status, body, headers = (response.status_code, response.get_data(as_text=True),
-                                 dict(response.headers))
-        self._write(lambda: store.finish(user_id, key, status, body, headers), key)
+        keys.finish(idempotency.Finish(user_id, key, begun.token, response.status_code,
+                                       response.get_data(as_text=True), dict(response.headers)))
         return response
 
-    def _write(self, write, key):
+
+class IdempotencyKeys:
+    """The Idempotency-Key store as the requests of one gateway process use it: the
+    requests in flight together share one database transaction to begin and one to
+    finish (shared/coalesce.py). An answer the database could not take (it is away) is
+    written in the background once it is back (``DeferredWrites``)."""
+
+    def __init__(self, store, deferred, spawn, max_batch, lanes):
+        self.store = store
+        self.deferred = deferred
+        self.begins = Coalescer(store.begin_many, max_batch, lanes, spawn, "idempotency begin")
+        self.finishes = Coalescer(self._finish_many, max_batch, lanes, spawn,
+                                  "idempotency finish")
+
+    def start(self):
+        self.begins.start()
+        self.finishes.start()
+
+    def begin(self, begin):
+        return self.begins.call(begin)
+
+    def finish(self, finish):
         try:
-            write()
+            self.finishes.call(finish)
         except Exception as exc:  # noqa: BLE001 - the work is done; retried in the background
             log.warning("could not record the outcome of Idempotency-Key %r (%s); retrying in "
-                        "the background", key, exc)
-            self.provider.deferred.add(write)
+                        "the background", finish.key, exc)
+            self.deferred.add(lambda: self.store.finish_many([finish]))
+
+    def _finish_many(self, finishes):
+        self.store.finish_many(finishes)
+        return [None] * len(finishes)
 
 
 class Guard(DependencyProvider):
     """Holds what the guard needs for the life of the process: the public key that
-    verifies access tokens, the rate limiter and the idempotency settings."""
+    verifies access tokens, the rate limiter and the Idempotency-Key store."""
+
+    db = DatabaseClient(schema="gateway")
 
     def setup(self):
         config = self.container.config
@@ -149,12 +178,18 @@ class Guard(DependencyProvider):
         self.redis = limiter_client(config["redis"]["url"], timeout_s)
         self.limiter = RateLimiter(self.redis, limits_from_config(limits),
                                    on_skip=lambda scope: rate_limit_skipped.labels(scope).inc())
-        self.idempotency_ttl_s = int(config["idempotency"]["ttl_s"])
-        self.idempotency_lease_s = int(config["idempotency"]["lease_s"])
-        self.deferred = idempotency.DeferredWrites(self.idempotency_lease_s)
+        lease_s = int(config["idempotency"]["lease_s"])
+        self.deferred = idempotency.DeferredWrites(lease_s)
+        store = idempotency.IdempotencyStore(self.db.access(), config["idempotency"]["ttl_s"],
+                                             lease_s)
+        self.idempotency = IdempotencyKeys(
+            store, self.deferred, self.container.spawn_managed_thread,
+            max_batch=int(config["gateway"]["coalesce_max_batch"]),
+            lanes=int(config["gateway"]["coalesce_lanes"]))
         self._stopping = False
 
     def start(self):
+        self.idempotency.start()
         self.container.spawn_managed_thread(self._flush_deferred)
 
     def _flush_deferred(self):

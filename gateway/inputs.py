@@ -36,7 +36,22 @@ def load_body(route, request):
     try:
         return _plain(route.body().load(data))
     except ValidationError as exc:
-        raise ValidationFailed("The request body is not valid.", errors=exc.messages)
+        raise ValidationFailed("The request body is not valid.", errors=flat(exc.messages))
+
+
+def flat(messages, prefix=""):
+    """Marshmallow's nested messages keyed by dotted paths: ``{"transfers": {3: {"amount":
+    [...]}}}`` becomes ``{"transfers.3.amount": [...]}``."""
+    if not isinstance(messages, dict):
+        return {prefix or "_schema": messages}
+    flattened = {}
+    for name, value in messages.items():
+        path = "{}.{}".format(prefix, name) if prefix else str(name)
+        if isinstance(value, dict):
+            flattened.update(flat(value, path))
+        else:
+            flattened[path] = value
+    return flattened
 
 
 def load_query(route, request):

@@ -5,7 +5,10 @@ that tries to set ``balance``, ``owner_id`` or ``roles`` is a 422, not a silent 
 """
 from marshmallow import Schema, ValidationError, fields, validate
 
-from shared.money import CURRENCIES, MAX_AMOUNT_MINOR, MIN_AMOUNT_MINOR
+from shared.commands import (
+    MAX_BATCH_ITEMS, MAX_METADATA_KEY_LENGTH, MAX_METADATA_KEYS, MAX_METADATA_VALUE_LENGTH,
+)
+from shared.money import CURRENCIES, MAX_AMOUNT_MINOR, MIN_AMOUNT_MINOR, TRANSACTION_TYPES
 
 
 class Amount(fields.Integer):
@@ -143,10 +146,25 @@ class Entry(Schema):
 # --- Money movement -----------------------------------------------------------
 
 
+def Metadata(**kwargs):
+    """Client data kept with a money movement: string keys to string values, bounded."""
+    return fields.Dict(
+        keys=Text(validate=validate.Length(min=1, max=MAX_METADATA_KEY_LENGTH)),
+        values=Text(validate=validate.Length(max=MAX_METADATA_VALUE_LENGTH)),
+        validate=validate.Length(max=MAX_METADATA_KEYS),
+        metadata={"description": "Up to {} string keys (at most {} characters) to string "
+                  "values (at most {} characters), returned on the resource and its "
+                  "events.".format(MAX_METADATA_KEYS, MAX_METADATA_KEY_LENGTH,
+                                   MAX_METADATA_VALUE_LENGTH),
+                  "example": {"order": "A-1001"}},
+        **kwargs)
+
+
 class DepositRequest(Schema):
     account_id = Id(required=True)
     amount = Amount(required=True)
     currency = Currency(required=True)
+    metadata = Metadata()
 
 
 class WithdrawalRequest(DepositRequest):
@@ -159,6 +177,16 @@ class TransferRequest(Schema):
     amount = Amount(required=True)
     currency = Currency(required=True)
     description = Text(validate=validate.Length(max=500))
+    metadata = Metadata()
+
+
+class TransferBatchRequest(Schema):
+    transfers = fields.List(fields.Nested(TransferRequest), required=True,
+                            validate=validate.Length(min=1, max=MAX_BATCH_ITEMS),
+                            metadata={"description": "Applied in this order."})
+    atomic = fields.Boolean(load_default=False, metadata={
+        "description": "All or nothing: when one transfer fails, every other fails too "
+                       "(batch_aborted) and nothing moves."})
 
 
 class Vote(Schema):
@@ -167,7 +195,6 @@ class Vote(Schema):
     reasons = fields.List(fields.String(), required=True)
 
 
-TRANSACTION_TYPES = ["deposit", "withdrawal", "transfer", "payment", "capture", "refund"]
 TRANSACTION_STATUSES = ["pending", "completed", "failed"]
 
 
@@ -181,7 +208,25 @@ class Transaction(Schema):
     amount = fields.Integer(required=True)
     currency = Currency(required=True)
     description = fields.String(required=True, allow_none=True)
+    metadata = fields.Dict(keys=fields.String(), values=fields.String(), required=True)
     votes = fields.List(fields.Nested(Vote), required=True)
+    created_at = fields.DateTime(required=True)
+    completed_at = fields.DateTime(required=True, allow_none=True)
+
+
+class BatchCounts(Schema):
+    completed = fields.Integer(required=True)
+    failed = fields.Integer(required=True)
+    pending = fields.Integer(required=True)
+
+
+class TransferBatch(Schema):
+    id = Id(required=True)
+    status = fields.String(required=True, validate=validate.OneOf(["pending", "completed"]))
+    atomic = fields.Boolean(required=True)
+    counts = fields.Nested(BatchCounts, required=True)
+    items = fields.List(fields.Nested(Transaction), required=True,
+                        metadata={"description": "The transfers, in request order."})
     created_at = fields.DateTime(required=True)
     completed_at = fields.DateTime(required=True, allow_none=True)
 

@@ -12,6 +12,7 @@ from nameko.dependency_providers import Config
 from nameko.timer import timer
 from werkzeug.wrappers import Response
 
+from gateway.desk import MoneyDesk
 from gateway.guard import Guard, endpoint
 from gateway.http import GatewayEndpoint, json_response
 from gateway.idempotency import IdempotencyStore
@@ -19,8 +20,8 @@ from gateway.metrics import exposition
 from gateway.openapi import build_spec
 from gateway.readiness import check_kafka, check_rabbitmq, readiness_report
 from gateway.routes import BY_OPERATION
-from gateway.views import account_view, accounts_page
 from shared.catalog import rpc_identities
+from shared.commands import Movement, TransferBatch
 from shared.config import kafka_bootstrap_servers
 from shared.db import Database
 from shared.redis import Redis
@@ -37,6 +38,23 @@ def _no_content():
     return Response(status=204)
 
 
+def _owner_filter(call):
+    """Staff (admin, auditor) read any account; anyone else only their own, and the ledger
+    answers 404 for another's, never revealing it exists."""
+    return None if call.user.is_staff else call.user.id
+
+
+_viewer = _owner_filter  # the same rule for transactions, batches and payments
+
+
+def _movement(call, kind, source_id, destination_id, body, key):
+    return Movement(kind=kind, initiator_id=call.user.id, source_account_id=source_id,
+                    destination_account_id=destination_id, amount=body["amount"],
+                    currency=body["currency"], idempotency_key=key,
+                    description=body.get("description"), metadata=body.get("metadata"),
+                    acting_as_admin=call.user.is_admin, request_id=call.request_id)
+
+
 class GatewayService(ServiceBase):
     name = "gateway"
 
@@ -45,6 +63,7 @@ class GatewayService(ServiceBase):
     redis = Redis()
     rpc = ServiceRpc("gateway")
     guard = Guard()
+    desk = MoneyDesk()
 
     # --- Auth -------------------------------------------------------------------
 
@@ -73,87 +92,86 @@ class GatewayService(ServiceBase):
 
     @endpoint(BY_OPERATION["create_account"])
     def create_account(self, call):
-        account = self.rpc.accounts.create(
+        account = self.rpc.ledger.create_account(
             call.user.id, call.body["currency"], call.body.get("name"))
-        # A new account has no postings: its balances are zero without asking the ledger.
-        return json_response(account_view(account), 201,
-                             {"Location": "/v1/accounts/{}".format(account["id"])})
+        return json_response(account, 201, {"Location": "/v1/accounts/{}".format(account["id"])})
 
     @endpoint(BY_OPERATION["list_accounts"])
     def list_accounts(self, call):
-        page = self.rpc.accounts.list(call.user.id, call.query["limit"], call.query.get("cursor"))
-        ids = [account["id"] for account in page["items"]]
-        balances = self.rpc.ledger.balances(ids) if ids else {}
-        return json_response(accounts_page(page, balances))
+        return json_response(self.rpc.ledger.list_accounts(
+            call.user.id, call.query["limit"], call.query.get("cursor")))
 
     @endpoint(BY_OPERATION["get_account"])
     def get_account(self, call):
-        return json_response(self._account_with_balance(call, call.path["account_id"]))
+        return json_response(self.rpc.ledger.get_account(call.path["account_id"],
+                                                         owner_id=_owner_filter(call)))
 
     @endpoint(BY_OPERATION["list_entries"])
     def list_entries(self, call):
         account_id = call.path["account_id"]
-        self.rpc.accounts.get(account_id, owner_id=self._owner_filter(call))  # 404 if not theirs
+        self.rpc.ledger.get_account(account_id, owner_id=_owner_filter(call))  # 404 if not
         return json_response(self.rpc.ledger.entries(
             account_id, call.query["limit"], call.query.get("cursor")))
 
     @endpoint(BY_OPERATION["freeze_account"])
     def freeze_account(self, call):
-        return self._set_status(call, "frozen")
+        return json_response(self.rpc.ledger.set_status(call.path["account_id"], "frozen"))
 
     @endpoint(BY_OPERATION["unfreeze_account"])
     def unfreeze_account(self, call):
-        return self._set_status(call, "active")
-
-    @staticmethod
-    def _owner_filter(call):
-        # Staff (admin, auditor) read any account; anyone else only their own, and
-        # the accounts service answers 404 for another's, never revealing it exists.
-        return None if call.user.is_staff else call.user.id
-
-    def _account_with_balance(self, call, account_id):
-        account = self.rpc.accounts.get(account_id, owner_id=self._owner_filter(call))
-        return account_view(account, self.rpc.ledger.balances([account_id])[account_id])
-
-    def _set_status(self, call, status):
-        account_id = call.path["account_id"]
-        account = self.rpc.accounts.set_status(account_id, status)
-        return json_response(
-            account_view(account, self.rpc.ledger.balances([account_id])[account_id]))
+        return json_response(self.rpc.ledger.set_status(call.path["account_id"], "active"))
 
     # --- Money movement -----------------------------------------------------------
 
     @endpoint(BY_OPERATION["deposit"])
     def deposit(self, call):
-        return self._move_money(call, "deposit")
+        return self._move_money(call, "deposit", None, call.body["account_id"])
 
     @endpoint(BY_OPERATION["withdraw"])
     def withdraw(self, call):
-        return self._move_money(call, "withdrawal")
+        return self._move_money(call, "withdrawal", call.body["account_id"], None)
 
     @endpoint(BY_OPERATION["transfer"])
     def transfer(self, call):
-        return self._move_money(call, "transfer")
+        return self._move_money(call, "transfer", call.body["source_account_id"],
+                                call.body["destination_account_id"])
+
+    @endpoint(BY_OPERATION["transfer_batch"])
+    def transfer_batch(self, call):
+        batch = TransferBatch(
+            call.user.id, call.idempotency_key,
+            tuple(_movement(call, "transfer", item["source_account_id"],
+                            item["destination_account_id"], item, key=None)
+                  for item in call.body["transfers"]),
+            call.body["atomic"], call.request_id)
+        view = self.rpc.transactions.submit_batch(batch.to_wire(), timeout_s=self._submit_timeout_s)
+        # 201: every item decided; 202: some still pending, poll Location.
+        status = 201 if view["status"] == "completed" else 202
+        return json_response(view, status,
+                             {"Location": "/v1/transfers/batches/{}".format(view["id"])})
+
+    @endpoint(BY_OPERATION["get_transfer_batch"])
+    def get_transfer_batch(self, call):
+        return json_response(self.rpc.transactions.get_batch(call.path["batch_id"],
+                                                             _viewer(call)))
 
     @endpoint(BY_OPERATION["get_transfer"])
     def get_transfer(self, call):
-        viewer_id = None if call.user.is_staff else call.user.id
-        return json_response(self.rpc.transactions.get(call.path["transaction_id"], viewer_id))
+        return json_response(self.rpc.transactions.get(call.path["transaction_id"],
+                                                       _viewer(call)))
 
     @endpoint(BY_OPERATION["list_transactions"])
     def list_transactions(self, call):
         account_id = call.query.get("account_id")
         if account_id is not None:
-            self.rpc.accounts.get(account_id, owner_id=self._owner_filter(call))  # 404 if not
+            self.rpc.ledger.get_account(account_id, owner_id=_owner_filter(call))  # 404 if not
         return json_response(self.rpc.transactions.list(
             call.user.id, account_id=account_id, status=call.query.get("status"),
             limit=call.query["limit"], cursor=call.query.get("cursor")))
 
-    def _move_money(self, call, kind):
-        # The transactions service answers within the decision wait; allow for the queue.
-        transaction = self.rpc.transactions.submit(
-            kind, call.user.id, call.body, call.idempotency_key, call.user.is_admin,
-            timeout_s=self._decision_wait_s + self.rpc_margin_s)
+    def _move_money(self, call, kind, source_id, destination_id):
+        transaction = self.desk.submit(_movement(call, kind, source_id, destination_id,
+                                                 call.body, key=call.idempotency_key))
         location = "/v1/transfers/{}".format(transaction["id"])
         # 201: decided (completed or failed); 202: still pending, poll Location.
         status = 202 if transaction["status"] == "pending" else 201
@@ -166,6 +184,11 @@ class GatewayService(ServiceBase):
     @property
     def _decision_wait_s(self):
         return int(self.config["transactions"]["decision_wait_ms"]) / 1000
+
+    @property
+    def _submit_timeout_s(self):
+        # The transactions service answers within the decision wait; allow for the queue.
+        return self._decision_wait_s + self.rpc_margin_s
 
     # --- Payments --------------------------------------------------------------------
 
@@ -195,8 +218,7 @@ class GatewayService(ServiceBase):
 
     @endpoint(BY_OPERATION["get_payment"])
     def get_payment(self, call):
-        viewer_id = None if call.user.is_staff else call.user.id
-        return json_response(self.rpc.payments.get(call.path["payment_id"], viewer_id,
+        return json_response(self.rpc.payments.get(call.path["payment_id"], _viewer(call),
                                                    timeout_s=self._payment_timeout_s))
 
     @property

@@ -251,7 +251,7 @@ def build_parser():
 
     serve = commands.add_parser("serve", help="run one service process in the foreground "
                                 "(supervisord does this for `up`)")
-    serve.add_argument("name", help="auth, accounts, transactions, validator_1…N, payments, "
+    serve.add_argument("name", help="auth, transactions, validator_1…N, payments, "
                        "ledger, notifications or gateway")
     serve.set_defaults(handler=cmd_serve)
     return parser

@@ -13,7 +13,6 @@ class Service:
 
 SERVICES = (
     Service("auth", "services.auth.service:AuthService", "auth"),
-    Service("accounts", "services.accounts.service:AccountsService", "accounts"),
     Service("transactions", "services.transactions.service:TransactionsService", "transactions"),
     Service("validator", "services.validator.service:ValidatorService", "validator"),
     Service("payments", "services.payments.service:PaymentsService", "payments"),

@@ -1,7 +1,7 @@
 """PostgreSQL access for services: one engine per service process, one schema per service."""
 from contextlib import contextmanager
 
-from nameko.extensions import DependencyProvider
+from nameko.extensions import DependencyProvider, Extension, SharedExtension
 from sqlalchemy import create_engine, make_url, text
 from sqlalchemy.exc import InterfaceError, OperationalError
 
@@ -33,6 +33,12 @@ def make_engine(database_config, pool_size, application_name):
             "options": options,
         },
     )
+
+
+def typed(table):
+    """The column types of ``table`` by name, for a textual statement that answers its rows
+    (``text(...).columns(**typed(table))``): ids come back as text, as from a select()."""
+    return {column.name: column.type for column in table.c}
 
 
 def is_unreachable(error):
@@ -81,6 +87,46 @@ class DatabaseAccess:
             ).scalar_one()
 
 
+class Engine(SharedExtension):
+    """The process's one engine: every ``Database`` dependency of the service shares it (and
+    so its pool), however many extensions declare one."""
+
+    engine = None
+
+    def setup(self):
+        if self.engine is None:
+            config = self.container.config
+            self.engine = make_engine(
+                config["database"],
+                pool_size=int(config.get("max_workers", 10)),
+                application_name="paysys-{}".format(self.container.service_name),
+            )
+
+    def stop(self):
+        if self.engine is not None:
+            self.engine.dispose()
+
+    def kill(self):
+        self.stop()
+
+
+class DatabaseClient(Extension):
+    """Access to the service's schema for any extension: a provider's own background work
+    (a batch, a relay) nests one, as a worker's ``Database`` dependency does."""
+
+    shared_engine = Engine()
+
+    def __init__(self, schema):
+        self.schema = schema
+
+    @property
+    def engine(self):
+        return self.shared_engine.engine
+
+    def access(self):
+        return DatabaseAccess(self.engine, self.schema)
+
+
 class Database(DependencyProvider):
     """Gives each worker access to the service's own schema.
 
@@ -90,22 +136,11 @@ class Database(DependencyProvider):
 
     def __init__(self, schema):
         self.schema = schema
-        self.engine = None
+        self.client = DatabaseClient(schema)
 
-    def setup(self):
-        config = self.container.config
-        self.engine = make_engine(
-            config["database"],
-            pool_size=int(config.get("max_workers", 10)),
-            application_name="paysys-{}".format(self.container.service_name),
-        )
-
-    def stop(self):
-        if self.engine is not None:
-            self.engine.dispose()
-
-    def kill(self):
-        self.stop()
+    @property
+    def engine(self):
+        return self.client.engine
 
     def get_dependency(self, worker_ctx):
-        return DatabaseAccess(self.engine, self.schema)
+        return self.client.access()

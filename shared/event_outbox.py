@@ -1,24 +1,31 @@
 """A service's transactional outbox of Nameko events.
 
-The event is written in the same commit as the change it tells of, so a committed
-change always has its event; a relay then dispatches the unsent ones (publisher
-confirms on) and marks them sent. A crash between the two sends an event twice,
-never zero times: consumers deduplicate by ``id``.
+Events are written in the same commit as the change they tell of, so a committed change
+always has its events; a relay then dispatches the unsent ones and marks them sent. A
+crash between the two sends an event twice, never zero times: consumers deduplicate by
+``id``.
 
     {"id": event id, "type": "transaction.completed", "created_at": …,
      "data": <the object as the API shows it>, "user_ids": [the users concerned]}
 
+Events travel in batches: one AMQP message (event type ``BATCH_EVENT``, payload
+``{"events": [event, …]}``) carries everything a relay round read, in outbox order, so
+a thousand transactions finished together cost the broker and the consumer one message.
+
 Each service keeps its own ``outbox`` table in its own schema (its migration makes it).
 """
+import json
 import uuid
 
 from sqlalchemy import BigInteger, Column, DateTime, Identity, MetaData, Table, Text, func
-from sqlalchemy import insert, select, update
+from sqlalchemy import select, text, update
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 
 from shared.ids import rfc3339
 
-RELAY_BATCH = 200
+RELAY_BATCH = 1000
+# The Nameko event type every batch of outbox events is dispatched under.
+BATCH_EVENT = "events.batch"
 
 
 def outbox_table(schema):
@@ -35,33 +42,51 @@ def outbox_table(schema):
     )
 
 
-def append(connection, table, event_type, created_at, data, user_ids):
-    """Queue an event in the caller's commit; its payload."""
-    payload = {
+def event(event_type, created_at, data, user_ids):
+    """An event's payload: ``{id, type, created_at, data, user_ids}``."""
+    return {
         "id": str(uuid.uuid4()),
         "type": event_type,
         "created_at": rfc3339(created_at),
         "data": data,
         "user_ids": sorted({user for user in user_ids if user}),
     }
-    connection.execute(insert(table).values(event_id=payload["id"], event_type=event_type,
-                                            payload=payload))
+
+
+def append(connection, table, event_type, created_at, data, user_ids):
+    """Queue one event in the caller's commit; its payload."""
+    payload = event(event_type, created_at, data, user_ids)
+    append_many(connection, table, [payload])
     return payload
 
 
-def relay(db, table, dispatch):
-    """Dispatch unsent events in order; each marked sent in the commit after its dispatch.
-    ``SKIP LOCKED`` lets several processes of a service relay side by side. The number
-    dispatched."""
+def append_many(connection, table, payloads):
+    """Queue ``payloads`` (made by ``event``) in the caller's commit, in one statement."""
+    if not payloads:
+        return
+    connection.execute(text("""
+        INSERT INTO {schema}.outbox (event_id, event_type, payload)
+        SELECT * FROM unnest(CAST(:ids AS uuid[]), CAST(:types AS text[]),
+                             CAST(:payloads AS jsonb[]))
+    """.format(schema=table.schema)), {
+        "ids": [payload["id"] for payload in payloads],
+        "types": [payload["type"] for payload in payloads],
+        "payloads": [json.dumps(payload, separators=(",", ":")) for payload in payloads],
+    })
+
+
+def relay(db, table, dispatch, limit=RELAY_BATCH):
+    """Dispatch unsent events in order, as one batch message, and mark them sent in the
+    commit after its dispatch. ``SKIP LOCKED`` lets several processes of a service relay
+    side by side. The number dispatched."""
     with db.transaction() as connection:
         rows = connection.execute(
-            select(table.c.id, table.c.event_type, table.c.payload)
+            select(table.c.id, table.c.payload)
             .where(table.c.dispatched_at.is_(None))
-            .order_by(table.c.id).limit(RELAY_BATCH)
+            .order_by(table.c.id).limit(limit)
             .with_for_update(skip_locked=True)).all()
-        for row in rows:
-            dispatch(row.event_type, row.payload)
         if rows:
+            dispatch(BATCH_EVENT, {"events": [row.payload for row in rows]})
             connection.execute(update(table).where(table.c.id.in_([row.id for row in rows]))
                                .values(dispatched_at=func.now()))
     return len(rows)

@@ -30,6 +30,23 @@ def new_correlation_id():
     return uuid.uuid4().hex
 
 
+class correlated:
+    """``with correlated(correlation_id):`` — the logs of a provider's own work (a batch, a
+    background loop) carry that work's id, as a worker's carry its request's."""
+
+    def __init__(self, correlation_id):
+        self.correlation_id = correlation_id
+        self.outer = None
+
+    def __enter__(self):
+        self.outer = current_correlation_id()
+        _current.correlation_id = self.correlation_id
+        return self.correlation_id
+
+    def __exit__(self, *exc_info):
+        _current.correlation_id = self.outer
+
+
 log = logging.getLogger("paysys.worker")
 
 

@@ -25,6 +25,9 @@ MINOR_UNIT_EXPONENT = {
 }
 CURRENCIES = tuple(sorted(MINOR_UNIT_EXPONENT))
 
+# Every kind of money movement: the contract's transaction types.
+TRANSACTION_TYPES = ("deposit", "withdrawal", "transfer", "payment", "capture", "refund")
+
 MIN_AMOUNT_MINOR = 1
 MAX_AMOUNT_MINOR = 10**15
 
@@ -36,6 +39,12 @@ def is_amount(value):
         and not isinstance(value, bool)
         and MIN_AMOUNT_MINOR <= value <= MAX_AMOUNT_MINOR
     )
+
+
+def available_balance(balance, held, overdraft_limit):
+    """What an account may still spend: its posted money, less what authorizations hold,
+    plus its overdraft limit. The one definition every service uses."""
+    return balance - held + overdraft_limit
 
 
 def settlement_account_id(currency):

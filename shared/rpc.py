@@ -17,27 +17,39 @@ and its callers get an immediate 503 with ``Retry-After`` instead of waiting.
 """
 import eventlet
 from kombu.exceptions import OperationalError
+from nameko.containers import WorkerContext
 from nameko.exceptions import UnknownService
-from nameko.rpc import MethodProxy, RpcProxy
+from nameko.extensions import DependencyProvider, Extension
+from nameko.rpc import MethodProxy, ReplyListener
 
 from shared.circuit import CircuitBreaker
 from shared.errors import unanswered
+from shared.logs import CORRELATION_ID_KEY
 
 
-class ServiceRpc(RpcProxy):
-    """Calls to any service, each bounded by the deadline configured for ``section``."""
+class RpcClient(Extension):
+    """Calls to any service, each bounded by the deadline configured for ``section``, for
+    any extension: a worker's ``ServiceRpc`` dependency nests one, and so does a provider
+    whose own work (a batch of many requests, a background loop) makes calls."""
 
-    def __init__(self, section, timeout_key="rpc_timeout_ms", **options):
-        super().__init__(target_service=None, **options)
+    reply_listener = ReplyListener()
+
+    def __init__(self, section, timeout_key="rpc_timeout_ms", default_timeout_ms=None,
+                 **options):
         self.section = section
         self.timeout_key = timeout_key
+        self.default_timeout_ms = default_timeout_ms
+        self.options = options
         self.timeout_s = None
         self.breakers = {}
 
     def setup(self):
-        super().setup()
         config = self.container.config
-        self.timeout_s = int(config[self.section][self.timeout_key]) / 1000
+        timeout_ms = (config.get(self.section) or {}).get(self.timeout_key,
+                                                          self.default_timeout_ms)
+        if timeout_ms is None:
+            raise KeyError("{}.{} is not configured".format(self.section, self.timeout_key))
+        self.timeout_s = int(timeout_ms) / 1000
         breaker_config = config.get("circuit_breaker", {})
         self.breaker_options = {
             "failure_threshold": int(breaker_config.get("failure_threshold", 5)),
@@ -49,17 +61,44 @@ class ServiceRpc(RpcProxy):
             self.breakers[service_name] = CircuitBreaker(service_name, **self.breaker_options)
         return self.breakers[service_name]
 
+    def directory(self, worker_ctx):
+        return ServiceDirectory(worker_ctx, self)
+
+    def detached(self, work_name, correlation_id):
+        """Calls made by a provider's own work rather than by one worker: they carry
+        ``correlation_id`` of their own, so the logs of every service tell that work's
+        calls apart from any request's."""
+        context = WorkerContext(self.container, None, _Work(work_name),
+                                data={CORRELATION_ID_KEY: correlation_id})
+        return ServiceDirectory(context, self)
+
+
+class ServiceRpc(DependencyProvider):
+    """A worker's calls to any service (see ``RpcClient``)."""
+
+    def __init__(self, section, timeout_key="rpc_timeout_ms", default_timeout_ms=None,
+                 **options):
+        self.client = RpcClient(section, timeout_key, default_timeout_ms, **options)
+
     def get_dependency(self, worker_ctx):
-        return ServiceDirectory(worker_ctx, self, self.timeout_s, self.options)
+        return self.client.directory(worker_ctx)
+
+
+class _Work:
+    """Stands in for an entrypoint in the context of detached calls (Nameko names calls
+    after their entrypoint's method)."""
+
+    def __init__(self, method_name):
+        self.method_name = method_name
 
 
 class ServiceDirectory:
-    def __init__(self, worker_ctx, provider, timeout_s, options):
+    def __init__(self, worker_ctx, client):
         self._worker_ctx = worker_ctx
-        self._provider = provider
-        self._reply_listener = provider.rpc_reply_listener
-        self._timeout_s = timeout_s
-        self._options = options
+        self._client = client
+        self._reply_listener = client.reply_listener
+        self._timeout_s = client.timeout_s
+        self._options = client.options
 
     def __getitem__(self, service_name):
         return TimedServiceProxy(self, service_name)
@@ -72,7 +111,7 @@ class ServiceDirectory:
     def call(self, service_name, method_name, args, kwargs, timeout_s=None, breaker=True):
         if not breaker:
             return self._call(service_name, method_name, args, kwargs, timeout_s)
-        return self._provider.breaker(service_name).call(
+        return self._client.breaker(service_name).call(
             self._call, service_name, method_name, args, kwargs, timeout_s)
 
     def _call(self, service_name, method_name, args, kwargs, timeout_s=None):

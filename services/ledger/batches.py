@@ -1,53 +1,65 @@
-"""Posting a batch of transactions: one database transaction for the whole batch (one
-commit), one savepoint per posting, so a rejected posting rolls back alone."""
+"""Posting a batch: one database transaction and a handful of statements, however many
+postings it holds — the way the fastest ledgers amortize their commits.
+
+1. Lock: every account the batch touches, balances rows in account order (FOR UPDATE),
+   then read the accounts' state; the holds that captures settle, after them.
+2. Replays answer from the books: a posting whose transaction is posted already (a
+   redelivered or retried call, recovery) answers its first result and moves nothing.
+   Read under the locks, so a duplicate of a posting another batch has just committed is
+   seen here (it touches the same accounts, so it waited for those locks).
+3. Apply: the postings one after another, in the order given, in memory (rules.py): a
+   later posting sees the balances the earlier ones left. A refused posting changes
+   nothing; with ``atomic`` one refusal refuses the whole batch (``batch_aborted``).
+4. Write what changed with set-based statements: postings, entries, holds, balances and
+   the Kafka outbox, each one statement for the whole batch.
+
+Deadlocks and serialization failures abort the whole transaction and nothing of it is
+kept, so the batch simply runs again. The lock order leaves no deadlock among
+well-formed batches; one that reuses a transaction id for other accounts could still meet
+another batch in a cycle on that id, and PostgreSQL then aborts one of them.
+"""
 import logging
 import uuid
 
-from sqlalchemy.exc import DataError, IntegrityError, OperationalError
+from sqlalchemy import text
+from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy.exc import OperationalError
 
 from services.ledger import balances as balance_records
 from services.ledger import entries as entry_records
 from services.ledger import holds as hold_records
 from services.ledger import outbox
 from services.ledger import postings as posting_records
-from services.ledger.postings import CURRENCY_MISMATCH, INSUFFICIENT_FUNDS, MALFORMED
+from services.ledger import rules
 from shared.ids import rfc3339
 
 log = logging.getLogger(__name__)
 
-# Deadlock and serialization failures abort the whole transaction, nothing of it is kept,
-# so the batch is simply run again. The lock order below leaves no deadlock among
-# well-formed batches; one that reuses a transaction id for other accounts could still
-# meet another batch in a cycle on that id, and PostgreSQL then aborts one of them.
 RETRYABLE_SQLSTATES = {"40P01", "40001"}
 ATTEMPTS = 3
-NUMERIC_OUT_OF_RANGE = "22003"
 
 
-class _Rejected(Exception):
-    def __init__(self, reason):
-        super().__init__(reason)
-        self.reason = reason
+class _Raced(Exception):
+    """Another batch claimed one of this batch's postings or holds between the replay
+    check and the write (only a transaction id reused for other accounts can): run the
+    whole batch again, and the replay check then answers it."""
 
 
-class _AlreadyPosted(Exception):
-    pass
-
-
-def post(db, given):
+def post(db, given, atomic=False):
     """The results of the postings ``given``, in order, committed together."""
     for attempt in range(1, ATTEMPTS + 1):
         try:
             with db.transaction() as connection:
-                return post_batch(connection, given)
-        except OperationalError as error:
-            if _sqlstate(error) not in RETRYABLE_SQLSTATES or attempt == ATTEMPTS:
+                return post_batch(connection, given, atomic)
+        except (OperationalError, _Raced) as error:
+            retryable = isinstance(error, _Raced) or _sqlstate(error) in RETRYABLE_SQLSTATES
+            if not retryable or attempt == ATTEMPTS:
                 raise
-            log.warning("posting batch aborted by PostgreSQL (%s), attempt %d of %d",
-                        _sqlstate(error), attempt, ATTEMPTS)
+            log.warning("posting batch aborted (%s), attempt %d of %d",
+                        _sqlstate(error) or "raced", attempt, ATTEMPTS)
 
 
-def post_batch(connection, given):
+def post_batch(connection, given, atomic=False):
     """Post ``given`` inside the transaction ``connection`` is in; the results, in order."""
     results = [None] * len(given)
     readable = []
@@ -58,85 +70,138 @@ def post_batch(connection, given):
                 posting_records.given_transaction_id(item), reason)
         else:
             readable.append((index, posting))
-
-    # Replays (redelivery, a retry after a timeout, recovery) answer from the books
-    # without taking any lock. A replay racing its original is caught by claim() below.
-    done = stored_results(connection, {posting.transaction_id for _, posting in readable})
-    todo = []
-    for index, posting in readable:
-        if posting.transaction_id in done:
-            results[index] = done[posting.transaction_id]
-        else:
-            todo.append((index, posting))
-    if not todo:
+    if atomic and len(readable) < len(given):
+        return _aborted(given, results)
+    if not readable:
         return results
 
-    accounts = lock_accounts(connection, [posting for _, posting in todo])
-    for index, posting in todo:
-        results[index] = post_one(connection, posting, accounts)
+    books, posted_at = lock_books(connection, [posting for _, posting in readable])
+    holds = _hold_books(hold_records.lock_many(connection, {
+        posting.capture_of for _, posting in readable if posting.capture_of}))
+    done = stored_results(connection, {posting.transaction_id for _, posting in readable})
+    batch = _Applied(posted_at)
+    first_of = {}  # transaction id -> index of its first posting in this batch
+    for index, posting in readable:
+        transaction_id = posting.transaction_id
+        if transaction_id in done:
+            results[index] = done[transaction_id]
+        elif transaction_id in first_of:  # the same transaction twice: posted once
+            results[index] = ("same", first_of[transaction_id])
+        else:
+            first_of[transaction_id] = index
+            results[index] = batch.apply(posting, rules.apply(posting, books, holds))
+    results = [results[result[1]] if isinstance(result, tuple) else result
+               for result in results]
+    if atomic and batch.refused:
+        return _aborted(given, results, replayed={
+            index for index, posting in readable if posting.transaction_id in done})
+    batch.write(connection, books, holds)
     return results
 
 
-def lock_accounts(connection, pending):
-    """``{account_id: balances row}`` of every account ``pending`` touches, each row created
-    if missing and locked until the batch commits, all in account order.
+class _Applied:
+    """What the postings of a batch did, gathered for the set-based writes."""
 
-    Every deposit and withdrawal of a currency locks its one settlement row, so batches
-    of a currency queue on it. Fine at one commit per batch; should it ever limit
-    throughput, the settlement account can be split into several rows."""
+    def __init__(self, posted_at):
+        self.posted_at = posted_at
+        self.posted_at_text = rfc3339(posted_at)
+        self.moved = []
+        self.entries = []
+        self.messages = []
+        self.refused = False
+
+    def apply(self, posting, outcome):
+        """The result of ``posting``, recording what it wrote."""
+        if outcome.refused:
+            self.refused = True
+            return posting_records.rejected(posting.transaction_id, outcome.reason)
+        if outcome.hold is not None:
+            return hold_records.placed(posting.transaction_id, posting.debit_account_id,
+                                       posting.amount, posting.currency)
+        self.moved.append(posting)
+        views = []
+        for line in outcome.lines:
+            entry = {"id": str(uuid.uuid4()), "transaction_id": posting.transaction_id,
+                     "account_id": line.account_id, "currency": posting.currency,
+                     "amount": line.amount, "balance_after": line.balance_after,
+                     "account_seq": line.account_seq}
+            view = entry_records.view_of(entry, self.posted_at_text)
+            self.entries.append(entry)
+            self.messages.append({
+                "account_id": line.account_id, "account_seq": line.account_seq,
+                "transaction_id": posting.transaction_id,
+                "payload": outbox.message(view, line.account_seq, posting.currency, posting,
+                                          self.posted_at_text)})
+            views.append(view)
+        return posting_records.posted(posting.transaction_id, self.posted_at, views)
+
+    def write(self, connection, books, holds):
+        if posting_records.insert_many(connection, self.moved, self.posted_at) < len(self.moved):
+            raise _Raced()
+        placed = [hold for hold in holds.values() if hold.new]
+        if hold_records.insert_many(connection, placed, self.posted_at) < len(placed):
+            raise _Raced()
+        captured = [hold for hold in holds.values() if hold.settled]
+        if hold_records.capture_many(connection, captured) < len(captured):
+            raise _Raced()
+        entry_records.insert_many(connection, self.entries, self.posted_at)
+        balance_records.store_many(connection, [book for book in books.values()
+                                                if book.changed])
+        outbox.append(connection, self.messages)
+
+
+_STATE = text("""
+    SELECT id, currency, status, version, overdraft_limit
+      FROM ledger.accounts WHERE id = ANY(CAST(:ids AS uuid[]))
+""").columns(id=UUID(as_uuid=False))
+_NOW = text("SELECT now()")
+
+
+def lock_books(connection, pending):
+    """``({account_id: rules.Book}, now)``: every account ``pending`` touches, its balances
+    row locked until the batch commits (taken in account order, so concurrent batches never
+    wait for each other in a cycle), its state read under that lock."""
     wanted = {}
     for posting in pending:
         for account in posting.accounts:
-            # A new row takes the currency of the first posting naming it; a posting in
-            # another currency then finds the mismatch.
-            wanted.setdefault(account, {
-                "account_id": account,
-                "currency": posting.currency,
-                "is_settlement": posting.is_settlement(account),
-            })
-    balance_records.ensure_rows(connection, list(wanted.values()))
-    return balance_records.lock(connection, wanted)
+            wanted.setdefault(account, posting)
+    # Settlement rows are made on first use; an account's row is made with the account.
+    balance_records.ensure_rows(connection, [
+        {"account_id": account, "currency": posting.currency, "is_settlement": True}
+        for account, posting in wanted.items() if posting.is_settlement(account)])
+    rows = balance_records.lock(connection, wanted)
+    states = {row.id: row for row in connection.execute(_STATE, {"ids": list(rows)})}
+    books = {}
+    for account_id, row in rows.items():
+        state = states.get(account_id)
+        books[account_id] = rules.Book(
+            account_id=account_id, currency=row.currency, is_settlement=row.is_settlement,
+            balance=row.balance, held=row.held, last_seq=row.last_seq,
+            row_limit=row.overdraft_limit, known=state is not None)
+        if state is not None:
+            book = books[account_id]
+            book.currency, book.status = state.currency, state.status
+            book.version, book.overdraft_limit = state.version, state.overdraft_limit
+    return books, connection.execute(_NOW).scalar_one()
 
 
-def check(posting, accounts):
-    """Refuse early what the database would refuse anyway (``accounts`` is current: the
-    rows are locked and updated after every posting of the batch)."""
-    if any(accounts[account].currency != posting.currency for account in posting.accounts):
-        raise _Rejected(CURRENCY_MISMATCH)
-    debit = accounts[posting.debit_account_id]
-    if not debit.is_settlement and (
-        debit.balance - debit.held - posting.amount < -posting.debit_overdraft_limit
-    ):
-        raise _Rejected(INSUFFICIENT_FUNDS)
+def _hold_books(rows):
+    return {transaction_id: rules.HoldBook(row.transaction_id, row.account_id, row.currency,
+                                           row.amount, row.status, row.settled_by)
+            for transaction_id, row in rows.items()}
 
 
-def post_one(connection, posting, accounts):
-    """Post one posting in its own savepoint; its result. ``accounts`` follows the rows."""
-    try:
-        with connection.begin_nested():
-            if posting.hold:
-                rows, result = place_hold(connection, posting, accounts)
-            else:
-                rows, result = move(connection, posting, accounts)
-    except _AlreadyPosted:
-        transaction_id = posting.transaction_id
-        return stored_results(connection, [transaction_id])[transaction_id]
-    except _Rejected as rejection:
-        return posting_records.rejected(posting.transaction_id, rejection.reason)
-    except IntegrityError as error:
-        # The database's own guarantee, should the check above ever let one through.
-        if _constraint(error) != balance_records.OVERDRAFT_CONSTRAINT:
-            raise
-        return posting_records.rejected(posting.transaction_id, INSUFFICIENT_FUNDS)
-    except DataError as error:
-        # A balance beyond bigint: refuse the posting, keep the batch.
-        if _sqlstate(error) != NUMERIC_OUT_OF_RANGE:
-            raise
-        log.error("posting %s would overflow a balance", posting.transaction_id)
-        return posting_records.rejected(posting.transaction_id, MALFORMED)
-    # Only now, the savepoint released, do the rows' new states count for the batch.
-    accounts.update(rows)
-    return result
+def _aborted(given, results, replayed=()):
+    """An atomic batch with a refused posting: nothing is written. The refused keep their
+    reasons, every other posting is refused with ``batch_aborted`` — but for replays of
+    postings made before, which stand as they were."""
+    return [
+        result if index in replayed or (
+            result is not None and result["status"] == posting_records.REJECTED)
+        else posting_records.rejected(posting_records.given_transaction_id(item),
+                                      rules.BATCH_ABORTED)
+        for index, (item, result) in enumerate(zip(given, results))
+    ]
 
 
 def stored_results(connection, transaction_ids):
@@ -146,93 +211,5 @@ def stored_results(connection, transaction_ids):
     return done
 
 
-def move(connection, posting, accounts):
-    """Claim the posting and move its money (releasing the hold it captures, if any), in the
-    caller's savepoint. ``({account_id: balances row}, result)``."""
-    posted_at = posting_records.claim(connection, posting)
-    if posted_at is None:
-        raise _AlreadyPosted()
-    if posting.capture_of is not None:
-        accounts = release_captured(connection, posting, accounts)
-    check(posting, accounts)
-    entry_rows, debit, credit = write(connection, posting, accounts, posted_at)
-    views = [entry_records.view(row) for row in entry_rows]
-    return ({debit.account_id: debit, credit.account_id: credit},
-            posting_records.posted(posting.transaction_id, posted_at, views))
-
-
-def place_hold(connection, posting, accounts):
-    """Claim the hold and add its amount to the debit account's ``held``, in the caller's
-    savepoint: the same funds check as a debit, the same CHECK constraint behind it."""
-    if not hold_records.claim(connection, posting):
-        raise _AlreadyPosted()
-    check(posting, accounts)
-    row = hold_records.change_held(connection, posting.debit_account_id, posting.amount,
-                                   overdraft_limit=posting.debit_overdraft_limit)
-    return ({row.account_id: row}, hold_records.placed(
-        posting.transaction_id, posting.debit_account_id, posting.amount, posting.currency))
-
-
-def release_captured(connection, posting, accounts):
-    """Settle the hold a capture names (captured, by this transaction) and free all of it:
-    the capture's funds check then counts the money reserved for it, and a partial capture
-    leaves the rest available. ``accounts`` with the debit row as it is now."""
-    hold = hold_records.find(connection, posting.capture_of, for_update=True)
-    if hold is None or hold.account_id != posting.debit_account_id:
-        raise _Rejected(hold_records.HOLD_NOT_FOUND)
-    if hold.status != hold_records.HELD:
-        raise _Rejected(hold_records.HOLD_NOT_ACTIVE)
-    if hold.currency != posting.currency:
-        raise _Rejected(CURRENCY_MISMATCH)
-    if posting.amount > hold.amount:
-        raise _Rejected(hold_records.AMOUNT_EXCEEDS_HOLD)
-    if hold_records.settle(connection, hold.transaction_id, hold_records.CAPTURED,
-                           settled_by=posting.transaction_id) is None:
-        raise _Rejected(hold_records.HOLD_NOT_ACTIVE)
-    row = hold_records.change_held(connection, hold.account_id, -hold.amount)
-    return {**accounts, row.account_id: row}
-
-
-def write(connection, posting, accounts, posted_at):
-    """Move the money: both balances, both entries, both outbox messages.
-    ``(entry rows, debit balances row, credit balances row)``."""
-    debit_row = accounts[posting.debit_account_id]
-    debit = balance_records.apply(
-        connection, posting.debit_account_id, -posting.amount,
-        overdraft_limit=None if debit_row.is_settlement else posting.debit_overdraft_limit)
-    credit = balance_records.apply(connection, posting.credit_account_id, posting.amount)
-    entry_rows = entry_records.insert_entries(connection, [
-        _entry(posting, debit, -posting.amount),
-        _entry(posting, credit, posting.amount),
-    ])
-    outbox.append(connection, [
-        {
-            "account_id": row.account_id,
-            "account_seq": row.account_seq,
-            "transaction_id": row.transaction_id,
-            "payload": outbox.message(entry_records.view(row), row, posting, rfc3339(posted_at)),
-        }
-        for row in entry_rows
-    ])
-    return entry_rows, debit, credit
-
-
-def _entry(posting, row, amount):
-    return {
-        "id": str(uuid.uuid4()),
-        "transaction_id": posting.transaction_id,
-        "account_id": row.account_id,
-        "currency": posting.currency,
-        "amount": amount,
-        "balance_after": row.balance,
-        "account_seq": row.last_seq,
-    }
-
-
 def _sqlstate(error):
-    return getattr(error.orig, "pgcode", None)
-
-
-def _constraint(error):
-    diag = getattr(error.orig, "diag", None)
-    return getattr(diag, "constraint_name", None)
+    return getattr(getattr(error, "orig", None), "pgcode", None)

@@ -1,6 +1,6 @@
 """The entries table: the immutable lines of every posting (the database refuses
 UPDATE, DELETE and TRUNCATE on it)."""
-from sqlalchemy import CHAR, BigInteger, Column, DateTime, MetaData, Table, func, insert, select
+from sqlalchemy import CHAR, BigInteger, Column, DateTime, MetaData, Table, func, select, text
 from sqlalchemy.dialects.postgresql import UUID
 
 from shared import cursors
@@ -21,6 +21,18 @@ entries = Table(
 )
 
 
+def view_of(entry, created_at_text):
+    """The view of an entry being written (a dict of its columns)."""
+    return {
+        "id": entry["id"],
+        "account_id": entry["account_id"],
+        "transaction_id": entry["transaction_id"],
+        "amount": entry["amount"],
+        "balance_after": entry["balance_after"],
+        "created_at": created_at_text,
+    }
+
+
 def view(row):
     return {
         "id": row.id,
@@ -32,10 +44,30 @@ def view(row):
     }
 
 
-def insert_entries(connection, rows):
-    """Write ``rows`` (dicts of every column but created_at); the stored rows, in order."""
-    return connection.execute(
-        insert(entries).returning(entries, sort_by_parameter_order=True), rows).all()
+_INSERT = text("""
+    INSERT INTO ledger.entries (id, transaction_id, account_id, currency, amount,
+                                balance_after, account_seq, created_at)
+    SELECT *, CAST(:created_at AS timestamptz) FROM unnest(
+        CAST(:ids AS uuid[]), CAST(:transaction_ids AS uuid[]), CAST(:account_ids AS uuid[]),
+        CAST(:currencies AS char(3)[]), CAST(:amounts AS bigint[]),
+        CAST(:balances_after AS bigint[]), CAST(:seqs AS bigint[]))
+""")
+
+
+def insert_many(connection, rows, created_at):
+    """Write ``rows`` (dicts of every column but created_at) in one statement."""
+    if not rows:
+        return
+    connection.execute(_INSERT, {
+        "ids": [row["id"] for row in rows],
+        "transaction_ids": [row["transaction_id"] for row in rows],
+        "account_ids": [row["account_id"] for row in rows],
+        "currencies": [row["currency"] for row in rows],
+        "amounts": [row["amount"] for row in rows],
+        "balances_after": [row["balance_after"] for row in rows],
+        "seqs": [row["account_seq"] for row in rows],
+        "created_at": created_at,
+    })
 
 
 def of_transactions(connection, transaction_ids):

@@ -5,9 +5,9 @@ held -> captured (by a capture posting, batches.py) or released (release()).
 Lock order, as for postings: the account's balances row first, then the hold's row. The
 balances row lock is what serializes a capture and a release of the same hold."""
 from sqlalchemy import (
-    CHAR, BigInteger, Column, DateTime, MetaData, Table, Text, func, select, update,
+    CHAR, BigInteger, Column, DateTime, MetaData, Table, Text, func, select, text, update,
 )
-from sqlalchemy.dialects.postgresql import UUID, insert
+from sqlalchemy.dialects.postgresql import UUID
 
 from services.ledger import balances as balance_records
 from services.ledger.balances import balances
@@ -17,9 +17,6 @@ CAPTURED = "captured"
 RELEASED = "released"
 UNKNOWN = "unknown"
 
-HOLD_NOT_FOUND = "hold_not_found"
-HOLD_NOT_ACTIVE = "hold_not_active"
-AMOUNT_EXCEEDS_HOLD = "amount_exceeds_hold"
 
 metadata = MetaData(schema="ledger")
 holds = Table(
@@ -45,20 +42,56 @@ def placed(transaction_id, account_id, amount, currency):
     }
 
 
-def claim(connection, posting):
-    """Insert the hold's row; True, or False when the transaction holds already (the primary
-    key decides between racing calls, as postings.claim does)."""
-    return connection.execute(
-        insert(holds)
-        .values(
-            transaction_id=posting.transaction_id,
-            account_id=posting.debit_account_id,
-            currency=posting.currency,
-            amount=posting.amount,
-        )
-        .on_conflict_do_nothing(index_elements=["transaction_id"])
-        .returning(holds.c.transaction_id)
-    ).scalar_one_or_none() is not None
+_INSERT = text("""
+    INSERT INTO ledger.holds (transaction_id, account_id, currency, amount, created_at)
+    SELECT *, CAST(:created_at AS timestamptz) FROM unnest(
+        CAST(:ids AS uuid[]), CAST(:account_ids AS uuid[]), CAST(:currencies AS char(3)[]),
+        CAST(:amounts AS bigint[]))
+    ON CONFLICT (transaction_id) DO NOTHING
+    RETURNING transaction_id
+""")
+_SETTLE = text("""
+    UPDATE ledger.holds h SET status = 'captured', settled_at = now(), settled_by = v.by
+      FROM unnest(CAST(:ids AS uuid[]), CAST(:bys AS uuid[])) AS v(transaction_id, by)
+     WHERE h.transaction_id = v.transaction_id AND h.status = 'held'
+    RETURNING h.transaction_id
+""")
+
+
+def insert_many(connection, placed_holds, created_at):
+    """Claim the rows of new holds (rules.HoldBook) in one statement; the number claimed
+    (fewer than given: another batch placed one of them first)."""
+    if not placed_holds:
+        return 0
+    return len(connection.execute(_INSERT, {
+        "ids": [hold.transaction_id for hold in placed_holds],
+        "account_ids": [hold.account_id for hold in placed_holds],
+        "currencies": [hold.currency for hold in placed_holds],
+        "amounts": [hold.amount for hold in placed_holds],
+        "created_at": created_at,
+    }).all())
+
+
+def capture_many(connection, captured):
+    """Settle the holds (rules.HoldBook) captures took, in one statement; the number
+    settled."""
+    if not captured:
+        return 0
+    return len(connection.execute(_SETTLE, {
+        "ids": [hold.transaction_id for hold in captured],
+        "bys": [hold.settled_by for hold in captured],
+    }).all())
+
+
+def lock_many(connection, transaction_ids):
+    """``{transaction_id: row}`` of those holds, locked until the transaction ends (after
+    the accounts' rows: the lock order of every posting)."""
+    if not transaction_ids:
+        return {}
+    rows = connection.execute(
+        select(holds).where(holds.c.transaction_id.in_(sorted(transaction_ids)))
+        .order_by(holds.c.transaction_id).with_for_update()).all()
+    return {row.transaction_id: row for row in rows}
 
 
 def stored_results(connection, transaction_ids):

@@ -1,7 +1,9 @@
-"""The outbox: one message per entry for the Kafka mirror, written in the same savepoint as
-the entry itself, so a posting and its messages commit or vanish together. A relay (not
-here yet) publishes the unpublished rows in id order and stamps ``published_at``."""
-from sqlalchemy import BigInteger, Column, DateTime, MetaData, Table, func, insert
+"""The outbox: one message per entry for the Kafka mirror, written in the same commit as
+the entry itself, so a posting and its messages commit or vanish together. The relay
+(relay.py) publishes the unpublished rows in id order and stamps ``published_at``."""
+import json
+
+from sqlalchemy import BigInteger, Column, DateTime, MetaData, Table, func, text
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 
 metadata = MetaData(schema="ledger")
@@ -18,17 +20,18 @@ outbox = Table(
 )
 
 
-def message(entry_view, entry_row, posting, posted_at):
+def message(entry_view, account_seq, currency, posting, posted_at):
     """The payload of one entry: the entry as the API shows it, its place in the account's
     history, and the posting it belongs to (so a consumer needs nothing else)."""
+    account_id = entry_view["account_id"]
     counterparty = (
-        posting.credit_account_id if entry_row.account_id == posting.debit_account_id
+        posting.credit_account_id if account_id == posting.debit_account_id
         else posting.debit_account_id
     )
     return dict(
         entry_view,
-        account_seq=entry_row.account_seq,
-        currency=entry_row.currency,
+        account_seq=account_seq,
+        currency=currency,
         counterparty_account_id=counterparty,
         posting={
             "transaction_id": posting.transaction_id,
@@ -42,6 +45,21 @@ def message(entry_view, entry_row, posting, posted_at):
     )
 
 
+_INSERT = text("""
+    INSERT INTO ledger.outbox (account_id, account_seq, transaction_id, payload)
+    SELECT * FROM unnest(CAST(:account_ids AS uuid[]), CAST(:seqs AS bigint[]),
+                         CAST(:transaction_ids AS uuid[]), CAST(:payloads AS jsonb[]))
+""")
+
+
 def append(connection, rows):
-    """Queue ``rows`` (dicts of account_id, account_seq, transaction_id, payload)."""
-    connection.execute(insert(outbox), rows)
+    """Queue ``rows`` (dicts of account_id, account_seq, transaction_id, payload) in one
+    statement, in order: the ids follow the order given (the relay publishes by id)."""
+    if not rows:
+        return
+    connection.execute(_INSERT, {
+        "account_ids": [row["account_id"] for row in rows],
+        "seqs": [row["account_seq"] for row in rows],
+        "transaction_ids": [row["transaction_id"] for row in rows],
+        "payloads": [json.dumps(row["payload"], separators=(",", ":")) for row in rows],
+    })

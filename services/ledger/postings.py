@@ -1,22 +1,20 @@
 """The postings table: one row per posted transaction. Its primary key is what makes a
 transaction move money exactly once, however often it is delivered."""
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional
 
-from sqlalchemy import CHAR, BigInteger, Column, DateTime, MetaData, Table, Text, func, select
-from sqlalchemy.dialects.postgresql import UUID, insert
+from sqlalchemy import (
+    CHAR, BigInteger, Column, DateTime, MetaData, Table, Text, func, select, text,
+)
+from sqlalchemy.dialects.postgresql import UUID
 
 from services.ledger import entries as entry_records
+from services.ledger.rules import CURRENCY_MISMATCH, MALFORMED
 from shared.ids import parse_id, rfc3339
-from shared.money import CURRENCIES, MAX_AMOUNT_MINOR, is_amount, settlement_account_id
-
-TYPES = ("deposit", "withdrawal", "transfer", "payment", "capture", "refund")
+from shared.money import CURRENCIES, TRANSACTION_TYPES, is_amount, settlement_account_id
 
 POSTED = "posted"
 REJECTED = "rejected"
-INSUFFICIENT_FUNDS = "insufficient_funds"
-CURRENCY_MISMATCH = "currency_mismatch"
-MALFORMED = "malformed_posting"
 
 # Any currency's settlement account; naming one of another currency is a mismatch.
 SETTLEMENT_CURRENCY = {settlement_account_id(currency): currency for currency in CURRENCIES}
@@ -45,11 +43,13 @@ class Posting:
     amount: int
     debit_account_id: str
     credit_account_id: str
-    debit_overdraft_limit: int
     # A hold posting (type payment) places a hold on the debit account instead of
     # moving money; a capture posting (type capture) names the hold it settles.
     hold: bool = False
     capture_of: Optional[str] = None
+    # {account_id: version} as the validators judged the accounts: a posting whose
+    # account has changed since (frozen, a new limit) is refused (optimistic locking).
+    expected_versions: dict = field(default_factory=dict)
 
     @property
     def accounts(self):
@@ -61,26 +61,36 @@ class Posting:
         return account_id == settlement_account_id(self.currency)
 
 
-def _is_limit(value):
-    return (isinstance(value, int) and not isinstance(value, bool)
-            and 0 <= value <= MAX_AMOUNT_MINOR)
+def _versions(given, accounts):
+    """``{account_id: version}`` of ``given`` if it names only ``accounts`` with positive
+    integer versions; None when malformed."""
+    if given is None:
+        return {}
+    if not isinstance(given, dict):
+        return None
+    versions = {}
+    for account, version in given.items():
+        account = parse_id(account)
+        if account not in accounts or not (
+                isinstance(version, int) and not isinstance(version, bool) and version >= 1):
+            return None
+        versions[account] = version
+    return versions
 
 
 def read(posting):
     """``(Posting, None)`` for a well-formed posting, else ``(None, reason)``.
 
-    A missing ``debit_overdraft_limit`` counts as 0: the strictest reading. Optional
-    ``"hold": true`` (type payment, the debit account no settlement account) makes it a hold
-    posting; optional ``"capture_of": <hold transaction id>`` (type capture) a capture of
-    that hold."""
+    Optional ``"hold": true`` (type payment, the debit account no settlement account) makes
+    it a hold posting; optional ``"capture_of": <hold transaction id>`` (type capture) a
+    capture of that hold; optional ``"expected_versions": {account_id: version}`` the
+    versions the posting was approved on."""
     if not isinstance(posting, dict):
         return None, MALFORMED
     transaction_id = parse_id(posting.get("transaction_id"))
     currency = posting.get("currency")
-    limit = posting.get("debit_overdraft_limit", 0)
-    if (transaction_id is None or posting.get("type") not in TYPES
-            or currency not in CURRENCIES or not is_amount(posting.get("amount"))
-            or not _is_limit(limit)):
+    if (transaction_id is None or posting.get("type") not in TRANSACTION_TYPES
+            or currency not in CURRENCIES or not is_amount(posting.get("amount"))):
         return None, MALFORMED
     accounts = []
     for key in ("debit_account_id", "credit_account_id"):
@@ -102,8 +112,11 @@ def read(posting):
         capture_of = parse_id(capture_of)
         if capture_of is None or posting["type"] != "capture":
             return None, MALFORMED
+    versions = _versions(posting.get("expected_versions"), accounts)
+    if versions is None:
+        return None, MALFORMED
     return Posting(transaction_id, posting["type"], currency, posting["amount"],
-                   accounts[0], accounts[1], limit, hold, capture_of), None
+                   accounts[0], accounts[1], hold, capture_of, versions), None
 
 
 def given_transaction_id(posting):
@@ -116,23 +129,31 @@ def given_transaction_id(posting):
     return given if isinstance(given, str) else None
 
 
-def claim(connection, posting):
-    """Insert the posting's row; its ``posted_at``, or None when the transaction is posted
-    already. The primary key decides between racing calls: a concurrent uncommitted claim
-    makes this wait for its outcome, and its commit makes this one do nothing."""
-    return connection.execute(
-        insert(postings)
-        .values(
-            transaction_id=posting.transaction_id,
-            type=posting.type,
-            currency=posting.currency,
-            amount=posting.amount,
-            debit_account_id=posting.debit_account_id,
-            credit_account_id=posting.credit_account_id,
-        )
-        .on_conflict_do_nothing(index_elements=["transaction_id"])
-        .returning(postings.c.posted_at)
-    ).scalar_one_or_none()
+_INSERT = text("""
+    INSERT INTO ledger.postings (transaction_id, type, currency, amount, debit_account_id,
+                                 credit_account_id, posted_at)
+    SELECT *, CAST(:posted_at AS timestamptz) FROM unnest(
+        CAST(:ids AS uuid[]), CAST(:types AS text[]), CAST(:currencies AS char(3)[]),
+        CAST(:amounts AS bigint[]), CAST(:debits AS uuid[]), CAST(:credits AS uuid[]))
+    ON CONFLICT (transaction_id) DO NOTHING
+    RETURNING transaction_id
+""")
+
+
+def insert_many(connection, moved, posted_at):
+    """Claim the rows of the postings ``moved``, all in one statement; the number claimed.
+    Fewer than given means another batch posted one of them first (its primary key)."""
+    if not moved:
+        return 0
+    return len(connection.execute(_INSERT, {
+        "ids": [posting.transaction_id for posting in moved],
+        "types": [posting.type for posting in moved],
+        "currencies": [posting.currency for posting in moved],
+        "amounts": [posting.amount for posting in moved],
+        "debits": [posting.debit_account_id for posting in moved],
+        "credits": [posting.credit_account_id for posting in moved],
+        "posted_at": posted_at,
+    }).all())
 
 
 def posted(transaction_id, posted_at, entry_views):

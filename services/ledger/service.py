@@ -1,9 +1,12 @@
-"""The ledger: double-entry postings and the balances they keep, the Kafka mirror's relay
-(relay.py) and reconciliation (reconciliation.py)."""
+"""The ledger: accounts and their money — double-entry postings and the balances they keep,
+checked under one row lock (batches.py, accounts.py) — the Kafka mirror's relay
+(relay.py) and reconciliation (reconciliation.py). The account RPCs are in
+account_rpcs.py."""
 from nameko.dependency_providers import Config
 
 from services.ledger import balances as balance_records
 from services.ledger import batches
+from services.ledger.account_rpcs import AccountRpcs
 from services.ledger import entries as entry_records
 from services.ledger import holds as hold_records
 from services.ledger import postings as posting_records
@@ -20,22 +23,27 @@ MAX_BALANCES = 1000
 MAX_POSTINGS = 1000
 
 
-class LedgerService(ServiceBase):
+class LedgerService(AccountRpcs, ServiceBase):
     name = "ledger"
     db = Database(schema="ledger")
     config = Config()
     relay = MirrorRelay()
 
     @rpc
-    def post(self, postings):
+    def post(self, postings, atomic=False):
         """Post a batch in one database commit: a result per posting, in the same order.
 
         Each posting is ``{transaction_id, type, currency, amount, debit_account_id,
-        credit_account_id, debit_overdraft_limit}`` (a null account is the currency's
-        settlement account). Its result is ``{transaction_id, status: "posted", entries,
-        posted_at}`` or ``{transaction_id, status: "rejected", reason}`` with reason
-        ``insufficient_funds``, ``currency_mismatch`` or ``malformed_posting``; a rejected
-        posting moves nothing and the others still post. A transaction posted before
+        credit_account_id, expected_versions?}`` (a null account is the currency's
+        settlement account; ``expected_versions`` maps account ids to the versions the
+        posting was approved on). Postings apply in the order given: a later one sees the
+        balances the earlier ones left. Its result is ``{transaction_id, status: "posted",
+        entries, posted_at}`` or ``{transaction_id, status: "rejected", reason}``, the
+        reason one of services/ledger/rules.py (``insufficient_funds``,
+        ``currency_mismatch``, ``account_not_found``, ``account_frozen``,
+        ``account_changed``, ``malformed_posting``…); a rejected posting moves nothing and
+        the others still post — unless ``atomic``: then one rejection rejects every other
+        posting with ``batch_aborted`` and nothing moves. A transaction posted before
         answers its first result again and moves nothing (redelivery, retries, races).
 
         Authorization holds: a posting of type ``payment`` with ``"hold": true`` moves no
@@ -48,7 +56,7 @@ class LedgerService(ServiceBase):
         if not isinstance(postings, (list, tuple)) or len(postings) > MAX_POSTINGS:
             message = "must be a list of at most {} postings".format(MAX_POSTINGS)
             raise ValidationFailed("postings: " + message, errors={"postings": [message]})
-        results = batches.post(self.db, list(postings))
+        results = batches.post(self.db, list(postings), atomic=bool(atomic))
         self.relay.wake()  # committed: the mirror gets it now, not at the next interval
         return results
 

@@ -1,6 +1,5 @@
 """Dependency providers and the timer of the notifications service."""
 from nameko.extensions import DependencyProvider
-from nameko.rpc import RpcProxy
 from nameko.timer import Timer
 
 from services.notifications.settings import Settings
@@ -18,22 +17,10 @@ class NotificationSettings(DependencyProvider):
         return self.settings
 
 
-class ServiceCalls(ServiceRpc):
+def service_calls():
     """``shared.rpc.ServiceRpc`` whose deadline is ``notifications.rpc_timeout_ms``, with
-    its default when the key is absent (ServiceRpc itself requires the key)."""
-
-    def __init__(self, **options):
-        super().__init__("notifications", **options)
-
-    def setup(self):
-        RpcProxy.setup(self)
-        config = self.container.config
-        self.timeout_s = Settings.from_config(config).rpc_timeout_ms / 1000
-        breaker_config = config.get("circuit_breaker") or {}
-        self.breaker_options = {
-            "failure_threshold": int(breaker_config.get("failure_threshold", 5)),
-            "reset_timeout_s": float(breaker_config.get("reset_timeout_s", 5)),
-        }
+    its default when the key is absent."""
+    return ServiceRpc("notifications", default_timeout_ms=Settings.rpc_timeout_ms)
 
 
 class PollTimer(Timer):

@@ -46,26 +46,62 @@ def envelope(event_type, payload, received_at):
 
 
 def accept(db, settings, source, event_type, payload, received_at):
-    """Stores the event and its deliveries; the number of deliveries made, 0 for an event
-    received before. Raises ``MalformedEvent`` for what can never be stored."""
-    event_id, body, user_ids = envelope(event_type, payload, received_at)
+    """Stores one event and its deliveries: the number of deliveries made (0 for an event
+    received before). Raises ``MalformedEvent`` for what can never be stored."""
+    event = envelope(event_type, payload, received_at)
+    return accept_many(db, settings, source, [event])
+
+
+def read_batch(payload, received_at):
+    """The well-formed events of a batch message (shared/event_outbox.py), each as
+    ``envelope`` gives it; malformed ones are logged and left out (no retry mends them)."""
+    items = payload.get("events") if isinstance(payload, dict) else None
+    if not isinstance(items, list):
+        raise MalformedEvent("the batch has no list of events")
+    events = []
+    for item in items:
+        try:
+            event_type = item.get("type") if isinstance(item, dict) else None
+            if event_type not in records.EVENT_TYPES:
+                raise MalformedEvent("unknown event type {!r}".format(event_type))
+            events.append(envelope(event_type, item, received_at))
+        except MalformedEvent as error:
+            log.error("event dropped: %s: %r", error, item)
+    return events
+
+
+def accept_many(db, settings, source, events):
+    """Stores the events that make deliveries, with their deliveries, in one database
+    transaction: the number of deliveries made. An event that makes none leaves nothing
+    behind (there is nothing to deliver twice); one that makes some is stored under its
+    id, so a copy of it received again makes nothing more."""
+    if not events:
+        return 0
     with db.transaction() as connection:
-        if not records.record_event(connection, event_id, source, event_type, body, user_ids):
-            log.info("event %s (%s) received again: nothing more to deliver", event_id,
-                     event_type)
+        hooks = records.subscriptions(connection, {user for _, body, users in events
+                                                   for user in users})
+        planned = []
+        for event_id, body, user_ids in events:
+            rows = [
+                {"event_id": event_id, "event_type": body["type"], "user_id": hook.owner_id,
+                 "channel": "webhook", "webhook_id": hook.id, "target": hook.url}
+                for user in user_ids for hook in hooks.get(user, ())
+                if body["type"] in hook.events
+            ]
+            if settings.email_enabled:
+                rows.extend(
+                    {"event_id": event_id, "event_type": body["type"], "user_id": user,
+                     "channel": "email", "webhook_id": None, "target": None}
+                    for user in user_ids)
+            if rows:
+                planned.append(((event_id, body, user_ids), rows))
+        if not planned:
             return 0
-        rows = [
-            {"event_id": event_id, "event_type": event_type, "user_id": hook.owner_id,
-             "channel": "webhook", "webhook_id": hook.id, "target": hook.url}
-            for hook in records.subscribed_webhooks(connection, user_ids, event_type)
-        ]
-        if settings.email_enabled:
-            rows.extend(
-                {"event_id": event_id, "event_type": event_type, "user_id": user,
-                 "channel": "email", "webhook_id": None, "target": None}
-                for user in user_ids
-            )
+        new = records.record_events(connection, source, [event for event, _ in planned])
+        rows = [row for (event_id, _, _), event_rows in planned if event_id in new
+                for row in event_rows]
         records.insert_deliveries(connection, rows)
-    log.info("event %s (%s): %d deliveries for %d users", event_id, event_type, len(rows),
-             len(user_ids))
+    if len(new) < len(planned):
+        log.info("%d of %d events received again: nothing more to deliver",
+                 len(planned) - len(new), len(planned))
     return len(rows)

@@ -176,31 +176,35 @@ def delete_webhook(connection, owner_id, webhook_id):
     return True
 
 
-def subscribed_webhooks(connection, user_ids, event_type):
-    """The live webhooks of ``user_ids`` that subscribe to ``event_type``."""
+def subscriptions(connection, user_ids):
+    """``{owner_id: [webhook rows (id, owner_id, url, events)]}``: the live webhooks of
+    ``user_ids``, oldest first, in one query."""
     if not user_ids:
-        return []
-    return connection.execute(
-        select(webhooks.c.id, webhooks.c.owner_id, webhooks.c.url)
-        .where(webhooks.c.owner_id.in_(list(user_ids)), webhooks.c.deleted_at.is_(None),
-               webhooks.c.events.any_() == event_type)
+        return {}
+    found = {}
+    for row in connection.execute(
+        select(webhooks.c.id, webhooks.c.owner_id, webhooks.c.url, webhooks.c.events)
+        .where(webhooks.c.owner_id.in_(list(user_ids)), webhooks.c.deleted_at.is_(None))
         .order_by(webhooks.c.owner_id, webhooks.c.created_at, webhooks.c.id)
-    ).all()
+    ):
+        found.setdefault(row.owner_id, []).append(row)
+    return found
 
 
 # --- Events and the deliveries they make ---------------------------------------------------
 
 
-def record_event(connection, event_id, source, event_type, body, user_ids):
-    """Stores the event once: True when it is new, False when it was received before
-    (the primary key decides, so two concurrent deliveries of one event agree)."""
-    inserted = connection.execute(
+def record_events(connection, source, received):
+    """Stores each ``(event_id, body, user_ids)`` once: the ids of those that are new (the
+    primary key decides, so two concurrent deliveries of one event agree)."""
+    if not received:
+        return set()
+    return set(connection.execute(
         pg_insert(events)
-        .values(id=event_id, source=source, type=event_type, body=body, user_ids=list(user_ids))
+        .values([{"id": event_id, "source": source, "type": body["type"], "body": body,
+                  "user_ids": list(user_ids)} for event_id, body, user_ids in received])
         .on_conflict_do_nothing(index_elements=[events.c.id])
-        .returning(events.c.id)
-    ).one_or_none()
-    return inserted is not None
+        .returning(events.c.id)).scalars())
 
 
 def insert_deliveries(connection, rows):

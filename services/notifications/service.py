@@ -1,8 +1,9 @@
 """Notifications: owns deliveries of e-mail and signed webhooks, with retries and a delivery log.
 
-Events from the transactions and payments services (``inbox.py``) become delivery rows; a
-timer (``delivery.py``) sends what is due. Webhooks and the delivery log are the RPCs below;
-every RPC returns plain JSON-able dicts and raises ``shared.errors`` types.
+Batches of events from the transactions and payments services (``inbox.py``) become
+delivery rows; a timer (``delivery.py``) sends what is due. Webhooks and the delivery log
+are the RPCs below; every RPC returns plain JSON-able dicts and raises ``shared.errors``
+types.
 """
 import logging
 import secrets
@@ -15,10 +16,11 @@ from sqlalchemy import exc as db_errors
 
 from services.notifications import inbox, records
 from services.notifications.delivery import DeliveryLoop
-from services.notifications.dependencies import NotificationSettings, ServiceCalls, poll_timer
+from services.notifications.dependencies import NotificationSettings, poll_timer, service_calls
 from shared.cursors import DEFAULT_PAGE_SIZE, page_request
 from shared.db import Database
 from shared.errors import Conflict, NotFound, ServiceUnavailable, ValidationFailed
+from shared.event_outbox import BATCH_EVENT
 from shared.ids import parse_id
 from shared.service import ServiceBase, rpc
 
@@ -79,7 +81,7 @@ def _page(rows, more, view):
 class NotificationsService(ServiceBase):
     name = "notifications"
     db = Database(schema="notifications")
-    services = ServiceCalls()  # not `rpc`: that name is the entrypoint decorator
+    services = service_calls()  # not `rpc`: that name is the entrypoint decorator
     settings = NotificationSettings()
 
     # --- Webhooks -------------------------------------------------------------------------
@@ -137,42 +139,32 @@ class NotificationsService(ServiceBase):
 
     # --- Events in ---------------------------------------------------------------------------
 
-    @event_handler("transactions", "transaction.completed", handler_type=SERVICE_POOL,
+    @event_handler("transactions", BATCH_EVENT, handler_type=SERVICE_POOL,
                    requeue_on_error=True)
-    def on_transaction_completed(self, payload):
-        self._accept("transactions", "transaction.completed", payload)
+    def on_transaction_events(self, payload):
+        self._accept("transactions", payload)
 
-    @event_handler("transactions", "transaction.failed", handler_type=SERVICE_POOL,
-                   requeue_on_error=True)
-    def on_transaction_failed(self, payload):
-        self._accept("transactions", "transaction.failed", payload)
+    @event_handler("payments", BATCH_EVENT, handler_type=SERVICE_POOL, requeue_on_error=True)
+    def on_payment_events(self, payload):
+        self._accept("payments", payload)
 
-    @event_handler("payments", "payment.captured", handler_type=SERVICE_POOL,
-                   requeue_on_error=True)
-    def on_payment_captured(self, payload):
-        self._accept("payments", "payment.captured", payload)
-
-    @event_handler("payments", "payment.refunded", handler_type=SERVICE_POOL,
-                   requeue_on_error=True)
-    def on_payment_refunded(self, payload):
-        self._accept("payments", "payment.refunded", payload)
-
-    def _accept(self, source, event_type, payload):
-        """Only a transient database error raises (the event goes back to the broker and comes
-        again); an event that can never be stored is logged and acknowledged, so it cannot
-        loop forever."""
+    def _accept(self, source, payload):
+        """A batch of events (shared/event_outbox.py) becomes its deliveries in one database
+        transaction. Only a transient database error raises (the batch goes back to the
+        broker and comes again); a batch that can never be stored is logged and
+        acknowledged, so it cannot loop forever."""
         try:
-            return inbox.accept(self.db, self.settings, source, event_type, payload,
-                                datetime.now(timezone.utc))
+            received = inbox.read_batch(payload, datetime.now(timezone.utc))
+            return inbox.accept_many(self.db, self.settings, source, received)
         except TRANSIENT_DB_ERRORS:
-            log.warning("%s event not stored (database unavailable); requeued", event_type,
+            log.warning("%s events not stored (database unavailable); requeued", source,
                         exc_info=True)
             eventlet.sleep(REQUEUE_PAUSE_S)
             raise
         except inbox.MalformedEvent as error:
-            log.error("%s event dropped: %s: %r", event_type, error, payload)
+            log.error("%s events dropped: %s: %r", source, error, payload)
         except Exception:  # noqa: BLE001 - e.g. data PostgreSQL cannot store: never a loop
-            log.exception("%s event dropped: it cannot be stored", event_type)
+            log.exception("%s events dropped: they cannot be stored", source)
         return None
 
     # --- Deliveries out ----------------------------------------------------------------------

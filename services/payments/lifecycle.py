@@ -20,6 +20,7 @@ from sqlalchemy import case, func
 
 from services.payments import events, records
 from services.payments.records import AUTHORIZE, CAPTURE, FAILED, PENDING, REFUND, SUCCEEDED, VOID
+from shared.commands import Movement
 from shared.errors import (
     Conflict, Forbidden, NotFound, PaysysError, ServiceUnavailable, ValidationFailed,
 )
@@ -46,8 +47,7 @@ class Lifecycle:
         if payer_id == merchant_id:
             raise ValidationFailed("The payer and merchant accounts must differ.", errors={
                 "merchant_account_id": ["Same as the payer account."]})
-        accounts = {account["id"]: account
-                    for account in self.services.accounts.get_many([payer_id, merchant_id])}
+        accounts = self.services.ledger.snapshot([payer_id, merchant_id])
         payer, merchant = accounts.get(payer_id), accounts.get(merchant_id)
         if payer is None or (payer["owner_id"] != initiator_id and not is_admin):
             raise NotFound("No such payer account.")  # another's looks like none
@@ -176,19 +176,19 @@ class Lifecycle:
         source, destination = (payment.payer_account_id, payment.merchant_account_id)
         if operation.kind == REFUND:
             source, destination = destination, source
-        body = {"source_account_id": source, "destination_account_id": destination,
-                "amount": operation.amount, "currency": payment.currency,
-                "description": payment.reference}
-        if operation.kind == AUTHORIZE:
-            body["hold"] = not payment.capture
-        if operation.kind == CAPTURE:
-            body["authorization_id"] = payment.authorization_id
-        try:
+        movement = Movement(
+            kind=TRANSACTION_KINDS[operation.kind], initiator_id=operation.initiator_id,
+            source_account_id=source, destination_account_id=destination,
+            amount=operation.amount, currency=payment.currency,
+            idempotency_key="payment-operation:{}".format(operation.id),
+            description=payment.reference,
             # The payments service has checked who may do this (_for_merchant, create).
+            acting_as_admin=True,
+            hold=operation.kind == AUTHORIZE and not payment.capture,
+            authorization_id=payment.authorization_id if operation.kind == CAPTURE else None)
+        try:
             transaction = self.services.transactions.submit(
-                TRANSACTION_KINDS[operation.kind], operation.initiator_id, body,
-                "payment-operation:{}".format(operation.id), True,
-                timeout_s=self.submit_timeout_s)
+                movement.to_wire(), timeout_s=self.submit_timeout_s)
         except ServiceUnavailable as exc:
             log.warning("payment operation %s not submitted yet: %s", operation.id, exc)
             return None

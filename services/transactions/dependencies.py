@@ -1,11 +1,11 @@
-"""Dependency providers of the transactions service."""
-from nameko.extensions import DependencyProvider
+"""Extensions of the transactions service."""
+from nameko.extensions import Extension
 
 from shared.config import validator_names
 from shared.votes import key_file, load_validator_key
 
 
-class ValidatorPool(DependencyProvider):
+class ValidatorPool(Extension):
     """The configured validator pool and each validator's vote-verifying key, loaded once."""
 
     def setup(self):
@@ -17,6 +17,3 @@ class ValidatorPool(DependencyProvider):
             raise RuntimeError("validator keys missing: {} (run `paysys keys`)".format(
                 ", ".join(missing)))
         self.keys = {name: load_validator_key(config, name) for name in self.names}
-
-    def get_dependency(self, worker_ctx):
-        return self

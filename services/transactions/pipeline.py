@@ -1,29 +1,32 @@
-"""The consensus protocol of one transaction: preparation, validation, execution.
+"""The consensus protocol, a batch of transactions at a time.
 
-1. Preparation (``prepare``): the accounts exist and the caller may move
-   money out of the source (a stranger's account is a 404); the transaction is
-   recorded ``pending``, once per idempotency key. The accounts' ``version`` as
-   read here is checked again before posting (optimistic locking): an account
-   frozen or changed meanwhile fails the transaction with ``account_changed``.
-2. Validation (``decide``): a snapshot of the accounts and their balances goes
-   to every validator; a majority of the pool decides; the counted, signed
-   votes are stored with the decision.
-3. Execution (``execute``): the ledger posts an approved transaction in one
-   database commit, exactly once per transaction id; then it is ``completed``.
-4. Rollback: a rejection, a missing quorum or a posting the ledger refuses
-   marks it ``failed`` with the reason; nothing was moved.
+1. Preparation (``prepare``): the accounts exist and the caller may move money out of
+   the source (a stranger's account is a 404), read in one snapshot from the ledger; the
+   transactions are recorded ``pending``, once per idempotency key, in one commit.
+2. Validation (``decide``): the snapshot and the batch, in order, go to every validator
+   in one call each; a majority of the pool decides each item; the counted, signed votes
+   and the accounts' versions the approval rests on are stored in one commit.
+3. Execution (``execute``): the ledger posts the approved transactions in one database
+   commit, exactly once per transaction id, after checking under its row locks that each
+   account is still as approved (status, currency, version) and holds the money; then
+   they are ``completed``, in one commit with their events.
+4. Rollback: a rejection, a missing quorum or a posting the ledger refuses marks the
+   transaction ``failed`` with the reason; nothing was moved. In an atomic batch one
+   failure fails every item (the others with ``batch_aborted``).
 5. Recovery (``recover``): approved but unposted transactions are posted again
-   (idempotently), undecided ones are failed after a timeout.
+   (idempotently), undecided ones are voted on again and, past a timeout, failed.
 
-Steps 2 to 4 run on batches (``process_many``): concurrent transactions share
-one snapshot, one vote round, one posting and one commit of each kind
-(batcher.py decides what goes together).
+Each step costs a batch the same round trips and commits however many transactions it
+holds: that is where the throughput comes from.
 """
 import logging
+from dataclasses import dataclass, field
 
+from services.transactions import batches as batch_records
 from services.transactions import records
+from services.transactions.records import Decision, Ending, NewTransaction
 from services.transactions.voting import collect_votes
-from shared.errors import NotFound, ServiceUnavailable, ValidationFailed
+from shared.errors import NotFound, ServiceUnavailable
 from shared.ids import rfc3339
 from shared.votes import APPROVE
 
@@ -35,22 +38,26 @@ SOURCE_OWNED = {"withdrawal", "transfer", "payment", "refund"}
 DESTINATION_OWNED = {"deposit", "capture"}
 # What the ledger answers for a posting that did what it was asked.
 POSTED_STATUSES = {"posted", "held"}
+# An approved item of an atomic batch that another item failed.
+BATCH_ABORTED = "batch_aborted"
+# The most postings one ledger call takes.
+MAX_POSTINGS_PER_CALL = 1000
 # Approved transactions older than this without a posting were dropped by a crash.
 REPOST_AFTER_S = 10
 # Undecided transactions older than this lost their vote round (a process died with them
 # queued or voting): voted on again. Deciding twice is harmless — the first decision
-# recorded stands (records.record_decision) and the posting is exactly once.
+# recorded stands (records.record_decisions) and the posting is exactly once.
 REDRIVE_AFTER_S = 10
 
 
-def movement(kind, body):
-    """``(source_account_id, destination_account_id)`` of a request; None is the
-    currency's settlement account."""
-    if kind == "deposit":
-        return None, body["account_id"]
-    if kind == "withdrawal":
-        return body["account_id"], None
-    return body["source_account_id"], body["destination_account_id"]
+@dataclass
+class Prepared:
+    """Preparation's answer: per movement, in order, its row or the error refusing it;
+    the rows it created (the ones this call goes on to decide); the accounts as read."""
+
+    outcomes: list
+    created: list = field(default_factory=list)
+    snapshot: dict = field(default_factory=dict)
 
 
 class Pipeline:
@@ -62,178 +69,126 @@ class Pipeline:
 
     # --- 1. Preparation -------------------------------------------------------------
 
-    def prepare(self, kind, initiator_id, body, idempotency_key, acting_as_admin=False):
-        """Record the request ``pending``; ``(row, created, accounts)``, the accounts as
-        read for the checks (the vote's snapshot reuses them)."""
-        source_id, destination_id = movement(kind, body)
-        if kind == "capture" and not body.get("authorization_id"):
-            raise ValidationFailed("A capture names the authorization it captures.",
-                                   errors={"authorization_id": ["Required."]})
-        if source_id is not None and source_id == destination_id:
-            raise ValidationFailed("The source and destination accounts must differ.",
-                                   errors={"destination_account_id": ["Same as the source."]})
-        accounts = self._accounts([source_id, destination_id])
-        source, destination = accounts.get(source_id), accounts.get(destination_id)
-        for role, account_id, account in (("source", source_id, source),
-                                          ("destination", destination_id, destination)):
-            if account_id is None:
-                continue
-            must_own = kind in (SOURCE_OWNED if role == "source" else DESTINATION_OWNED)
-            if account is None or (must_own and not acting_as_admin
-                                   and account["owner_id"] != initiator_id):
-                # Not yours and not there look the same.
-                raise NotFound("No such {} account.".format(role))
-        values = {
-            "type": kind,
-            "initiator_id": initiator_id,
-            "idempotency_key": idempotency_key,
-            "source_account_id": source_id,
-            "destination_account_id": destination_id,
-            "source_owner_id": source["owner_id"] if source else None,
-            "destination_owner_id": destination["owner_id"] if destination else None,
-            "amount": body["amount"],
-            "currency": body["currency"],
-            "description": body.get("description"),
-            "hold": kind == "payment" and bool(body.get("hold")),
-            "authorization_id": body.get("authorization_id") if kind == "capture" else None,
-        }
+    def snapshot(self, account_ids):
+        """The accounts (state and money) as the ledger has them now, in one call."""
+        wanted = sorted({account_id for account_id in account_ids if account_id})
+        return self.rpc.ledger.snapshot(wanted) if wanted else {}
+
+    def prepare(self, movements):
+        """Check and record each of ``movements`` (shared.commands.Movement); a movement
+        the caller may not make gets its error and records nothing."""
+        snapshot = self.snapshot([a for movement in movements for a in movement.accounts])
+        outcomes, new = [None] * len(movements), []
+        for index, movement in enumerate(movements):
+            try:
+                new.append((index, check_movement(movement, snapshot)))
+            except NotFound as error:
+                outcomes[index] = error
+        created = []
+        if new:
+            with self.db.transaction() as connection:
+                rows = records.create_pending(connection, [item for _, item in new])
+            for (index, _), (row, was_created) in zip(new, rows):
+                outcomes[index] = row
+                if was_created:
+                    created.append(row)
+        return Prepared(outcomes, created, snapshot)
+
+    def prepare_batch(self, batch):
+        """Check every item of ``batch`` (shared.commands.TransferBatch) and record it all
+        in one commit: ``(batch row, created, item rows, snapshot)``. One item the caller
+        may not make refuses the whole batch (``NotFound`` naming the item)."""
+        movements = batch.movements
+        snapshot = self.snapshot([a for movement in movements for a in movement.accounts])
+        new = []
+        for index, movement in enumerate(movements):
+            try:
+                new.append(check_movement(movement, snapshot, batch_index=index))
+            except NotFound as error:
+                raise NotFound("transfers.{}: {}".format(index, error.detail)) from None
         with self.db.transaction() as connection:
-            row, created = records.create_pending(connection, values)
-        return row, created, accounts
+            row, created = batch_records.create(connection, batch.initiator_id,
+                                                batch.idempotency_key, batch.atomic,
+                                                len(movements))
+            if created:
+                records.create_pending(connection, new, batch_id=row.id)
+            items = batch_records.items_of(connection, row.id)
+        return row, created, items, snapshot
 
     # --- 2. Validation ------------------------------------------------------------------
 
-    def process(self, transaction_id, accounts=None):
-        """Take one pending transaction as far as it goes; the row as it ends up."""
-        return self.process_many([(transaction_id, accounts)])[transaction_id]
-
-    def process_many(self, jobs):
-        """Take pending transactions as far as they go, together: one snapshot, one vote
-        round, one commit of the decisions, one posting and one commit of the outcomes
-        for the whole batch. ``jobs``: ``(transaction_id, accounts read at preparation or
-        None)``. Returns ``{transaction_id: row}``."""
-        rows = self._find_many([transaction_id for transaction_id, _ in jobs])
-        undecided = [row for row in rows.values()
-                     if row.status == "pending" and row.decision is None]
-        snapshot = {}
+    def process(self, rows, snapshot=None, atomic=False):
+        """Take pending ``rows`` as far as they go, together; ``{transaction_id: row}`` as
+        they end up. ``snapshot``: the accounts as preparation read them (else read now)."""
+        done = {row.id: row for row in rows}
+        undecided = [row for row in rows if row.status == records.PENDING
+                     and row.decision is None]
         if undecided:
-            known = {}
-            for _, accounts in jobs:
-                known.update(accounts or {})
             try:
-                snapshot = self._snapshot(undecided, known)
+                if snapshot is None:
+                    snapshot = self.snapshot([a for row in undecided for a in _accounts(row)])
+                done.update(self.decide(undecided, snapshot, atomic))
             except ServiceUnavailable as exc:
-                # Nothing was voted on, nothing moved: fail now rather than leave them hanging.
-                log.warning("no snapshot for %d transactions: %s", len(undecided), exc)
-                rows.update(self._record_decisions(
-                    [(row, "no_quorum", [], "service_unavailable") for row in undecided]))
-                undecided = []
-            rows.update(self.decide(undecided, snapshot))
-        approved = [row for row in rows.values()
-                    if row.status == "pending" and row.decision == APPROVE]
-        if approved and snapshot:
-            approved, stale = self._unchanged_since(approved, snapshot)
-            rows.update(self._fail(stale, "account_changed"))
+                # Nothing was voted on, nothing moved: they stay pending for the recovery.
+                log.warning("%d transactions not decided yet: %s", len(undecided), exc)
+        approved = [row for row in done.values()
+                    if row.status == records.PENDING and row.decision == APPROVE]
         if approved:
-            limits = {row.id: snapshot[row.source_account_id]["overdraft_limit"]
-                      for row in approved if row.source_account_id in snapshot}
-            rows.update(self.execute(approved, limits))
-        return rows
+            done.update(self.execute(approved, atomic))
+        return done
 
-    def _unchanged_since(self, rows, snapshot):
-        """Optimistic locking: ``(rows whose accounts are as the validators saw them,
-        rows whose account changed since — frozen, limit lowered — in the meantime)``.
-        If the accounts service does not answer, the ledger's constraints still guard
-        the money, so the rows go on."""
-        ids = sorted({account_id for row in rows for account_id in
-                      (row.source_account_id, row.destination_account_id)
-                      if account_id in snapshot})
-        try:
-            current = self._accounts(ids)
-        except ServiceUnavailable as exc:
-            log.warning("account versions not checked: %s", exc)
-            return rows, []
-        fresh, stale = [], []
-        for row in rows:
-            changed = any(
-                account_id in snapshot and (account_id not in current or
-                                            current[account_id]["version"]
-                                            != snapshot[account_id]["version"])
-                for account_id in (row.source_account_id, row.destination_account_id))
-            (stale if changed else fresh).append(row)
-        return fresh, stale
-
-    def _fail(self, rows, reason):
-        if not rows:
-            return {}
-        failed = {}
-        with self.db.transaction() as connection:
-            for row in rows:
-                failed[row.id] = records.finish(connection, row.id, "failed",
-                                                failure_reason=reason, step="failed")
-        missing = [transaction_id for transaction_id, row in failed.items() if row is None]
-        failed.update(self._find_many(missing))
-        return failed
-
-    def decide(self, rows, snapshot):
+    def decide(self, rows, snapshot, atomic=False):
         """One vote round for ``rows``; their rows after the decisions are stored."""
-        if not rows:
-            return {}
         held_for = self._authorized_amounts(rows)
         items = [vote_item(row, snapshot, held_for.get(row.authorization_id, 0))
                  for row in rows]
         ballots = collect_votes(self.rpc, self.pool.names, items, self.pool.keys,
                                 self.vote_deadline_s)
-        outcomes = []
+        decisions = []
         for row in rows:
             ballot = ballots[row.id]
             decision = ballot.close()
-            outcomes.append((row, decision, ballot.votes(), ballot.failure_reason(decision)))
-        return self._record_decisions(outcomes)
-
-    def _record_decisions(self, outcomes):
-        decided = {}
+            source, destination = (snapshot.get(row.source_account_id),
+                                   snapshot.get(row.destination_account_id))
+            decisions.append(Decision(
+                row.id, decision, ballot.votes(), ballot.failure_reason(decision),
+                source["version"] if source else None,
+                destination["version"] if destination else None))
+        if atomic and any(d.failure_reason for d in decisions):
+            decisions = [d if d.failure_reason else Decision(
+                d.transaction_id, d.decision, d.votes, BATCH_ABORTED, d.source_version,
+                d.destination_version) for d in decisions]
         with self.db.transaction() as connection:
-            for row, decision, votes, reason in outcomes:
-                decided[row.id] = records.record_decision(connection, row.id, decision, votes,
-                                                          reason)
-        # None: another worker or the recovery decided first; its decision stands.
-        missing = [transaction_id for transaction_id, row in decided.items() if row is None]
-        decided.update(self._find_many(missing))
+            decided = records.record_decisions(connection, decisions)
+        # Missing: another worker or the recovery decided first; its decision stands.
+        decided.update(self._find_many([row.id for row in rows if row.id not in decided]))
         return decided
 
-    # --- 3. Execution and 4. rollback ----------------------------------------------------------
+    # --- 3. Execution and 4. rollback ----------------------------------------------------
 
-    def execute(self, rows, overdraft_limits=None):
-        """Post approved ``rows`` in one ledger call. The source's overdraft limit is the
-        one the validators saw, or (recovery) the account's current one."""
-        limits = dict(overdraft_limits or {})
-        try:
-            unknown = [row.source_account_id for row in rows
-                       if row.id not in limits and row.source_account_id]
-            accounts = self._accounts(unknown)
-            for row in rows:
-                if row.id not in limits:
-                    account = accounts.get(row.source_account_id)
-                    limits[row.id] = account["overdraft_limit"] if account else 0
-            results = self.rpc.ledger.post([posting(row, limits[row.id]) for row in rows])
-        except ServiceUnavailable as exc:
-            # Approved and maybe posted: recovery asks the ledger again later.
-            log.warning("%d approved transactions not posted yet: %s", len(rows), exc)
-            return self._find_many([row.id for row in rows])
-        finished = {}
-        with self.db.transaction() as connection:
-            for row, result in zip(rows, results):
+    def execute(self, rows, atomic=False):
+        """Post approved ``rows`` (in order) and record how each ended."""
+        endings = []
+        for start in range(0, len(rows), MAX_POSTINGS_PER_CALL):
+            chunk = rows[start:start + MAX_POSTINGS_PER_CALL]
+            try:
+                results = self.rpc.ledger.post([posting(row) for row in chunk],
+                                               atomic=atomic)
+            except ServiceUnavailable as exc:
+                # Approved and maybe posted: recovery asks the ledger again later.
+                log.warning("%d approved transactions not posted yet: %s", len(chunk), exc)
+                continue
+            for row, result in zip(chunk, results):
                 if result["status"] in POSTED_STATUSES:
-                    finished[row.id] = records.finish(
-                        connection, row.id, "completed", step="posted",
-                        entries=[entry["id"] for entry in result.get("entries", ())])
+                    endings.append(Ending(row.id, records.COMPLETED, step="posted", detail={
+                        "entries": [entry["id"] for entry in result.get("entries", ())]}))
                 else:
-                    finished[row.id] = records.finish(
-                        connection, row.id, "failed", failure_reason=result["reason"],
-                        step="failed")
-        missing = [transaction_id for transaction_id, row in finished.items() if row is None]
-        finished.update(self._find_many(missing))
+                    endings.append(Ending(row.id, records.FAILED, result["reason"]))
+        finished = {}
+        if endings:
+            with self.db.transaction() as connection:
+                finished = records.finish(connection, endings)
+        finished.update(self._find_many([row.id for row in rows if row.id not in finished]))
         return finished
 
     # --- 5. Recovery ----------------------------------------------------------------------
@@ -244,21 +199,31 @@ class Pipeline:
             timed_out = records.time_out_undecided(connection, undecided_timeout_s)
         with self.db.connection() as connection:
             stranded = records.undecided_in_flight(connection, REDRIVE_AFTER_S)
-        redriven = 0
-        if stranded:
-            redriven = sum(row.status != "pending" for row in self.process_many(
-                [(row.id, None) for row in stranded]).values())
-        with self.db.connection() as connection:
             approved = records.approved_in_flight(connection, REPOST_AFTER_S)
-        reposted = 0
-        if approved:
-            reposted = sum(row.status != "pending" for row in self.execute(approved).values())
-        if timed_out or redriven or reposted:
-            log.info("recovery: %d undecided failed, %d decided again, %d approved posted",
-                     len(timed_out), redriven, reposted)
-        return len(timed_out) + redriven + reposted
+        finished = 0
+        for rows, atomic in self._groups(stranded) + self._groups(approved):
+            finished += sum(row.status != records.PENDING
+                            for row in self.process(rows, atomic=atomic).values())
+        if timed_out or finished:
+            log.info("recovery: %d undecided failed, %d finished", len(timed_out), finished)
+        return len(timed_out) + finished
 
-    # --- reading the other services ---------------------------------------------------
+    def _groups(self, rows):
+        """``[(rows, atomic)]``: each atomic batch whole and on its own (its items decide
+        and post together), everything else together."""
+        if not rows:
+            return []
+        with self.db.connection() as connection:
+            atomic = batch_records.atomic_ones(
+                connection, {row.batch_id for row in rows if row.batch_id})
+            whole = records.pending_of_batches(connection, atomic)
+        loose = [row for row in rows if row.batch_id not in atomic]
+        groups = [(loose, False)] if loose else []
+        for batch_id in sorted(atomic):
+            groups.append(([row for row in whole if row.batch_id == batch_id], True))
+        return groups
+
+    # --- reading ----------------------------------------------------------------------------
 
     def _find_many(self, transaction_ids):
         if not transaction_ids:
@@ -272,21 +237,28 @@ class Pipeline:
         wanted = [row.authorization_id for row in rows if row.authorization_id]
         return {row.id: row.amount for row in self._find_many(wanted).values()}
 
-    def _accounts(self, account_ids):
-        wanted = [account_id for account_id in account_ids if account_id is not None]
-        if not wanted:
-            return {}
-        return {account["id"]: account for account in self.rpc.accounts.get_many(wanted)}
 
-    def _snapshot(self, rows, known_accounts):
-        """Every account of ``rows`` with its balances, as the validators judge them."""
-        ids = sorted({account_id for row in rows for account_id in
-                      (row.source_account_id, row.destination_account_id) if account_id})
-        accounts = dict(known_accounts)
-        accounts.update(self._accounts([i for i in ids if i not in accounts]))
-        balances = self.rpc.ledger.balances(ids)
-        return {account_id: dict(accounts[account_id], **balances[account_id])
-                for account_id in ids if account_id in accounts}
+def check_movement(movement, snapshot, batch_index=None):
+    """The ``NewTransaction`` of ``movement`` (shared.commands.Movement) judged on
+    ``snapshot``; NotFound if an account it names is not there, or is not the caller's
+    where it must be (the two look the same)."""
+    owners = {}
+    for role, account_id in (("source", movement.source_account_id),
+                             ("destination", movement.destination_account_id)):
+        if account_id is None:
+            continue
+        account = snapshot.get(account_id)
+        must_own = movement.kind in (SOURCE_OWNED if role == "source" else DESTINATION_OWNED)
+        if account is None or (must_own and not movement.acting_as_admin
+                               and account["owner_id"] != movement.initiator_id):
+            raise NotFound("No such {} account.".format(role))
+        owners[role] = account["owner_id"]
+    return NewTransaction(movement, owners.get("source"), owners.get("destination"),
+                          batch_index)
+
+
+def _accounts(row):
+    return [a for a in (row.source_account_id, row.destination_account_id) if a]
 
 
 SNAPSHOT_FIELDS = ("id", "owner_id", "currency", "status", "overdraft_limit", "balance", "held")
@@ -297,9 +269,7 @@ def vote_item(row, snapshot, released=0):
     capture first frees its authorization's hold (``released``), so the source's ``held``
     is shown without it: the capture spends the money held for it, not the money beside it."""
     def side(account_id):
-        if account_id is None:
-            return None
-        account = snapshot.get(account_id)
+        account = snapshot.get(account_id) if account_id is not None else None
         if account is None:
             return None
         item = {name: account[name] for name in SNAPSHOT_FIELDS}
@@ -310,6 +280,7 @@ def vote_item(row, snapshot, released=0):
     return {
         "id": row.id,
         "type": row.type,
+        "hold": row.hold,
         "amount": row.amount,
         "currency": row.currency,
         "initiator_id": row.initiator_id,
@@ -319,7 +290,13 @@ def vote_item(row, snapshot, released=0):
     }
 
 
-def posting(row, debit_overdraft_limit):
+def posting(row):
+    """The ledger posting of an approved transaction, with the versions it was approved on."""
+    versions = {}
+    if row.source_account_id and row.source_version is not None:
+        versions[row.source_account_id] = row.source_version
+    if row.destination_account_id and row.destination_version is not None:
+        versions[row.destination_account_id] = row.destination_version
     return {
         "transaction_id": row.id,
         "type": row.type,
@@ -327,7 +304,7 @@ def posting(row, debit_overdraft_limit):
         "amount": row.amount,
         "debit_account_id": row.source_account_id,
         "credit_account_id": row.destination_account_id,
-        "debit_overdraft_limit": debit_overdraft_limit,
         "hold": row.hold,
         "capture_of": row.authorization_id,
+        "expected_versions": versions,
     }

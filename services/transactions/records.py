@@ -1,22 +1,30 @@
 """The transactions table and its state machine: pending → completed | failed.
 
-Every transition is one conditional UPDATE (``WHERE status = 'pending'``, or
-``decision IS NULL``), so a worker, a redelivered message and the recovery
-loop can race over one transaction and exactly one of them moves it; each
-transition also appends a row to ``transaction_steps`` in the same commit.
+Every transition is a conditional UPDATE (``WHERE status = 'pending'``, or ``decision
+IS NULL``), so a worker, a redelivered message and the recovery loop can race over one
+transaction and exactly one of them moves it. Each write takes a whole batch in one
+statement (``unnest`` of arrays, one row per transaction), so a batch of a thousand
+costs the database a few statements, not thousands; each transition also appends its
+row to ``transaction_steps``, and each transaction that ends queues its event, in the
+same commit.
 """
+import json
 import uuid
+from dataclasses import dataclass
+from typing import Optional
 
 from sqlalchemy import (
-    CHAR, BigInteger, Boolean, Column, DateTime, Identity, MetaData, Table, Text, func, insert, literal,
-    or_, select, tuple_, update,
+    CHAR, BigInteger, Boolean, Column, DateTime, Identity, Integer, MetaData, Table, Text,
+    func, literal, or_, select, text, tuple_,
 )
 from sqlalchemy.dialects.postgresql import JSONB, UUID
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from services.transactions import events
 from shared import cursors
+from shared.db import typed
 from shared.ids import parse_id, rfc3339
+
+PENDING, COMPLETED, FAILED = "pending", "completed", "failed"
 
 metadata = MetaData(schema="transactions")
 transactions = Table(
@@ -28,7 +36,7 @@ transactions = Table(
     Column("decision", Text),
     Column("failure_reason", Text),
     Column("initiator_id", UUID(as_uuid=False), nullable=False),
-    Column("idempotency_key", Text, nullable=False),
+    Column("idempotency_key", Text),
     Column("source_account_id", UUID(as_uuid=False)),
     Column("destination_account_id", UUID(as_uuid=False)),
     Column("source_owner_id", UUID(as_uuid=False)),
@@ -43,6 +51,14 @@ transactions = Table(
     # A payment that only holds the money (an authorization); a capture's authorization.
     Column("hold", Boolean, nullable=False, server_default="false"),
     Column("authorization_id", UUID(as_uuid=False)),
+    # The batch (POST /v1/transfers/batch) an item belongs to, and its place in it.
+    Column("batch_id", UUID(as_uuid=False)),
+    Column("batch_index", Integer),
+    # The accounts' versions the transaction was approved on (the ledger checks them).
+    Column("source_version", Integer),
+    Column("destination_version", Integer),
+    # The client's string-to-string metadata (None: none given).
+    Column("metadata", JSONB),
 )
 steps = Table(
     "transaction_steps",
@@ -67,6 +83,7 @@ def view(row):
         "amount": row.amount,
         "currency": row.currency,
         "description": row.description,
+        "metadata": row.metadata or {},
         "votes": [{"validator_id": vote["validator_id"], "decision": vote["decision"],
                    "reasons": vote["reasons"]} for vote in row.votes],
         "created_at": rfc3339(row.created_at),
@@ -74,102 +91,227 @@ def view(row):
     }
 
 
-def record_step(connection, transaction_id, step, **detail):
-    connection.execute(insert(steps).values(transaction_id=transaction_id, step=step,
-                                            detail=detail))
+def visible_to(row, viewer_id):
+    return viewer_id in (row.initiator_id, row.source_owner_id, row.destination_owner_id)
 
 
-def create_pending(connection, values):
-    """Insert the pending transaction unless its (initiator, idempotency key) exists.
+# --- steps and events -------------------------------------------------------------------
 
-    Returns ``(row, created)``: a retried request gets the transaction it created before.
-    """
-    row = connection.execute(
-        pg_insert(transactions)
-        .values(id=str(uuid.uuid4()), status="pending", votes=[], **values)
-        .on_conflict_do_nothing(constraint="one_per_idempotency_key")
-        .returning(transactions)
-    ).one_or_none()
-    if row is not None:
-        record_step(connection, row.id, "received")
-        return row, True
-    existing = connection.execute(
-        select(transactions).where(
-            transactions.c.initiator_id == values["initiator_id"],
-            transactions.c.idempotency_key == values["idempotency_key"])
-    ).one()
-    return existing, False
+_STEPS = text("""
+    INSERT INTO transactions.transaction_steps (transaction_id, step, detail)
+    SELECT * FROM unnest(CAST(:ids AS uuid[]), CAST(:steps AS text[]),
+                         CAST(:details AS jsonb[]))
+""")
 
 
-def find(connection, transaction_id):
-    transaction_id = parse_id(transaction_id)
-    if transaction_id is None:
-        return None
-    return connection.execute(
-        select(transactions).where(transactions.c.id == transaction_id)).one_or_none()
+def record_steps(connection, rows):
+    """Append ``(transaction_id, step, detail dict)`` rows to the audit trail."""
+    if not rows:
+        return
+    connection.execute(_STEPS, {
+        "ids": [transaction_id for transaction_id, _, _ in rows],
+        "steps": [step for _, step, _ in rows],
+        "details": [json.dumps(detail, separators=(",", ":")) for _, _, detail in rows],
+    })
 
 
-def _finished(connection, row):
-    events.record_finished(connection, row, view(row))
+def _finished(connection, rows):
+    """Queue the events of the ``rows`` that ended (in the caller's commit)."""
+    events.record_finished(connection, [(row, view(row)) for row in rows
+                                        if row.status != PENDING])
 
 
-def find_many(connection, transaction_ids):
-    return connection.execute(
-        select(transactions).where(transactions.c.id.in_(list(transaction_ids)))).all()
+# --- 1. received ---------------------------------------------------------------------------
+
+_INSERT_PENDING = text("""
+    INSERT INTO transactions.transactions (
+        id, type, status, initiator_id, idempotency_key, source_account_id,
+        destination_account_id, source_owner_id, destination_owner_id, amount, currency,
+        description, metadata, votes, hold, authorization_id, batch_id, batch_index)
+    SELECT v.id, v.type, 'pending', v.initiator_id, v.idempotency_key, v.source_account_id,
+           v.destination_account_id, v.source_owner_id, v.destination_owner_id, v.amount,
+           v.currency, v.description, v.metadata, '[]'::jsonb, v.hold, v.authorization_id,
+           CAST(:batch_id AS uuid), v.batch_index
+      FROM unnest(CAST(:ids AS uuid[]), CAST(:types AS text[]), CAST(:initiators AS uuid[]),
+                  CAST(:keys AS text[]), CAST(:sources AS uuid[]),
+                  CAST(:destinations AS uuid[]), CAST(:source_owners AS uuid[]),
+                  CAST(:destination_owners AS uuid[]), CAST(:amounts AS bigint[]),
+                  CAST(:currencies AS char(3)[]), CAST(:descriptions AS text[]),
+                  CAST(:metadata AS jsonb[]), CAST(:holds AS boolean[]),
+                  CAST(:authorizations AS uuid[]), CAST(:batch_indexes AS integer[]))
+           AS v(id, type, initiator_id, idempotency_key, source_account_id,
+                destination_account_id, source_owner_id, destination_owner_id, amount,
+                currency, description, metadata, hold, authorization_id, batch_index)
+    ON CONFLICT ON CONSTRAINT one_per_idempotency_key DO NOTHING
+    RETURNING *
+""").columns(**typed(transactions))
+_BY_KEYS = text("""
+    SELECT t.* FROM transactions.transactions t
+      JOIN unnest(CAST(:initiators AS uuid[]), CAST(:keys AS text[])) AS k(initiator_id, key)
+        ON t.initiator_id = k.initiator_id AND t.idempotency_key = k.key
+""").columns(**typed(transactions))
 
 
-def record_decision(connection, transaction_id, decision, votes, failure_reason=None):
-    """Store the vote round's outcome; a rejection or missing quorum also fails the
-    transaction. None if someone else decided first (the row says what they decided)."""
-    values = {"decision": decision, "votes": votes, "decided_at": func.now()}
-    if decision != "approve":
-        values.update(status="failed", failure_reason=failure_reason, completed_at=func.now())
-    row = connection.execute(
-        update(transactions)
-        .where(transactions.c.id == transaction_id, transactions.c.decision.is_(None))
-        .values(**values)
-        .returning(transactions)
-    ).one_or_none()
-    if row is not None:
-        record_step(connection, transaction_id, "decided", decision=decision,
-                    failure_reason=failure_reason,
-                    validators=[vote["validator_id"] for vote in votes])
-        if row.status != "pending":
-            _finished(connection, row)
-    return row
+@dataclass(frozen=True)
+class NewTransaction:
+    """What preparation records of one movement."""
+
+    movement: object  # shared.commands.Movement
+    source_owner_id: Optional[str]
+    destination_owner_id: Optional[str]
+    batch_index: Optional[int] = None
 
 
-def finish(connection, transaction_id, status, failure_reason=None, step=None, **detail):
-    """pending → completed | failed, once. None if it was no longer pending."""
-    row = connection.execute(
-        update(transactions)
-        .where(transactions.c.id == transaction_id, transactions.c.status == "pending")
-        .values(status=status, failure_reason=failure_reason, completed_at=func.now())
-        .returning(transactions)
-    ).one_or_none()
-    if row is not None:
-        record_step(connection, transaction_id, step or status,
-                    failure_reason=failure_reason, **detail)
-        _finished(connection, row)
-    return row
+def create_pending(connection, new, batch_id=None):
+    """Record ``new`` (NewTransaction) ``pending``, each once per (initiator, idempotency
+    key): ``[(row, created)]`` in the order given, a retried request getting the
+    transaction it created before."""
+    if not new:
+        return []
+    ids = [str(uuid.uuid4()) for _ in new]
+    moves = [item.movement for item in new]
+    inserted = {row.id: row for row in connection.execute(_INSERT_PENDING, {
+        "ids": ids,
+        "types": [move.kind for move in moves],
+        "initiators": [move.initiator_id for move in moves],
+        "keys": [move.idempotency_key for move in moves],
+        "sources": [move.source_account_id for move in moves],
+        "destinations": [move.destination_account_id for move in moves],
+        "source_owners": [item.source_owner_id for item in new],
+        "destination_owners": [item.destination_owner_id for item in new],
+        "amounts": [move.amount for move in moves],
+        "currencies": [move.currency for move in moves],
+        "descriptions": [move.description for move in moves],
+        "metadata": [json.dumps(move.metadata) if move.metadata else None for move in moves],
+        "holds": [move.hold for move in moves],
+        "authorizations": [move.authorization_id if move.kind == "capture" else None
+                           for move in moves],
+        "batch_indexes": [item.batch_index for item in new],
+        "batch_id": batch_id,
+    })}
+    record_steps(connection, [(transaction_id, "received", {}) for transaction_id in inserted])
+    missing = [move for transaction_id, move in zip(ids, moves) if transaction_id not in inserted]
+    existing = {}
+    if missing:
+        existing = {(row.initiator_id, row.idempotency_key): row for row in connection.execute(
+            _BY_KEYS, {"initiators": [move.initiator_id for move in missing],
+                       "keys": [move.idempotency_key for move in missing]})}
+    return [(inserted[transaction_id], True) if transaction_id in inserted
+            else (existing[(move.initiator_id, move.idempotency_key)], False)
+            for transaction_id, move in zip(ids, moves)]
+
+
+# --- 2. decided ------------------------------------------------------------------------------
+
+_DECIDE = text("""
+    UPDATE transactions.transactions t
+       SET decision = v.decision, votes = v.votes, decided_at = now(),
+           status = CASE WHEN v.failure_reason IS NULL THEN 'pending' ELSE 'failed' END,
+           failure_reason = v.failure_reason,
+           completed_at = CASE WHEN v.failure_reason IS NULL THEN NULL ELSE now() END,
+           source_version = v.source_version, destination_version = v.destination_version
+      FROM unnest(CAST(:ids AS uuid[]), CAST(:decisions AS text[]), CAST(:votes AS jsonb[]),
+                  CAST(:reasons AS text[]), CAST(:source_versions AS integer[]),
+                  CAST(:destination_versions AS integer[]))
+           AS v(id, decision, votes, failure_reason, source_version, destination_version)
+     WHERE t.id = v.id AND t.decision IS NULL
+    RETURNING t.*
+""").columns(**typed(transactions))
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A vote round's outcome for one transaction. ``failure_reason`` None: approved and
+    still to be posted; else the transaction fails with it (a rejection, no quorum, or an
+    approved item of an atomic batch that another item failed)."""
+
+    transaction_id: str
+    decision: str
+    votes: list
+    failure_reason: Optional[str] = None
+    source_version: Optional[int] = None
+    destination_version: Optional[int] = None
+
+
+def record_decisions(connection, decisions):
+    """Store each decision unless the transaction was decided before (by another worker or
+    the recovery: that decision stands). ``{transaction_id: row}`` of those stored."""
+    if not decisions:
+        return {}
+    rows = connection.execute(_DECIDE, {
+        "ids": [d.transaction_id for d in decisions],
+        "decisions": [d.decision for d in decisions],
+        "votes": [json.dumps(d.votes, separators=(",", ":")) for d in decisions],
+        "reasons": [d.failure_reason for d in decisions],
+        "source_versions": [d.source_version for d in decisions],
+        "destination_versions": [d.destination_version for d in decisions],
+    }).all()
+    record_steps(connection, [(row.id, "decided", {
+        "decision": row.decision, "failure_reason": row.failure_reason,
+        "validators": [vote["validator_id"] for vote in row.votes]}) for row in rows])
+    _finished(connection, rows)
+    return {row.id: row for row in rows}
+
+
+# --- 3. finished ------------------------------------------------------------------------------
+
+_FINISH = text("""
+    UPDATE transactions.transactions t
+       SET status = v.status, failure_reason = v.failure_reason, completed_at = now()
+      FROM unnest(CAST(:ids AS uuid[]), CAST(:statuses AS text[]), CAST(:reasons AS text[]))
+           AS v(id, status, failure_reason)
+     WHERE t.id = v.id AND t.status = 'pending'
+    RETURNING t.*
+""").columns(**typed(transactions))
+
+
+@dataclass(frozen=True)
+class Ending:
+    """How one pending transaction ends: completed (posted), or failed with a reason."""
+
+    transaction_id: str
+    status: str
+    failure_reason: Optional[str] = None
+    step: Optional[str] = None
+    detail: Optional[dict] = None
+
+
+def finish(connection, endings):
+    """pending → completed | failed, once each. ``{transaction_id: row}`` of those that
+    were still pending."""
+    if not endings:
+        return {}
+    rows = connection.execute(_FINISH, {
+        "ids": [e.transaction_id for e in endings],
+        "statuses": [e.status for e in endings],
+        "reasons": [e.failure_reason for e in endings],
+    }).all()
+    by_id = {e.transaction_id: e for e in endings}
+    record_steps(connection, [
+        (row.id, by_id[row.id].step or row.status,
+         dict(by_id[row.id].detail or {}, failure_reason=row.failure_reason))
+        for row in rows])
+    _finished(connection, rows)
+    return {row.id: row for row in rows}
+
+
+# --- 5. recovery ----------------------------------------------------------------------------
 
 
 def time_out_undecided(connection, older_than_s):
     """Fail every transaction still undecided after ``older_than_s``: its vote round died
     with a process. Returns the rows failed."""
-    rows = connection.execute(
-        update(transactions)
-        .where(transactions.c.status == "pending", transactions.c.decision.is_(None),
-               transactions.c.created_at < func.now() - func.make_interval(0, 0, 0, 0, 0, 0,
-                                                                         older_than_s))
-        .values(status="failed", decision="timeout", failure_reason="decision_timeout",
-                decided_at=func.now(), completed_at=func.now())
-        .returning(transactions)
-    ).all()
-    for row in rows:
-        record_step(connection, row.id, "failed", failure_reason="decision_timeout",
-                    by="recovery")
-        _finished(connection, row)
+    rows = connection.execute(text("""
+        UPDATE transactions.transactions
+           SET status = 'failed', decision = 'timeout', failure_reason = 'decision_timeout',
+               decided_at = now(), completed_at = now()
+         WHERE status = 'pending' AND decision IS NULL
+           AND created_at < now() - make_interval(secs => :older_than_s)
+        RETURNING *
+    """).columns(**typed(transactions)), {"older_than_s": older_than_s}).all()
+    record_steps(connection, [(row.id, "failed", {"failure_reason": "decision_timeout",
+                                                  "by": "recovery"}) for row in rows])
+    _finished(connection, rows)
     return rows
 
 
@@ -177,7 +319,7 @@ def undecided_in_flight(connection, older_than_s, limit=500):
     """Transactions still undecided after ``older_than_s``: their vote round may have died."""
     return connection.execute(
         select(transactions)
-        .where(transactions.c.status == "pending", transactions.c.decision.is_(None),
+        .where(transactions.c.status == PENDING, transactions.c.decision.is_(None),
                transactions.c.created_at < func.now() - func.make_interval(
                    0, 0, 0, 0, 0, 0, older_than_s))
         .order_by(transactions.c.created_at)
@@ -189,7 +331,7 @@ def approved_in_flight(connection, older_than_s, limit=500):
     """Approved transactions not yet completed: their posting may have been lost."""
     return connection.execute(
         select(transactions)
-        .where(transactions.c.status == "pending", transactions.c.decision == "approve",
+        .where(transactions.c.status == PENDING, transactions.c.decision == "approve",
                transactions.c.decided_at < func.now() - func.make_interval(
                    0, 0, 0, 0, 0, 0, older_than_s))
         .order_by(transactions.c.decided_at)
@@ -197,7 +339,30 @@ def approved_in_flight(connection, older_than_s, limit=500):
     ).all()
 
 
-# --- Lists ---------------------------------------------------------------------------
+def pending_of_batches(connection, batch_ids):
+    """The pending items of ``batch_ids``: an atomic batch is recovered whole."""
+    if not batch_ids:
+        return []
+    return connection.execute(
+        select(transactions)
+        .where(transactions.c.batch_id.in_(list(batch_ids)), transactions.c.status == PENDING)
+        .order_by(transactions.c.batch_id, transactions.c.batch_index)).all()
+
+
+# --- reading ------------------------------------------------------------------------------
+
+
+def find(connection, transaction_id):
+    transaction_id = parse_id(transaction_id)
+    if transaction_id is None:
+        return None
+    return connection.execute(
+        select(transactions).where(transactions.c.id == transaction_id)).one_or_none()
+
+
+def find_many(connection, transaction_ids):
+    return connection.execute(
+        select(transactions).where(transactions.c.id.in_(list(transaction_ids)))).all()
 
 
 def page_for(connection, limit, viewer_id=None, account_id=None, status=None, before=None):
@@ -229,8 +394,3 @@ def encode_cursor(row):
 
 
 decode_cursor = cursors.decode_time_and_id
-
-
-def visible_to(row, viewer_id):
-    return viewer_id in (row.initiator_id, row.source_owner_id, row.destination_owner_id)
-

@@ -1,66 +1,88 @@
 """Transactions: every money movement, through the consensus protocol (pipeline.py).
 
-``submit`` records the request and queues it for the next batch (batcher.py);
-the caller waits for the decision up to ``decision_wait_ms`` and otherwise gets
-the pending transaction back, which this service then finishes by itself. A
-timer finishes whatever a crash left in flight; another relays the events of
-finished transactions from the outbox (events.py).
+``submit_many`` takes the movements a gateway process had in flight together and runs
+them as one batch (consensus.py); ``submit_batch`` runs a client's batch of transfers.
+Each caller waits for the decisions up to ``decision_wait_ms`` and otherwise gets the
+pending transactions back, which this service then finishes by itself. A timer finishes
+whatever a crash left in flight; another relays the events of finished transactions from
+the outbox (events.py).
 """
-import eventlet
-from nameko.dependency_providers import Config
 from nameko.events import EventDispatcher
+from nameko.exceptions import serialize
 from nameko.timer import timer
 
+from services.transactions import batches as batch_records
 from services.transactions import events, records
-from services.transactions.batcher import Batcher
-from services.transactions.dependencies import ValidatorPool
-from services.transactions.pipeline import Pipeline
+from services.transactions.consensus import Consensus
+from shared.commands import Movement, TransferBatch
 from shared.cursors import DEFAULT_PAGE_SIZE, page_request
 from shared.db import Database
-from shared.errors import NotFound
+from shared.errors import NotFound, ValidationFailed
 from shared.ids import parse_id
-from shared.rpc import ServiceRpc
 from shared.service import ServiceBase, rpc
 
 RECOVERY_INTERVAL_S = 5
-EVENT_RELAY_INTERVAL_S = 0.5
-WAIT_POLL_S = 0.05
+EVENT_RELAY_INTERVAL_S = 0.2
+MAX_MOVEMENTS = 1000
 
 
 class TransactionsService(ServiceBase):
     name = "transactions"
     db = Database(schema="transactions")
-    services = ServiceRpc("transactions")  # not `rpc`: that name is the entrypoint decorator
-    pool = ValidatorPool()
-    batcher = Batcher()
-    config = Config()
+    consensus = Consensus()
     dispatch = EventDispatcher()
 
     @rpc
-    def submit(self, kind, initiator_id, body, idempotency_key, acting_as_admin=False):
-        """Move money: the transaction, decided (completed or failed) or still pending."""
-        pipeline = self._pipeline()
-        row, created, accounts = pipeline.prepare(kind, initiator_id, body, idempotency_key,
-                                                  acting_as_admin)
-        wait_s = int(self.config["transactions"]["decision_wait_ms"]) / 1000
-        if created:
-            done = self.batcher.submit(pipeline, row.id, accounts)
-            with eventlet.Timeout(wait_s, False):  # stops the waiting, not the work
-                processed = done.wait()
-                if processed is not None:
-                    return records.view(processed)
-        else:
-            # A retry of a request already being processed: wait for that one to finish.
-            with eventlet.Timeout(wait_s, False):
-                while row.status == "pending":
-                    eventlet.sleep(WAIT_POLL_S)
-                    row = self._find(row.id)
-        return records.view(self._find(row.id))
+    def submit_many(self, movements):
+        """Move money for each of ``movements`` (shared.commands.Movement, as dicts), all in
+        one batch: per movement, in order, ``{"transaction": <transaction>}`` (decided, or
+        still pending) or ``{"error": <serialized shared.errors type>}``."""
+        if not isinstance(movements, list) or not 1 <= len(movements) <= MAX_MOVEMENTS:
+            raise ValidationFailed("movements: must be a list of 1 to {}".format(
+                MAX_MOVEMENTS), errors={"movements": ["1 to {} items".format(MAX_MOVEMENTS)]})
+        read, answers = [], [None] * len(movements)
+        for index, wire in enumerate(movements):
+            try:
+                read.append((index, Movement.from_wire(wire)))
+            except ValidationFailed as error:
+                answers[index] = {"error": serialize(error)}
+        if read:
+            outcomes = self.consensus.submit([movement for _, movement in read])
+            for (index, _), outcome in zip(read, outcomes):
+                answers[index] = ({"error": serialize(outcome)}
+                                  if isinstance(outcome, Exception)
+                                  else {"transaction": records.view(outcome)})
+        return answers
+
+    @rpc
+    def submit(self, movement):
+        """Move money once: the transaction, decided or still pending."""
+        [outcome] = self.consensus.submit([Movement.from_wire(movement)])
+        if isinstance(outcome, Exception):
+            raise outcome
+        return records.view(outcome)
+
+    @rpc
+    def submit_batch(self, batch):
+        """A batch of transfers (shared.commands.TransferBatch, as a dict), applied in
+        order: the batch with every item, decided or still pending."""
+        row, items = self.consensus.submit_batch(TransferBatch.from_wire(batch))
+        return batch_records.view(row, items)
+
+    @rpc
+    def get_batch(self, batch_id, viewer_id=None):
+        """One batch; ``viewer_id`` None is staff, else it must be the viewer's."""
+        batch, items = self.consensus.find_batch(batch_id)
+        if batch is None or (viewer_id is not None
+                             and not batch_records.visible_to(batch, viewer_id)):
+            raise NotFound("No such batch.")
+        return batch_records.view(batch, items)
 
     @rpc
     def get(self, transaction_id, viewer_id=None):
         """One transaction; ``viewer_id`` None is staff, else it must be the viewer's."""
-        row = self._find(transaction_id)
+        with self.db.connection() as connection:
+            row = records.find(connection, transaction_id)
         if row is None or (viewer_id is not None and not records.visible_to(row, viewer_id)):
             raise NotFound("No such transaction.")
         return records.view(row)
@@ -80,17 +102,8 @@ class TransactionsService(ServiceBase):
 
     @timer(interval=RECOVERY_INTERVAL_S, eager=True)
     def recover(self):
-        self._pipeline().recover(int(self.config["transactions"]["undecided_timeout_s"]))
+        self.consensus.recover()
 
     @timer(interval=EVENT_RELAY_INTERVAL_S)
     def relay_events(self):
         events.relay(self.db, self.dispatch)
-
-    def _pipeline(self):
-        deadline_s = int(self.config["transactions"]["vote_deadline_ms"]) / 1000
-        return Pipeline(self.db, self.services, self.pool, deadline_s)
-
-    def _find(self, transaction_id):
-        with self.db.connection() as connection:
-            return records.find(connection, transaction_id)
-

@@ -10,7 +10,7 @@ from datetime import datetime
 from fractions import Fraction
 
 from shared.ids import parse_id
-from shared.money import MINOR_UNIT_EXPONENT, is_amount
+from shared.money import MINOR_UNIT_EXPONENT, TRANSACTION_TYPES, available_balance, is_amount
 
 # Reason codes (the transactions service reports the first as the failure_reason).
 INSUFFICIENT_FUNDS = "insufficient_funds"
@@ -21,7 +21,6 @@ FRAUD_SUSPECTED = "fraud_suspected"
 COMPLIANCE_BLOCKED = "compliance_blocked"
 MALFORMED_TRANSACTION = "malformed_transaction"
 
-TYPES = frozenset({"deposit", "withdrawal", "transfer", "payment", "capture", "refund"})
 ACTIVE = "active"
 
 # Outflows of the source account that count towards its velocity, its usual amount and its
@@ -111,7 +110,7 @@ def is_well_formed(tx):
         return False
     if not (
         parse_id(tx.get("id")) is not None
-        and tx.get("type") in TYPES
+        and tx.get("type") in TRANSACTION_TYPES
         and is_amount(tx.get("amount"))
         and tx.get("currency") in MINOR_UNIT_EXPONENT
         and parse_id(tx.get("initiator_id")) is not None
@@ -139,14 +138,10 @@ def accounts_of(tx):
 # --- stateless rules (well-formed items only) ------------------------------------------------
 
 
-def available_balance(account):
-    """What the account may still spend: posted money, less holds, plus its overdraft."""
-    return account["balance"] - account["held"] + account["overdraft_limit"]
-
-
 def insufficient_funds(tx):
     source = tx["source"]
-    return source is not None and available_balance(source) < tx["amount"]
+    return source is not None and available_balance(
+        source["balance"], source["held"], source["overdraft_limit"]) < tx["amount"]
 
 
 def account_frozen(tx):

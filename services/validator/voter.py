@@ -22,16 +22,20 @@ from eventlet.semaphore import Semaphore
 
 from services.validator import rules
 from shared.errors import ServiceUnavailable
+from shared.votes import APPROVE, REJECT
 
 log = logging.getLogger(__name__)
 
-APPROVE, REJECT = "approve", "reject"
 # At most one warning this often while Redis stays away (every vote would log otherwise).
 WARN_EVERY_S = 10.0
 
 
 class Voter:
-    """``decide(transactions)``: one ``(transaction_id, decision, reasons)`` per item, in order."""
+    """``decide(transactions)``: one ``(transaction_id, decision, reasons)`` per item, in order.
+
+    Items are judged in the order given, as the ledger applies them: an item sees the
+    balances the approved items before it in the same call leave (``Running``), so a
+    batch that pays into an account and then out of it is judged as it will be posted."""
 
     def __init__(self, policy, store, clock=time.time):
         self.policy = policy
@@ -47,57 +51,69 @@ class Voter:
         self._skipped = 0
 
     def decide(self, transactions):
-        decisions = []  # [transaction_id, reasons] per item
-        outflows = []  # (position, tx) of well-formed counted outflows: the stateful part
-        for position, tx in enumerate(transactions):
+        outflows = [tx for tx in transactions
+                    if rules.is_well_formed(tx) and tx["type"] in rules.COUNTED_OUTFLOWS]
+        if not outflows:
+            return self._judge(transactions, None)
+        with self.lock:
+            return self._judge(transactions, self._risk(outflows))
+
+    def _judge(self, transactions, risk):
+        """Every item in order; the approvals recorded in the risk state."""
+        decisions = []
+        running = Running()
+        recorded = set()
+        for tx in transactions:
             if not rules.is_well_formed(tx):
                 # One bad item is rejected alone; the batch goes on.
-                decisions.append([rules.transaction_id(tx), [rules.MALFORMED_TRANSACTION]])
+                decisions.append((rules.transaction_id(tx), REJECT,
+                                  [rules.MALFORMED_TRANSACTION]))
                 continue
-            decisions.append([tx["id"], rules.stateless_reasons(tx, self.policy)])
-            if tx["type"] in rules.COUNTED_OUTFLOWS:
-                outflows.append((position, tx))
-        if outflows:
-            with self.lock:
-                self._screen(outflows, decisions)
-        return [(transaction_id, REJECT if reasons else APPROVE, reasons)
-                for transaction_id, reasons in decisions]
+            reasons = rules.stateless_reasons(running.seen(tx), self.policy)
+            if risk is not None and tx["type"] in rules.COUNTED_OUTFLOWS:
+                reasons += self._screen(tx, risk, recorded, approve=not reasons)
+            if not reasons:
+                running.apply(tx)
+            decisions.append((tx["id"], REJECT if reasons else APPROVE, reasons))
+        if recorded:
+            views, _ = risk
+            try:
+                self.store.record(views, recorded, self.clock())
+            except ServiceUnavailable as exc:
+                # The decisions stand (they were made on the state); only their count is lost.
+                self._warn("approvals of %d transaction(s) not recorded in the risk state: %s",
+                           len(recorded), exc)
+        return decisions
 
-    def _screen(self, outflows, decisions):
-        """Add the stateful reasons to ``decisions`` and record the approvals."""
-        now = self.clock()
+    def _risk(self, outflows):
+        """``(views, counted)`` of the risk state the outflows need, or None when Redis does
+        not answer (the stateful rules are then skipped)."""
         wanted = {}
-        for _, tx in outflows:
+        for tx in outflows:
             wanted.setdefault(_source_id(tx), set()).add(_destination_id(tx))
         try:
-            views, counted = self.store.load(wanted, {_id(tx) for _, tx in outflows}, now)
+            return self.store.load(wanted, {_id(tx) for tx in outflows}, self.clock())
         except ServiceUnavailable as exc:
             self._warn("stateful rules skipped for %d transaction(s), deciding on the "
                        "stateless rules alone: %s", len(outflows), exc)
-            return
-        recorded = set()
-        for position, tx in outflows:
-            reasons = decisions[position][1]
-            if _id(tx) in counted or _id(tx) in recorded:
-                # Voted on and counted before: its outflow is already in the numbers it
-                # would be checked against, and must not be counted again.
-                continue
-            view = views[_source_id(tx)]
-            destination = _destination_id(tx)
-            reasons.extend(rules.stateful_reasons(
-                tx["amount"], view.outflow_today, view.usual, view.recent_new,
-                view.is_new(destination), self.policy))
-            if not reasons:
-                view.approve(tx["amount"], destination, rules.next_usual(view.usual, tx["amount"]))
-                recorded.add(_id(tx))
-        if not recorded:
-            return
-        try:
-            self.store.record(views, recorded, now)
-        except ServiceUnavailable as exc:
-            # The decisions stand (they were made on the state); only their count is lost.
-            self._warn("approvals of %d transaction(s) not recorded in the risk state: %s",
-                       len(recorded), exc)
+            return None
+
+    def _screen(self, tx, risk, recorded, approve):
+        """The stateful reasons against ``tx``; an approval changes the state it leaves."""
+        views, counted = risk
+        if _id(tx) in counted or _id(tx) in recorded:
+            # Voted on and counted before: its outflow is already in the numbers it
+            # would be checked against, and must not be counted again.
+            return []
+        view = views[_source_id(tx)]
+        destination = _destination_id(tx)
+        reasons = rules.stateful_reasons(
+            tx["amount"], view.outflow_today, view.usual, view.recent_new,
+            view.is_new(destination), self.policy)
+        if approve and not reasons:
+            view.approve(tx["amount"], destination, rules.next_usual(view.usual, tx["amount"]))
+            recorded.add(_id(tx))
+        return reasons
 
     def _warn(self, message, *args):
         self._skipped += 1
@@ -107,6 +123,39 @@ class Voter:
                         *args, self._skipped)
             self._last_warning_s = now
             self._skipped = 0
+
+
+class Running:
+    """What the approved items of one call have done to the accounts so far."""
+
+    def __init__(self):
+        self.balance = {}  # account id -> change of its balance
+        self.held = {}  # account id -> change of its held money
+
+    def seen(self, tx):
+        """``tx`` with its accounts as the items approved before it leave them."""
+        if not self.balance and not self.held:
+            return tx
+        adjusted = dict(tx)
+        for side in ("source", "destination"):
+            account = tx[side]
+            if account is not None and (account["id"] in self.balance
+                                        or account["id"] in self.held):
+                adjusted[side] = dict(account, balance=account["balance"]
+                                      + self.balance.get(account["id"], 0),
+                                      held=account["held"] + self.held.get(account["id"], 0))
+        return adjusted
+
+    def apply(self, tx):
+        amount = tx["amount"]
+        source, destination = tx["source"], tx["destination"]
+        if tx["type"] == "payment" and tx.get("hold"):
+            self.held[source["id"]] = self.held.get(source["id"], 0) + amount
+            return
+        if source is not None:
+            self.balance[source["id"]] = self.balance.get(source["id"], 0) - amount
+        if destination is not None:
+            self.balance[destination["id"]] = self.balance.get(destination["id"], 0) + amount
 
 
 def _id(tx):

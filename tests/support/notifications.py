@@ -132,16 +132,17 @@ def event(user_ids, event_type="transaction.completed", event_id=None, **data):
 
 
 HANDLERS = {
-    "transaction.completed": "on_transaction_completed",
-    "transaction.failed": "on_transaction_failed",
-    "payment.captured": "on_payment_captured",
-    "payment.refunded": "on_payment_refunded",
+    "transaction.completed": "on_transaction_events",
+    "transaction.failed": "on_transaction_events",
+    "payment.captured": "on_payment_events",
+    "payment.refunded": "on_payment_events",
 }
 
 
 def publish(worker, payload, event_type=None):
-    """What Nameko does with a dispatched event: calls the handler with the payload."""
-    return getattr(worker, HANDLERS[event_type or payload["type"]])(payload)
+    """What Nameko does with an event its outbox relay dispatched: calls the handler with a
+    batch holding the event (shared/event_outbox.py)."""
+    return getattr(worker, HANDLERS[event_type or payload["type"]])({"events": [payload]})
 
 
 def drive(*workers, until, timeout_s=10.0, pause_s=0.05):

@@ -34,7 +34,7 @@ def test_the_repository_config_has_every_address_and_limit(monkeypatch):
     assert config["validators"]["pool_size"] == 3
     assert kafka_bootstrap_servers(config) == "127.0.0.1:9092"
     assert process_names(config) == [
-        "auth", "accounts", "transactions", "validator_1", "validator_2", "validator_3",
+        "auth", "transactions", "validator_1", "validator_2", "validator_3",
         "payments", "ledger", "notifications", "gateway",
     ]
     assert "gateway" not in rpc_identities(config)
@@ -42,5 +42,5 @@ def test_the_repository_config_has_every_address_and_limit(monkeypatch):
 
 def test_the_validator_pool_size_is_configurable(monkeypatch):
     monkeypatch.setenv("PAYSYS_VALIDATORS", "5")
-    assert rpc_identities(load_config())[3:8] == [
+    assert rpc_identities(load_config())[2:7] == [
         "validator_1", "validator_2", "validator_3", "validator_4", "validator_5"]

@@ -4,9 +4,12 @@ import uuid
 import pytest
 from sqlalchemy import text
 
-from gateway.idempotency import DeferredWrites, IdempotencyStore, fingerprint, parse_key
+from gateway.idempotency import (
+    Begin, DeferredWrites, IdempotencyStore, Lease, fingerprint, parse_key,
+)
 from shared.db import DatabaseAccess
 from shared.errors import BadRequest, Conflict, ValidationFailed
+from tests.support.concurrency import run_together
 
 
 @pytest.fixture
@@ -22,11 +25,26 @@ def user():
 FIRST = fingerprint("create_account", "/v1/accounts", {"currency": "USD"})
 
 
+def lapse(engine, user):
+    """As if the lease holder's gateway had died long ago."""
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE gateway.idempotency_keys SET locked_until = now() - "
+                                "interval '1 second' WHERE user_id = :u"), {"u": user})
+
+
+def stored(engine, user, key="k1"):
+    with engine.connect() as connection:
+        return connection.execute(text(
+            "SELECT status_code, response_body FROM gateway.idempotency_keys "
+            "WHERE user_id = :u AND key = :k"), {"u": user, "k": key}).one_or_none()
+
+
 def test_the_first_use_claims_the_key_and_its_response_is_replayed(store, user):
-    assert store.begin(user, "k1", FIRST) is None
-    store.finish(user, "k1", 201, '{"id": "a"}', {"Location": "/v1/accounts/a",
-                                                  "Content-Type": "application/json",
-                                                  "X-Request-ID": "not kept"})
+    lease = store.begin(user, "k1", FIRST)
+    assert isinstance(lease, Lease)
+    store.finish(user, "k1", lease.token, 201, '{"id": "a"}', {
+        "Location": "/v1/accounts/a", "Content-Type": "application/json",
+        "X-Request-ID": "not kept"})
     replay = store.begin(user, "k1", FIRST)
     assert (replay.status, replay.body) == (201, '{"id": "a"}')
     assert replay.headers == {"Location": "/v1/accounts/a", "Content-Type": "application/json"}
@@ -40,8 +58,8 @@ def test_a_key_in_flight_is_409(store, user):
 
 
 def test_a_key_used_for_another_request_is_422(store, user):
-    store.begin(user, "k1", FIRST)
-    store.finish(user, "k1", 201, "{}", {})
+    lease = store.begin(user, "k1", FIRST)
+    store.finish(user, "k1", lease.token, 201, "{}", {})
     other = fingerprint("create_account", "/v1/accounts", {"currency": "EUR"})
     with pytest.raises(ValidationFailed) as raised:
         store.begin(user, "k1", other)
@@ -55,37 +73,81 @@ def test_the_fingerprint_ignores_key_order_but_not_values():
 
 
 def test_a_5xx_releases_the_key_for_a_retry(store, user):
-    store.begin(user, "k1", FIRST)
-    store.finish(user, "k1", 503, "{}", {})
-    assert store.begin(user, "k1", FIRST) is None
+    lease = store.begin(user, "k1", FIRST)
+    store.finish(user, "k1", lease.token, 503, "{}", {})
+    assert isinstance(store.begin(user, "k1", FIRST), Lease)
 
 
 def test_a_4xx_answer_is_kept_and_replayed(store, user):
-    store.begin(user, "k1", FIRST)
-    store.finish(user, "k1", 404, '{"code": "not_found"}', {})
+    lease = store.begin(user, "k1", FIRST)
+    store.finish(user, "k1", lease.token, 404, '{"code": "not_found"}', {})
     assert store.begin(user, "k1", FIRST).status == 404
 
 
 def test_a_lapsed_lease_lets_a_retry_take_over(store, engine, user):
-    store.begin(user, "k1", FIRST)
-    with engine.begin() as connection:  # the first request's gateway died long ago
-        connection.execute(text("UPDATE gateway.idempotency_keys SET locked_until = now() - "
-                                "interval '1 second' WHERE user_id = :u"), {"u": user})
-    assert store.begin(user, "k1", FIRST) is None
+    first = store.begin(user, "k1", FIRST)
+    lapse(engine, user)
+    retry = store.begin(user, "k1", FIRST)
+    assert isinstance(retry, Lease) and retry.token != first.token
     with pytest.raises(Conflict):
         store.begin(user, "k1", FIRST)  # and it holds the lease now
 
 
-def test_an_expired_key_may_be_used_afresh_and_is_purged(store, engine, user):
+# --- fencing: a late first request cannot clobber its retry -------------------------------
+
+
+def test_a_late_first_answer_does_not_overwrite_the_retrys(store, engine, user):
+    first = store.begin(user, "k1", FIRST)
+    lapse(engine, user)
+    retry = store.begin(user, "k1", FIRST)
+    store.finish(user, "k1", retry.token, 201, '{"by": "retry"}', {})
+    store.finish(user, "k1", first.token, 201, '{"by": "first"}', {})  # it ran past its lease
+    assert tuple(stored(engine, user)) == (201, '{"by": "retry"}')
+    assert store.begin(user, "k1", FIRST).body == '{"by": "retry"}'
+
+
+def test_a_late_first_failure_does_not_release_the_key_under_its_retry(store, engine, user):
+    first = store.begin(user, "k1", FIRST)
+    lapse(engine, user)
+    store.begin(user, "k1", FIRST)  # the retry holds it and is still running
+    store.release(user, "k1", first.token)  # the first one's 5xx, late
+    with pytest.raises(Conflict):  # a third attempt must not run beside the retry
+        store.begin(user, "k1", FIRST)
+
+
+def test_two_retries_racing_for_a_take_over_one_wins(store, engine, user):
     store.begin(user, "k1", FIRST)
-    store.finish(user, "k1", 201, "{}", {})
-    store.begin(user, "k2", FIRST)
-    store.finish(user, "k2", 201, "{}", {})
+    lapse(engine, user)
+    outcomes = run_together(*[lambda: store.begin(user, "k1", FIRST) for _ in range(2)])
+    leases = [outcome for outcome in outcomes if isinstance(outcome, Lease)]
+    conflicts = [outcome for outcome in outcomes if isinstance(outcome, Conflict)]
+    assert (len(leases), len(conflicts)) == (1, 1), outcomes
+
+
+def test_requests_begun_together_share_one_statement_each_gets_its_answer(store, engine, user):
+    done = store.begin(user, "done", FIRST)
+    store.finish(user, "done", done.token, 201, '{"ok": 1}', {})
+    store.begin(user, "busy", FIRST)
+    other = fingerprint("create_account", "/v1/accounts", {"currency": "EUR"})
+    results = store.begin_many([
+        Begin(user, "new", FIRST), Begin(user, "done", FIRST), Begin(user, "busy", FIRST),
+        Begin(user, "done", other), Begin(user, "twice", FIRST), Begin(user, "twice", FIRST)])
+    assert isinstance(results[0], Lease)
+    assert results[1].body == '{"ok": 1}'
+    assert isinstance(results[2], Conflict)
+    assert isinstance(results[3], ValidationFailed)
+    assert isinstance(results[4], Lease) and isinstance(results[5], Conflict)
+
+
+def test_an_expired_key_may_be_used_afresh_and_is_purged(store, engine, user):
+    for key in ("k1", "k2"):
+        lease = store.begin(user, key, FIRST)
+        store.finish(user, key, lease.token, 201, "{}", {})
     with engine.begin() as connection:
         connection.execute(text("UPDATE gateway.idempotency_keys SET expires_at = now() - "
                                 "interval '1 second' WHERE user_id = :u"), {"u": user})
     other = fingerprint("create_account", "/v1/accounts", {"currency": "EUR"})
-    assert store.begin(user, "k1", other) is None  # expired: a new request, not a 422
+    assert isinstance(store.begin(user, "k1", other), Lease)  # expired: a new request
     assert store.purge_expired() >= 1
     with engine.connect() as connection:
         keys = connection.execute(text("SELECT key FROM gateway.idempotency_keys "
@@ -95,7 +157,7 @@ def test_an_expired_key_may_be_used_afresh_and_is_purged(store, engine, user):
 
 def test_keys_belong_to_their_user(store, user):
     store.begin(user, "k1", FIRST)
-    assert store.begin(str(uuid.uuid4()), "k1", FIRST) is None
+    assert isinstance(store.begin(str(uuid.uuid4()), "k1", FIRST), Lease)
 
 
 @pytest.mark.parametrize("value,required,code", [

@@ -125,9 +125,14 @@ def raw_records(broker, topic):
         consumer.close()
 
 
+def opened(service, currency="USD"):
+    """A new account of a new owner (the ledger posts only to accounts it has opened)."""
+    return service.create_account(new_id(), currency)["id"]
+
+
 def some_postings(service, accounts=3, transfers=4):
     """Deposits into new accounts and transfers among them; the accounts."""
-    people = [new_id() for _ in range(accounts)]
+    people = [opened(service) for _ in range(accounts)]
     results = service.post([deposit(person, 10_000) for person in people])
     assert all(result["status"] == "posted" for result in results)
     for index in range(transfers):
@@ -179,7 +184,7 @@ def test_every_outbox_row_is_published_in_order_keyed_by_its_account(
 def test_nothing_is_stamped_while_the_broker_is_down(service, engine, relays):
     broker = Broker()  # never started: nothing listens on its port
     relay = relays(broker)
-    [result] = service.post([deposit(new_id(), 500)])
+    [result] = service.post([deposit(opened(service), 500)])
     started = time.monotonic()
     with pytest.raises(KafkaUnavailable):
         relay.step()
@@ -192,7 +197,7 @@ def test_a_row_is_stamped_only_after_the_broker_acknowledged_it(
     relay = relays(kafka_broker)
     drain(relay)
     kafka_broker.stop()
-    [result] = service.post([deposit(new_id(), 700)])
+    [result] = service.post([deposit(opened(service), 700)])
     # Connected, the producer sends; no acknowledgement comes, so nothing is stamped.
     started = time.monotonic()
     with pytest.raises(KafkaUnavailable):
@@ -263,7 +268,7 @@ def read_applied(broker, topic, expected):
 
 def test_one_relay_at_a_time_per_database(service, engine, kafka_broker, relays):
     relay = relays(kafka_broker)
-    [result] = service.post([deposit(new_id(), 900)])
+    [result] = service.post([deposit(opened(service), 900)])
     with engine.begin() as connection:  # another ledger process's relay, mid-round
         connection.execute(text("SELECT pg_advisory_xact_lock(7283912)"))
         assert relay.step() == 0
@@ -403,7 +408,7 @@ def test_the_ledger_process_runs_the_relay_and_stops_it(
     container = ServiceContainer(RelayOnly, config)
     container.start()
     try:
-        [result] = service.post([deposit(new_id(), 300)])
+        [result] = service.post([deposit(opened(service), 300)])
         wait_for(lambda: unpublished(engine, transaction_ids=[result["transaction_id"]]) == 0,
                  10, what="published by the service's relay")
     finally:
@@ -420,7 +425,7 @@ def test_a_posting_wakes_the_relay(engine):
                                        "wake": lambda self: setattr(self, "woken", 1)})()
     ledger = worker_factory(LedgerService, db=DatabaseAccess(engine, "ledger"),
                             relay=relay_handle)
-    ledger.post([deposit(new_id(), 1)])
+    ledger.post([deposit(opened(ledger), 1)])
     assert relay_handle.woken == 1
 
 

@@ -17,6 +17,7 @@ from nameko.standalone.rpc import ClusterRpcProxy
 
 from services.notifications.service import NotificationsService
 from shared.config import load_config
+from shared.event_outbox import BATCH_EVENT
 from chaos import servers
 from tests.support.notifications import (  # noqa: F401 - fixtures
     clean_notifications,
@@ -99,8 +100,8 @@ def test_dispatched_events_are_delivered_once_and_survive_a_crash_mid_backlog(
 
     # Dispatched twice (at least once): one POST, one e-mail.
     first = event([user])
-    dispatch("transactions", "transaction.completed", first)
-    dispatch("transactions", "transaction.completed", first)
+    dispatch("transactions", BATCH_EVENT, {"events": [first]})
+    dispatch("transactions", BATCH_EVENT, {"events": [first]})
     (request,) = receiver.wait_for(1)
     assert json.loads(request.body)["id"] == first["id"]
     assert sink.wait_for(1)[0].rcpt_to == ["lin@example.test"]
@@ -109,7 +110,7 @@ def test_dispatched_events_are_delivered_once_and_survive_a_crash_mid_backlog(
     receiver.stop()
     backlog = [event([user]) for _ in range(10)]
     for payload in backlog:
-        dispatch("transactions", "transaction.completed", payload)
+        dispatch("transactions", BATCH_EVENT, {"events": [payload]})
     wait_until(lambda: len(deliveries(engine, channel="webhook")) == 11
                and all(r.attempts >= 1 for r in deliveries(engine, channel="webhook")),
                timeout_s=30, what="every webhook delivery tried at least once")
@@ -119,7 +120,7 @@ def test_dispatched_events_are_delivered_once_and_survive_a_crash_mid_backlog(
     # Events dispatched while no notifications process runs wait in the durable queue.
     while_down = [event([user]) for _ in range(5)]
     for payload in while_down:
-        dispatch("transactions", "transaction.completed", payload)
+        dispatch("transactions", BATCH_EVENT, {"events": [payload]})
 
     receiver.start()
     runners.start()

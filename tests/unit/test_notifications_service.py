@@ -20,6 +20,7 @@ from services.notifications.settings import Settings
 from shared.config import load_config
 from shared.db import DatabaseAccess, make_engine
 from shared.errors import Conflict, NotFound, ValidationFailed
+from shared.event_outbox import BATCH_EVENT
 from tests.support.concurrency import run_together
 from tests.support.notifications import (  # noqa: F401 - fixtures
     FAST,
@@ -275,17 +276,43 @@ def test_payment_events_are_accepted_from_the_payments_service(worker, engine):
 @pytest.mark.parametrize("payload", [
     None, "text", [], {}, {"id": "not-a-uuid", "user_ids": []},
     {"id": str(uuid.uuid4()), "user_ids": "someone"},
+    {"id": str(uuid.uuid4()), "type": "transaction.exploded", "user_ids": []},
 ])
 def test_a_malformed_event_is_dropped_without_raising(worker, engine, payload):
     # Raising would requeue it forever; it is logged and acknowledged instead.
-    assert worker.on_transaction_completed(payload) is None
+    assert worker.on_transaction_events({"events": [payload]}) is None
     assert count(engine, records.events) == 0
 
 
-def test_an_event_with_no_valid_users_is_recorded_with_no_deliveries(worker, engine):
-    payload = event(["junk", None])
-    publish(worker, payload)
-    assert count(engine, records.events) == 1 and deliveries(engine) == []
+@pytest.mark.parametrize("batch", [None, "text", [], {}, {"events": "many"}])
+def test_a_malformed_batch_is_dropped_without_raising(worker, engine, batch):
+    assert worker.on_transaction_events(batch) is None
+    assert count(engine, records.events) == 0
+
+
+def test_a_malformed_event_does_not_stop_the_rest_of_its_batch(worker, engine):
+    user = new_id()
+    worker.create_webhook(user, URL, ["transaction.completed"])
+    good = event([user])
+    worker.on_transaction_events({"events": [{"id": "junk"}, good]})
+    assert [row.event_id for row in deliveries(engine, channel="webhook")] == [good["id"]]
+
+
+def test_a_batch_of_events_makes_all_its_deliveries_in_one_transaction(worker, engine):
+    users = [new_id() for _ in range(3)]
+    for user in users:
+        worker.create_webhook(user, URL, ["transaction.completed", "transaction.failed"])
+    batch = [event([user]) for user in users] + [event([users[0]], "transaction.failed")]
+    worker.on_transaction_events({"events": batch})
+    rows = deliveries(engine, channel="webhook")
+    assert sorted(row.event_id for row in rows) == sorted(payload["id"] for payload in batch)
+    assert len({row.created_at for row in rows}) == 1  # one database transaction
+
+
+def test_an_event_that_makes_no_delivery_leaves_nothing_behind(worker, engine):
+    # No valid user, or nobody subscribed and e-mail off: nothing to deliver, nothing kept.
+    publish(worker, event(["junk", None]))
+    assert count(engine, records.events) == 0 and deliveries(engine) == []
 
 
 def test_an_event_without_created_at_gets_the_time_it_was_received(worker, engine):
@@ -410,10 +437,7 @@ def test_the_events_come_from_durable_shared_queues_and_the_timer_from_the_confi
     container = ServiceContainer(NotificationsService, config)
     handlers = {(e.source_service, e.event_type): e for e in container.entrypoints
                 if isinstance(e, EventHandler)}
-    assert set(handlers) == {("transactions", "transaction.completed"),
-                             ("transactions", "transaction.failed"),
-                             ("payments", "payment.captured"),
-                             ("payments", "payment.refunded")}
+    assert set(handlers) == {("transactions", BATCH_EVENT), ("payments", BATCH_EVENT)}
     for handler in handlers.values():
         assert handler.handler_type == SERVICE_POOL
         assert handler.reliable_delivery is True and handler.requeue_on_error is True

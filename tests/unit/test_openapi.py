@@ -14,6 +14,7 @@ CONTRACT = [
     ("post", "/v1/accounts/{account_id}/unfreeze"),
     ("post", "/v1/deposits"), ("post", "/v1/withdrawals"), ("post", "/v1/transfers"),
     ("get", "/v1/transfers/{transaction_id}"), ("get", "/v1/transactions"),
+    ("post", "/v1/transfers/batch"), ("get", "/v1/transfers/batches/{batch_id}"),
     ("post", "/v1/payments"), ("post", "/v1/payments/{payment_id}/capture"),
     ("post", "/v1/payments/{payment_id}/void"), ("post", "/v1/payments/{payment_id}/refund"),
     ("get", "/v1/payments/{payment_id}"),

@@ -1,25 +1,29 @@
-"""The transactions service's state machine, with the real ledger, accounts and validators
-in-process (``worker_factory``, real PostgreSQL and Redis) in place of RPC over RabbitMQ.
+"""The transactions service's consensus pipeline in-process: the real pipeline, ledger and
+validators (``worker_factory``, real PostgreSQL and Redis), but not the RPC transport.
 
-What a dead, lying or slow validator does to a round, and what recovery does to
-what a crash left behind: nothing here is mocked but the transport.
+What this replaces, so that what it proves is clear:
+- RPC over RabbitMQ: calls go straight to in-process workers (``Local``), with no AMQP, no
+  deadline and no circuit breaker (tests/system/ has the same paths over the real broker);
+- the batch's greenthread: a plain ``eventlet.spawn`` (``InProcessConsensus``);
+- in two tests, one service by a hand-written stand-in: a dead or forging validator, and a
+  ledger that refuses every posting (``LedgerDown``: it raises before posting, so it cannot
+  show a posting whose reply was lost — the system tests do that).
 """
 import uuid
 
 import pytest
-from eventlet.event import Event
 from nameko.testing.services import worker_factory
 from sqlalchemy import text
 
-from services.accounts.service import AccountsService
 from services.ledger.service import LedgerService
 from services.transactions import events
-from services.transactions.dependencies import ValidatorPool
 from services.transactions.service import TransactionsService
+from shared.commands import Movement, TransferBatch
 from shared.db import DatabaseAccess
 from shared.errors import NotFound, ServiceUnavailable
+from shared.event_outbox import BATCH_EVENT
 from shared.votes import ensure_validator_keys, sign_vote
-from tests.support.workers import ValidatorWorkers, bound
+from tests.support.workers import InProcessConsensus, ValidatorWorkers
 
 POOL = ("validator_1", "validator_2", "validator_3")
 
@@ -46,15 +50,6 @@ class Local:
             def call(*args, timeout_s=None, breaker=True, **kwargs):
                 return getattr(self.worker, method)(*args, **kwargs)
             return call
-
-
-class Immediate:
-    """The batcher, minus the batching: each transaction runs at once, alone."""
-
-    def submit(self, pipeline, transaction_id, accounts=None):
-        done = Event()
-        done.send(pipeline.process(transaction_id, accounts))
-        return done
 
 
 class Dead:
@@ -89,41 +84,47 @@ def system(config, engine):
     validators = ValidatorWorkers(config)
     workers = {name: validators.worker(name) for name in POOL}
     workers["ledger"] = worker_factory(LedgerService, db=DatabaseAccess(engine, "ledger"))
-    workers["accounts"] = worker_factory(AccountsService, db=DatabaseAccess(engine, "accounts"))
-    pool = bound(ValidatorPool(), config, "transactions").get_dependency(None)
-    transactions = worker_factory(TransactionsService, db=DatabaseAccess(engine, "transactions"),
-                                  services=Local(workers), pool=pool, config=config,
-                                  batcher=Immediate())
+    transactions = worker_factory(
+        TransactionsService, db=DatabaseAccess(engine, "transactions"),
+        consensus=InProcessConsensus(config, engine, Local(workers)))
     transactions.workers = workers
     yield transactions
     validators.stop()
 
 
 def open_account(system, owner, currency="USD"):
-    return system.workers["accounts"].create(owner, currency)["id"]
+    return system.workers["ledger"].create_account(owner, currency)["id"]
 
 
 def balance(system, account_id):
-    return system.workers["ledger"].balances([account_id])[account_id]["balance"]
+    return system.workers["ledger"].get_account(account_id)["balance"]
 
 
-def submit(system, kind, owner, body, key=None):
-    return system.submit(kind, owner, body, key or str(uuid.uuid4()))
+FRESH = object()
+
+
+def movement(kind, owner, source, destination, amount=1_000, key=FRESH, **more):
+    """A movement under a fresh idempotency key (``key=None``: none, as batch items have)."""
+    return Movement(kind=kind, initiator_id=owner, source_account_id=source,
+                    destination_account_id=destination, amount=amount, currency="USD",
+                    idempotency_key=str(uuid.uuid4()) if key is FRESH else key, **more)
+
+
+def submit(system, kind, owner, source, destination, amount=1_000, key=FRESH):
+    return system.submit(movement(kind, owner, source, destination, amount, key).to_wire())
+
+
+def transfer(system, owner, source, destination, amount=1_000, key=FRESH):
+    return submit(system, "transfer", owner, source, destination, amount, key)
 
 
 @pytest.fixture
 def funded(system):
     owner = str(uuid.uuid4())
     source, destination = open_account(system, owner), open_account(system, owner)
-    deposited = submit(system, "deposit", owner, {"account_id": source, "amount": 10_000,
-                                                 "currency": "USD"})
+    deposited = submit(system, "deposit", owner, None, source, 10_000)
     assert deposited["status"] == "completed", deposited
     return owner, source, destination
-
-
-def transfer_body(source, destination, amount=1_000):
-    return {"source_account_id": source, "destination_account_id": destination,
-            "amount": amount, "currency": "USD"}
 
 
 def steps(engine, transaction_id):
@@ -135,7 +136,7 @@ def steps(engine, transaction_id):
 
 def test_an_approved_transfer_is_posted_and_every_step_recorded(system, funded, engine):
     owner, source, destination = funded
-    transaction = submit(system, "transfer", owner, transfer_body(source, destination))
+    transaction = transfer(system, owner, source, destination)
     assert (transaction["status"], transaction["failure_reason"]) == ("completed", None)
     assert {vote["validator_id"] for vote in transaction["votes"]} <= set(POOL)
     assert len(transaction["votes"]) >= 2
@@ -146,7 +147,7 @@ def test_an_approved_transfer_is_posted_and_every_step_recorded(system, funded, 
 def test_one_dead_validator_does_not_stop_the_pool(system, funded):
     owner, source, destination = funded
     system.workers["validator_3"] = Dead()
-    transaction = submit(system, "transfer", owner, transfer_body(source, destination))
+    transaction = transfer(system, owner, source, destination)
     assert transaction["status"] == "completed"
     assert {vote["validator_id"] for vote in transaction["votes"]} == {"validator_1",
                                                                        "validator_2"}
@@ -156,7 +157,7 @@ def test_without_a_quorum_the_transaction_fails_and_moves_nothing(system, funded
     owner, source, destination = funded
     system.workers["validator_2"] = Dead()
     system.workers["validator_3"] = Dead()
-    transaction = submit(system, "transfer", owner, transfer_body(source, destination))
+    transaction = transfer(system, owner, source, destination)
     assert (transaction["status"], transaction["failure_reason"]) == ("failed", "no_quorum")
     assert (balance(system, source), balance(system, destination)) == (10_000, 0)
 
@@ -165,7 +166,7 @@ def test_forged_votes_do_not_make_a_quorum(system, funded):
     owner, source, destination = funded
     system.workers["validator_2"] = Forger("validator_2")
     system.workers["validator_3"] = Dead()
-    transaction = submit(system, "transfer", owner, transfer_body(source, destination))
+    transaction = transfer(system, owner, source, destination)
     assert (transaction["status"], transaction["failure_reason"]) == ("failed", "no_quorum")
     assert [vote["validator_id"] for vote in transaction["votes"]] == ["validator_1"]
     assert balance(system, destination) == 0
@@ -173,7 +174,7 @@ def test_forged_votes_do_not_make_a_quorum(system, funded):
 
 def test_a_rejection_by_the_majority_fails_with_its_reason(system, funded):
     owner, source, destination = funded
-    transaction = submit(system, "transfer", owner, transfer_body(source, destination, 10_001))
+    transaction = transfer(system, owner, source, destination, 10_001)
     assert (transaction["status"], transaction["failure_reason"]) == ("failed",
                                                                       "insufficient_funds")
     assert balance(system, source) == 10_000
@@ -181,9 +182,8 @@ def test_a_rejection_by_the_majority_fails_with_its_reason(system, funded):
 
 def test_the_same_idempotency_key_gives_the_same_transaction_and_moves_once(system, funded):
     owner, source, destination = funded
-    body = transfer_body(source, destination)
-    first = submit(system, "transfer", owner, body, key="k-1")
-    again = submit(system, "transfer", owner, body, key="k-1")
+    first = transfer(system, owner, source, destination, key="k-1")
+    again = transfer(system, owner, source, destination, key="k-1")
     assert again["id"] == first["id"]
     assert balance(system, destination) == 1_000
 
@@ -191,17 +191,18 @@ def test_the_same_idempotency_key_gives_the_same_transaction_and_moves_once(syst
 def test_another_users_source_account_is_not_found(system, funded):
     _, source, destination = funded
     with pytest.raises(NotFound):
-        submit(system, "transfer", str(uuid.uuid4()), transfer_body(source, destination))
+        transfer(system, str(uuid.uuid4()), source, destination)
 
 
 def test_recovery_posts_an_approved_transaction_whose_posting_was_lost(system, funded, engine):
     owner, source, destination = funded
     ledger = system.workers["ledger"]
     system.workers["ledger"] = type("LedgerDown", (), {
-        "balances": ledger.balances,
-        "post": lambda self, postings: (_ for _ in ()).throw(ServiceUnavailable("ledger down")),
+        "snapshot": ledger.snapshot,
+        "post": lambda self, postings, atomic=False: (_ for _ in ()).throw(
+            ServiceUnavailable("ledger down")),
     })()
-    transaction = submit(system, "transfer", owner, transfer_body(source, destination))
+    transaction = transfer(system, owner, source, destination)
     assert transaction["status"] == "pending"  # approved, not posted
     system.workers["ledger"] = ledger
     with engine.begin() as connection:  # as if it had been approved a while ago
@@ -255,36 +256,168 @@ def test_recovery_decides_again_a_transaction_whose_vote_round_died(system, fund
 def test_every_finished_transaction_queues_one_event_that_the_relay_sends_once(
         system, funded, engine):
     owner, source, destination = funded
-    done = submit(system, "transfer", owner, transfer_body(source, destination))
-    refused = submit(system, "transfer", owner, transfer_body(source, destination, 10**6))
+    done = transfer(system, owner, source, destination)
+    refused = transfer(system, owner, source, destination, 10**6)
     sent = []
     while events.relay(system.db, lambda kind, payload: sent.append((kind, payload))):
         pass
-    ours = {payload["data"]["id"]: (kind, payload) for kind, payload in sent}
-    assert ours[done["id"]][0] == "transaction.completed"
-    assert ours[refused["id"]][0] == "transaction.failed"
-    assert ours[done["id"]][1]["data"] == done
-    assert ours[done["id"]][1]["user_ids"] == [owner]
+    assert {kind for kind, _ in sent} == {BATCH_EVENT}
+    ours = {event["data"]["id"]: event for _, payload in sent for event in payload["events"]}
+    assert ours[done["id"]]["type"] == "transaction.completed"
+    assert ours[refused["id"]]["type"] == "transaction.failed"
+    assert ours[done["id"]]["data"] == done
+    assert ours[done["id"]]["user_ids"] == [owner]
     assert events.relay(system.db, lambda kind, payload: sent.append(payload)) == 0
 
 
-class FreezingValidator:
-    """Votes like the real one, but an admin freezes the destination while it does."""
+class MeddlingValidator:
+    """Votes like the real one, but an admin changes an account while it does."""
 
-    def __init__(self, validator, accounts, account_id):
-        self.validator, self.accounts, self.account_id = validator, accounts, account_id
+    def __init__(self, validator, change):
+        self.validator, self.change = validator, change
 
     def vote(self, items):
-        self.accounts.set_status(self.account_id, "frozen")
+        self.change()
         return self.validator.vote(items)
+
+
+def test_an_account_frozen_between_the_vote_and_the_posting_fails_the_transfer(
+        system, funded):
+    owner, source, destination = funded
+    ledger = system.workers["ledger"]
+    system.workers["validator_1"] = MeddlingValidator(
+        system.workers["validator_1"], lambda: ledger.set_status(destination, "frozen"))
+    transaction = transfer(system, owner, source, destination)
+    assert (transaction["status"], transaction["failure_reason"]) == ("failed",
+                                                                      "account_frozen")
+    assert (balance(system, source), balance(system, destination)) == (10_000, 0)
 
 
 def test_an_account_changed_between_the_vote_and_the_posting_fails_the_transfer(
         system, funded):
     owner, source, destination = funded
-    system.workers["validator_1"] = FreezingValidator(
-        system.workers["validator_1"], system.workers["accounts"], destination)
-    transaction = submit(system, "transfer", owner, transfer_body(source, destination))
+    ledger = system.workers["ledger"]
+
+    def freeze_and_thaw():  # active again, but not the account the validators judged
+        ledger.set_status(source, "frozen")
+        ledger.set_status(source, "active")
+
+    system.workers["validator_1"] = MeddlingValidator(system.workers["validator_1"],
+                                                      freeze_and_thaw)
+    transaction = transfer(system, owner, source, destination)
     assert (transaction["status"], transaction["failure_reason"]) == ("failed",
                                                                       "account_changed")
     assert (balance(system, source), balance(system, destination)) == (10_000, 0)
+
+
+# --- many movements at once ---------------------------------------------------------------
+
+
+def test_submit_many_answers_each_movement_on_its_own(system, funded):
+    owner, source, destination = funded
+    stranger = str(uuid.uuid4())
+    answers = system.submit_many([
+        movement("transfer", owner, source, destination, 1_000).to_wire(),
+        movement("transfer", stranger, source, destination, 1_000).to_wire(),  # not theirs
+        dict(movement("transfer", owner, source, destination).to_wire(), amount=0),
+        movement("transfer", owner, source, destination, 50_000).to_wire(),  # too much
+    ])
+    assert answers[0]["transaction"]["status"] == "completed"
+    assert answers[1]["error"]["exc_type"] == "NotFound"
+    assert answers[2]["error"]["exc_type"] == "ValidationFailed"
+    assert (answers[3]["transaction"]["status"],
+            answers[3]["transaction"]["failure_reason"]) == ("failed", "insufficient_funds")
+    assert (balance(system, source), balance(system, destination)) == (9_000, 1_000)
+
+
+def batch(owner, items, atomic=False, key=None):
+    return TransferBatch(owner, key or str(uuid.uuid4()), tuple(
+        movement("transfer", owner, source, destination, amount, key=None)
+        for source, destination, amount in items), atomic).to_wire()
+
+
+def test_a_batch_applies_its_items_in_order(system, funded):
+    owner, source, destination = funded
+    third = open_account(system, owner)
+    # The second item spends what the first brings: only in this order can it complete.
+    done = system.submit_batch(batch(owner, [(source, destination, 6_000),
+                                             (destination, third, 5_000),
+                                             (source, third, 9_000)]))
+    assert done["status"] == "completed" and done["atomic"] is False
+    assert [item["status"] for item in done["items"]] == ["completed", "completed", "failed"]
+    assert done["items"][2]["failure_reason"] == "insufficient_funds"
+    assert done["counts"] == {"completed": 2, "failed": 1, "pending": 0}
+    assert [balance(system, account) for account in (source, destination, third)] == [
+        4_000, 1_000, 5_000]
+
+
+def test_an_atomic_batch_moves_all_or_nothing(system, funded):
+    owner, source, destination = funded
+    refused = system.submit_batch(batch(owner, [(source, destination, 1_000),
+                                                (source, destination, 20_000)], atomic=True))
+    assert [(item["status"], item["failure_reason"]) for item in refused["items"]] == [
+        ("failed", "batch_aborted"), ("failed", "insufficient_funds")]
+    assert (balance(system, source), balance(system, destination)) == (10_000, 0)
+    done = system.submit_batch(batch(owner, [(source, destination, 1_000),
+                                             (destination, source, 500)], atomic=True))
+    assert [item["status"] for item in done["items"]] == ["completed", "completed"]
+    assert (balance(system, source), balance(system, destination)) == (9_500, 500)
+
+
+def test_an_atomic_batch_the_ledger_refuses_moves_nothing(system, funded):
+    owner, source, destination = funded
+    ledger = system.workers["ledger"]
+    # Approved on the snapshot, refused under the ledger's lock: the freeze lands between.
+    system.workers["validator_1"] = MeddlingValidator(
+        system.workers["validator_1"], lambda: ledger.set_status(destination, "frozen"))
+    third = open_account(system, owner)
+    refused = system.submit_batch(batch(owner, [(source, third, 1_000),
+                                                (source, destination, 1_000)], atomic=True))
+    assert [(item["status"], item["failure_reason"]) for item in refused["items"]] == [
+        ("failed", "batch_aborted"), ("failed", "account_frozen")]
+    assert [balance(system, account) for account in (source, destination, third)] == [
+        10_000, 0, 0]
+
+
+def test_a_replayed_batch_answers_the_same_batch_and_moves_nothing_again(system, funded):
+    owner, source, destination = funded
+    wire = batch(owner, [(source, destination, 1_000)] * 3, key="batch-1")
+    first = system.submit_batch(wire)
+    again = system.submit_batch(wire)
+    assert again == first
+    assert system.get_batch(first["id"], owner) == first
+    assert balance(system, destination) == 3_000
+
+
+def test_a_batch_naming_anothers_account_is_refused_whole(system, funded):
+    owner, source, destination = funded
+    stranger_account = open_account(system, str(uuid.uuid4()))
+    with pytest.raises(NotFound) as raised:
+        system.submit_batch(batch(owner, [(source, destination, 1_000),
+                                          (stranger_account, destination, 1_000)]))
+    assert raised.value.detail.startswith("transfers.1:")
+    assert balance(system, destination) == 0
+    with pytest.raises(NotFound):
+        system.get_batch(str(uuid.uuid4()), owner)
+
+
+def test_recovery_posts_an_approved_atomic_batch_whole(system, funded, engine):
+    owner, source, destination = funded
+    ledger = system.workers["ledger"]
+    system.workers["ledger"] = type("LedgerDown", (), {
+        "snapshot": ledger.snapshot,
+        "post": lambda self, postings, atomic=False: (_ for _ in ()).throw(
+            ServiceUnavailable("ledger down")),
+    })()
+    pending = system.submit_batch(batch(owner, [(source, destination, 1_000)] * 2,
+                                        atomic=True))
+    assert pending["status"] == "pending"
+    system.workers["ledger"] = ledger
+    with engine.begin() as connection:  # as if approved a while ago
+        connection.execute(text("UPDATE transactions.transactions SET decided_at = "
+                                "decided_at - interval '1 minute' WHERE batch_id = :id"),
+                           {"id": pending["id"]})
+    system.recover()
+    done = system.get_batch(pending["id"], owner)
+    assert done["counts"] == {"completed": 2, "failed": 0, "pending": 0}
+    assert balance(system, destination) == 2_000

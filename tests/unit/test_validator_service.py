@@ -386,3 +386,40 @@ def test_without_redis_the_stateless_rules_still_decide(pool, config):
     key = load_validator_key(config, "validator_1")
     assert all(verify_vote(key, vote) for vote in votes)
     assert validator.voter.store.breaker.state == "open"
+
+
+# --- a batch judged in order -------------------------------------------------------------
+
+
+def test_an_item_sees_the_money_the_approved_items_before_it_moved(validator):
+    empty, payee = account(balance=0), account(balance=0)
+    # Money in, then out of the same account: only in this order is there enough.
+    fund = transaction("transfer", 500, source=account(balance=500), destination=empty)
+    spend = transaction("transfer", 400, source=dict(empty), destination=payee)
+    assert decisions(validator.vote([fund, spend])) == [APPROVED, APPROVED]
+    assert decisions(validator.vote([dict(spend, id=new_id()), dict(fund, id=new_id())])) == [
+        rejected("insufficient_funds"), APPROVED]
+
+
+def test_two_items_cannot_spend_the_same_money(validator):
+    source = account(balance=1_000)
+    first = transaction("transfer", 700, source=source)
+    second = transaction("transfer", 700, source=dict(source))
+    assert decisions(validator.vote([first, second])) == [
+        APPROVED, rejected("insufficient_funds")]
+
+
+def test_a_rejected_item_moves_nothing_for_the_items_after_it(validator):
+    source = account(balance=1_000)
+    too_much = transaction("transfer", 5_000, source=source)
+    fits = transaction("transfer", 1_000, source=dict(source))
+    assert decisions(validator.vote([too_much, fits])) == [
+        rejected("insufficient_funds"), APPROVED]
+
+
+def test_a_hold_reserves_money_for_the_items_after_it(validator):
+    payer = account(balance=1_000)
+    hold = dict(transaction("payment", 800, source=payer), hold=True)
+    after = transaction("transfer", 300, source=dict(payer))
+    assert decisions(validator.vote([hold, after])) == [
+        APPROVED, rejected("insufficient_funds")]

@@ -1,0 +1,50 @@
+"""The money desk: every money movement a gateway process has in flight goes to the
+transactions service together, in one ``submit_many`` call (shared/coalesce.py), and
+each request gets its own answer back. One RPC, one vote round, one posting for what
+would otherwise cost each request all of them.
+
+The desk's calls carry a correlation id of their own per batch (every service logs it),
+and the transactions service logs, per batch, the request ids it carried.
+"""
+import logging
+
+from nameko.exceptions import deserialize
+from nameko.extensions import DependencyProvider
+
+from shared.coalesce import Coalescer
+from shared.logs import new_correlation_id
+from shared.rpc import RpcClient
+
+log = logging.getLogger(__name__)
+
+
+class MoneyDesk(DependencyProvider):
+    rpc = RpcClient("gateway")
+
+    def setup(self):
+        config = self.container.config
+        margin_s = int(config["gateway"]["rpc_timeout_ms"]) / 1000
+        # The transactions service answers within the decision wait; allow for the queue.
+        self.timeout_s = int(config["transactions"]["decision_wait_ms"]) / 1000 + margin_s
+        self.coalescer = Coalescer(
+            self._submit_many, int(config["gateway"]["coalesce_max_batch"]),
+            int(config["gateway"]["coalesce_lanes"]), self.container.spawn_managed_thread,
+            "money desk")
+
+    def start(self):
+        self.coalescer.start()
+
+    def get_dependency(self, worker_ctx):
+        return self
+
+    def submit(self, movement):
+        """The transaction of ``movement`` (shared.commands.Movement), decided or pending;
+        raises the error that refused it."""
+        return self.coalescer.call(movement)
+
+    def _submit_many(self, movements):
+        transactions = self.rpc.detached("submit_many", new_correlation_id()).transactions
+        answers = transactions.submit_many([movement.to_wire() for movement in movements],
+                                           timeout_s=self.timeout_s)
+        return [deserialize(answer["error"]) if "error" in answer else answer["transaction"]
+                for answer in answers]

@@ -1,1 +1,0 @@
-"""Accounts: owns accounts (owner, currency, status, limits). Balances come from the ledger."""

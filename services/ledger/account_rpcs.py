@@ -1,0 +1,142 @@
+"""The ledger's account RPCs: open, read, list, freeze and unfreeze accounts, set their
+overdraft limits, and the snapshot transactions judge money movements on.
+
+Every RPC returns plain JSON-able dicts (an account as the contract shows it, its money
+included) and raises ``shared.errors`` types. Ownership is checked here: another
+owner's account is a NotFound, exactly like one that does not exist.
+"""
+from services.ledger import accounts as account_records
+from services.ledger import balances as balance_records
+from shared.cursors import DEFAULT_PAGE_SIZE, page_request
+from shared.errors import Conflict, NotFound, ValidationFailed
+from shared.ids import parse_id
+from shared.money import CURRENCIES, MAX_AMOUNT_MINOR
+from shared.service import rpc
+
+MAX_NAME_LENGTH = 100
+MAX_ACCOUNTS_PER_CALL = 1000
+
+
+def invalid(field, message):
+    return ValidationFailed("{}: {}".format(field, message), errors={field: [message]})
+
+
+def not_found():
+    # Says nothing about whether the account exists for someone else.
+    return NotFound("account not found")
+
+
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _expected_version(value):
+    if value is not None and not (_is_int(value) and value >= 1):
+        raise invalid("expected_version", "must be a positive integer")
+    return value
+
+
+def _ids(account_ids):
+    if not isinstance(account_ids, (list, tuple)) or len(account_ids) > MAX_ACCOUNTS_PER_CALL:
+        raise invalid("account_ids", "must be a list of at most {} ids".format(
+            MAX_ACCOUNTS_PER_CALL))
+    return list(dict.fromkeys(parsed for parsed in map(parse_id, account_ids) if parsed))
+
+
+class AccountRpcs:
+    """Mixed into ``LedgerService`` (Nameko collects inherited entrypoints)."""
+
+    @rpc
+    def create_account(self, owner_id, currency, name=None):
+        owner = parse_id(owner_id)
+        if owner is None:
+            raise invalid("owner_id", "must be a user id")
+        if currency not in CURRENCIES:
+            raise invalid("currency", "must be one of {}".format(", ".join(CURRENCIES)))
+        if name is not None and not (isinstance(name, str)
+                                     and 1 <= len(name) <= MAX_NAME_LENGTH):
+            raise invalid("name", "must be 1 to {} characters".format(MAX_NAME_LENGTH))
+        with self.db.transaction() as connection:
+            return account_records.view(
+                account_records.insert_account(connection, owner, currency, name))
+
+    @rpc
+    def list_accounts(self, owner_id, limit=DEFAULT_PAGE_SIZE, cursor=None):
+        """``{items, next_cursor}``: the owner's accounts, oldest first, with their money."""
+        owner = parse_id(owner_id)
+        if owner is None:
+            raise invalid("owner_id", "must be a user id")
+        limit, after = page_request(limit, cursor, account_records.decode_cursor)
+        with self.db.connection() as connection:
+            rows, more = account_records.page_of_owner(connection, owner, limit, after)
+            money = balance_records.balances_of(connection, [row.id for row in rows])
+        return {
+            "items": [account_records.view(row, money.get(row.id, balance_records.ZERO))
+                      for row in rows],
+            "next_cursor": account_records.encode_cursor(rows[-1]) if more else None,
+        }
+
+    @rpc
+    def get_account(self, account_id, owner_id=None):
+        """The account with its money; NotFound when it does not exist, or is not
+        ``owner_id``'s when given."""
+        account = parse_id(account_id)
+        if account is None:
+            raise not_found()
+        with self.db.connection() as connection:
+            row = account_records.find(connection, account)
+            if row is None or (owner_id is not None and row.owner_id != parse_id(owner_id)):
+                raise not_found()
+            money = balance_records.balances_of(connection, [account])
+        return account_records.view(row, money.get(account, balance_records.ZERO))
+
+    @rpc
+    def snapshot(self, account_ids):
+        """``{account_id: {id, owner_id, currency, status, overdraft_limit, version, balance,
+        held}}`` of those of ``account_ids`` that exist, read in one statement: what the
+        transactions service checks ownership on and the validators judge."""
+        wanted = _ids(account_ids)
+        with self.db.connection() as connection:
+            return account_records.states(connection, wanted)
+
+    @rpc
+    def set_status(self, account_id, status, expected_version=None):
+        """Freeze (``"frozen"``) or unfreeze (``"active"``); the caller has checked the role."""
+        if status not in account_records.SETTABLE_STATUSES:
+            raise invalid("status", "must be one of {}".format(
+                ", ".join(account_records.SETTABLE_STATUSES)))
+        return self._change(account_id, _expected_version(expected_version),
+                            lambda row: {} if row.status == status else {"status": status})
+
+    @rpc
+    def set_overdraft_limit(self, account_id, overdraft_limit, expected_version=None):
+        if not (_is_int(overdraft_limit) and 0 <= overdraft_limit <= MAX_AMOUNT_MINOR):
+            raise invalid("overdraft_limit", "must be an integer from 0 to {}".format(
+                MAX_AMOUNT_MINOR))
+        return self._change(
+            account_id, _expected_version(expected_version),
+            lambda row: ({} if row.overdraft_limit == overdraft_limit
+                         else {"overdraft_limit": overdraft_limit}))
+
+    def _change(self, account_id, expected_version, changes_of):
+        """Apply ``changes_of(row)`` under the account's lock, bumping its version; no
+        changes: the account unchanged. With ``expected_version`` the caller's view must be
+        current, else version_conflict."""
+        account = parse_id(account_id)
+        if account is None:
+            raise not_found()
+        with self.db.transaction() as connection:
+            row = account_records.lock_for_change(connection, account)
+            if row is None:
+                raise not_found()
+            if row.status == account_records.CLOSED:
+                raise Conflict("the account is closed", code="account_closed")
+            if expected_version is not None and row.version != expected_version:
+                raise Conflict("the account has changed (version {}, expected {})".format(
+                    row.version, expected_version), code="version_conflict")
+            changes = changes_of(row)
+            if changes:
+                row = account_records.update_if_version(connection, row.id, row.version,
+                                                        **changes)
+            money = balance_records.balances_of(connection, [account])
+        return account_records.view(row, money.get(account, balance_records.ZERO))
