@@ -70,8 +70,6 @@ def post_batch(connection, given, atomic=False):
                 posting_records.given_transaction_id(item), reason)
         else:
             readable.append((index, posting))
-    if atomic and len(readable) < len(given):
-        return _aborted(given, results)
     if not readable:
         return results
 
@@ -92,7 +90,9 @@ def post_batch(connection, given, atomic=False):
             results[index] = batch.apply(posting, rules.apply(posting, books, holds))
     results = [results[result[1]] if isinstance(result, tuple) else result
                for result in results]
-    if atomic and batch.refused:
+    # A malformed posting aborts an atomic batch too, but only after the replay check:
+    # a posting made before must answer as it was, not batch_aborted.
+    if atomic and (batch.refused or len(readable) < len(given)):
         return _aborted(given, results, replayed={
             index for index, posting in readable if posting.transaction_id in done})
     batch.write(connection, books, holds)

@@ -3,64 +3,217 @@ connection (psycopg2 is cooperative under eventlet here, see conftest), so the r
 the primary key of postings and PostgreSQL's deadlock detector all really take part."""
 import random
 import threading
+import time
 
+import eventlet
+import pytest
 from nameko.testing.services import worker_factory
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from services.ledger import batches
 from services.ledger.entries import entries
 from services.ledger.service import LedgerService
 from shared.db import DatabaseAccess
-from tests.unit.test_ledger_postings import count, deposit, new_id, posting
-from tests.support.concurrency import GatedConnection, run_together
+from tests.support.concurrency import run_together
+from tests.unit.test_ledger_postings import (
+    count, deposit, new_id, open_account, posting, rejected,
+)
+
+WAIT_S = 10
 
 
-class GatedDatabase(DatabaseAccess):
-    """Holds each of the first ``parties`` batches after its first statement (the read of
-    what is posted already) until all of them have made it: all then believe the
-    transaction unposted and race for it."""
+def is_lock(statement):
+    return "FOR UPDATE" in statement
 
-    def __init__(self, engine, parties):
+
+def reads_postings(statement):
+    return "FROM ledger.postings" in statement
+
+
+class _Watched:
+    """A connection that calls ``before(sql)`` and ``after(sql)`` around each statement."""
+
+    def __init__(self, connection, before, after):
+        self._connection, self._before, self._after = connection, before, after
+
+    def execute(self, statement, *args, **kwargs):
+        sql = str(statement)
+        self._before(sql)
+        result = self._connection.execute(statement, *args, **kwargs)
+        self._after(sql)
+        return result
+
+    def __getattr__(self, name):
+        return getattr(self._connection, name)
+
+
+class _WatchedDatabase(DatabaseAccess):
+    """Hands each transaction a watched connection while ``watching()`` says so."""
+
+    def __init__(self, engine):
         super().__init__(engine, "ledger")
-        self.barrier = threading.Barrier(parties, timeout=10)
+
+    def watching(self):
+        return True
+
+    def before(self, sql, state):
+        pass
+
+    def after(self, sql, state):
+        pass
 
     def transaction(self):
         database = self
 
-        class Gated:
+        class Watched:
             def __enter__(self):
                 self.context = DatabaseAccess.transaction(database)
-                return GatedConnection(self.context.__enter__(), database.barrier)
+                connection = self.context.__enter__()
+                if not database.watching():
+                    return connection
+                state = {}
+                return _Watched(connection, lambda sql: database.before(sql, state),
+                                lambda sql: database.after(sql, state))
 
             def __exit__(self, *exc_info):
                 return self.context.__exit__(*exc_info)
 
-        return Gated()
+        return Watched()
+
+
+class GatedDatabase(_WatchedDatabase):
+    """Holds each of the first ``parties`` transactions at one statement until all of them
+    have made it there: after the first statement ``after`` matches (by default the first
+    of all), or before the first ``before`` matches. Later transactions (a batch run
+    again) pass freely."""
+
+    def __init__(self, engine, parties, after=None, before=None):
+        super().__init__(engine)
+        self.barrier = threading.Barrier(parties, timeout=WAIT_S)
+        self.ungated = parties
+        self.gate_after = after or (None if before else (lambda sql: True))
+        self.gate_before = before
+
+    def watching(self):
+        if self.ungated <= 0:
+            return False
+        self.ungated -= 1  # greenthreads: no switch between the test and this
+        return True
+
+    def _gate(self, sql, state, matches):
+        if matches is not None and matches(sql) and not state.get("passed"):
+            state["passed"] = True
+            self.barrier.wait()
+
+    def before(self, sql, state):
+        self._gate(sql, state, self.gate_before)
+
+    def after(self, sql, state):
+        self._gate(sql, state, self.gate_after)
+
+
+class PausedDatabase(_WatchedDatabase):
+    """Pauses its first transaction after the first statement ``after`` matches, holding
+    whatever locks it took, until the test calls ``resume()``."""
+
+    def __init__(self, engine, after):
+        super().__init__(engine)
+        self.matches = after
+        self.reached = threading.Event()
+        self.resumed = threading.Event()
+        self.used = False
+
+    def watching(self):
+        first, self.used = not self.used, True
+        return first
+
+    def after(self, sql, state):
+        if self.matches(sql) and not self.reached.is_set():
+            self.reached.set()
+            assert self.resumed.wait(WAIT_S), "never resumed"
+
+    def wait_until_paused(self):
+        assert self.reached.wait(WAIT_S), "never reached the statement to pause after"
+
+    def resume(self):
+        self.resumed.set()
+
+
+def wait_for_a_lock_wait(engine):
+    """Until another session of this database waits for a lock (a racer blocked by the
+    lock a paused transaction holds)."""
+    deadline = time.monotonic() + WAIT_S
+    with engine.connect() as connection:
+        while True:
+            waiting = connection.execute(text(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()")).scalar_one()
+            connection.rollback()  # a fresh snapshot of the statistics each time
+            if waiting:
+                return
+            assert time.monotonic() < deadline, "nobody waits for a lock"
+            eventlet.sleep(0.02)
 
 
 def service_on(database):
     return worker_factory(LedgerService, db=database)
 
 
-def test_two_concurrent_posts_of_one_transaction_post_it_once(engine):
-    account = new_id()
+@pytest.fixture
+def ledger(engine):
+    return service_on(DatabaseAccess(engine, "ledger"))
+
+
+def funded(ledger, *amounts):
+    accounts = [open_account(ledger) for _ in amounts]
+    results = ledger.post([deposit(account, amount)
+                           for account, amount in zip(accounts, amounts) if amount])
+    assert all(result["status"] == "posted" for result in results)
+    return accounts
+
+
+# --- exactly once ------------------------------------------------------------------------
+
+
+def test_two_posts_of_one_transaction_started_together_post_it_once(engine, ledger):
+    # Both get as far as the row locks; the one that waited for them finds the other's
+    # posting under them and answers it. (Funded first, so that the settlement row exists:
+    # two batches creating it would already queue on its insert.)
+    [account] = funded(ledger, 5)
     one = deposit(account, 700)
-    gate = GatedDatabase(engine, parties=2)
+    gate = GatedDatabase(engine, parties=2, before=is_lock)
     outcomes = run_together(lambda: service_on(gate).post([one]),
                             lambda: service_on(gate).post([one]))
     assert all(isinstance(outcome, list) for outcome in outcomes), outcomes
     [first], [second] = outcomes
     assert first["status"] == "posted" and second == first
-    ledger = service_on(DatabaseAccess(engine, "ledger"))
-    assert ledger.balances([account])[account]["balance"] == 700
+    assert ledger.balances([account])[account]["balance"] == 705
     assert count(engine, entries, transaction_id=one["transaction_id"]) == 2
     assert ledger.posting(one["transaction_id"]) == first
 
 
-def test_many_concurrent_posts_of_one_transaction_post_it_once(engine):
-    alice, bob = new_id(), new_id()
-    ledger = service_on(DatabaseAccess(engine, "ledger"))
-    ledger.post([deposit(alice, 100)])
+def test_one_transaction_id_raced_for_other_accounts_posts_once(engine, ledger):
+    # No row lock is shared: both batches find the transaction unposted, and the primary
+    # key of postings decides. The loser runs again and answers the winner's posting.
+    alice, bob, carol, dave = funded(ledger, 100, 0, 100, 0)
+    transaction_id = new_id()
+    first, second = (posting(alice, bob, 10, transaction_id=transaction_id),
+                     posting(carol, dave, 20, transaction_id=transaction_id))
+    gate = GatedDatabase(engine, parties=2, after=reads_postings)
+    outcomes = run_together(lambda: service_on(gate).post([first]),
+                            lambda: service_on(gate).post([second]))
+    assert all(isinstance(outcome, list) for outcome in outcomes), outcomes
+    [one], [other] = outcomes
+    assert one["status"] == "posted" and other == one
+    assert count(engine, entries, transaction_id=transaction_id) == 2
+    balances = {account: money["balance"] for account, money in
+                ledger.balances([alice, bob, carol, dave]).items()}
+    assert balances in ({alice: 90, bob: 10, carol: 100, dave: 0},
+                        {alice: 100, bob: 0, carol: 80, dave: 20})
+
+
+def test_many_concurrent_posts_of_one_transaction_post_it_once(engine, ledger):
+    alice, bob = funded(ledger, 100, 0)
     transfer = posting(alice, bob, 100)
     outcomes = run_together(*[
         lambda: service_on(DatabaseAccess(engine, "ledger")).post([transfer])
@@ -73,13 +226,14 @@ def test_many_concurrent_posts_of_one_transaction_post_it_once(engine):
     assert count(engine, entries, transaction_id=transfer["transaction_id"]) == 2
 
 
-def test_concurrent_transfers_in_opposite_directions_never_deadlock(engine, monkeypatch):
+# --- locks -------------------------------------------------------------------------------
+
+
+def test_concurrent_transfers_in_opposite_directions_never_deadlock(engine, ledger, monkeypatch):
     # No retry: a deadlock would surface as an error instead of being run again.
     monkeypatch.setattr(batches, "ATTEMPTS", 1)
-    alice, bob, carol = new_id(), new_id(), new_id()
-    ledger = service_on(DatabaseAccess(engine, "ledger"))
     funding = 100_000
-    ledger.post([deposit(alice, funding), deposit(bob, funding), deposit(carol, funding)])
+    alice, bob, carol = funded(ledger, funding, funding, funding)
     chooser = random.Random(20261125)
     pairs = [(alice, bob), (bob, alice), (carol, alice), (bob, carol), (alice, carol)]
 
@@ -129,15 +283,108 @@ def test_concurrent_transfers_in_opposite_directions_never_deadlock(engine, monk
     assert not {d["account_id"] for d in totals["discrepancies"]} & set(expected)
 
 
-def test_concurrent_spending_of_the_same_money_never_overdraws(engine):
+def test_concurrent_spending_of_the_same_money_never_overdraws(engine, ledger):
     for _ in range(3):
-        alice = new_id()
-        ledger = service_on(DatabaseAccess(engine, "ledger"))
-        ledger.post([deposit(alice, 100)])
+        [alice] = funded(ledger, 100)
+        payees = [open_account(ledger) for _ in range(8)]
         outcomes = run_together(*[
-            lambda: service_on(DatabaseAccess(engine, "ledger")).post(
-                [posting(alice, new_id(), 30)])
-            for _ in range(8)])
+            lambda payee=payee: service_on(DatabaseAccess(engine, "ledger")).post(
+                [posting(alice, payee, 30)])
+            for payee in payees])
         statuses = [outcome[0]["status"] for outcome in outcomes]
         assert statuses.count("posted") == 3, outcomes
         assert ledger.balances([alice])[alice]["balance"] == 10
+
+
+# --- a freeze racing a posting ------------------------------------------------------------
+
+
+def test_a_posting_waits_for_a_freeze_holding_the_lock_and_is_then_refused(engine, ledger):
+    alice, bob = funded(ledger, 100, 0)
+    freezing = PausedDatabase(engine, after=is_lock)
+    freeze = eventlet.spawn(service_on(freezing).set_status, alice, "frozen")
+    freezing.wait_until_paused()  # the freeze holds alice's lock, not yet committed
+    transfer = posting(alice, bob, 30)
+    moving = eventlet.spawn(service_on(DatabaseAccess(engine, "ledger")).post, [transfer])
+    wait_for_a_lock_wait(engine)
+    assert not moving.dead  # it waits for the freeze
+    freezing.resume()
+    assert freeze.wait()["status"] == "frozen"
+    assert moving.wait() == [rejected(transfer, "account_frozen")]
+    assert ledger.balances([alice, bob]) == {
+        alice: {"balance": 100, "held": 0}, bob: {"balance": 0, "held": 0}}
+    assert count(engine, entries, transaction_id=transfer["transaction_id"]) == 0
+
+
+def test_a_freeze_waits_for_a_posting_holding_the_lock_and_sees_its_money(engine, ledger):
+    alice, bob = funded(ledger, 100, 0)
+    transfer = posting(alice, bob, 30)
+    moving_db = PausedDatabase(engine, after=is_lock)
+    moving = eventlet.spawn(service_on(moving_db).post, [transfer])
+    moving_db.wait_until_paused()  # the posting holds alice's lock, not yet committed
+    freeze = eventlet.spawn(service_on(DatabaseAccess(engine, "ledger")).set_status,
+                            alice, "frozen")
+    wait_for_a_lock_wait(engine)
+    assert not freeze.dead  # it waits for the posting
+    moving_db.resume()
+    [result] = moving.wait()
+    assert result["status"] == "posted"
+    frozen = freeze.wait()
+    # The freeze came after the posting: its view of the account has the money moved.
+    assert (frozen["status"], frozen["version"], frozen["balance"]) == ("frozen", 2, 70)
+    later = posting(alice, bob, 1)
+    assert ledger.post([later]) == [rejected(later, "account_frozen")]
+
+
+@pytest.mark.parametrize("round", range(6))
+def test_a_freeze_and_a_posting_racing_never_let_the_posting_land_after_the_freeze(
+        engine, ledger, round):
+    # Either the posting commits before the freeze takes the lock (the freeze's view of
+    # the account then shows its money moved) or it sees the freeze and is refused.
+    alice, bob = funded(ledger, 100, 0)
+    transfer = posting(alice, bob, 30, expected_versions={alice: 1, bob: 1})
+    calls = [lambda: service_on(DatabaseAccess(engine, "ledger")).post([transfer]),
+             lambda: service_on(DatabaseAccess(engine, "ledger")).set_status(alice, "frozen")]
+    if round % 2:
+        calls.reverse()
+    outcomes = run_together(*calls)
+    if round % 2:
+        outcomes.reverse()
+    assert not any(isinstance(outcome, Exception) for outcome in outcomes), outcomes
+    [result], frozen = outcomes
+    assert (frozen["status"], frozen["version"]) == ("frozen", 2)
+    balances = ledger.balances([alice, bob])
+    if result["status"] == "posted":
+        assert frozen["balance"] == 70
+        assert balances == {alice: {"balance": 70, "held": 0}, bob: {"balance": 30, "held": 0}}
+    else:
+        assert result == rejected(transfer, "account_frozen")
+        assert frozen["balance"] == 100
+        assert balances == {alice: {"balance": 100, "held": 0}, bob: {"balance": 0, "held": 0}}
+        assert count(engine, entries, transaction_id=transfer["transaction_id"]) == 0
+
+
+@pytest.mark.parametrize("round", range(4))
+def test_a_lowered_limit_racing_a_debit_never_lets_the_debit_use_the_old_limit(
+        engine, ledger, round):
+    # The same lock orders a change of overdraft limit with the postings.
+    alice, bob = funded(ledger, 0, 0)
+    ledger.set_overdraft_limit(alice, 100)
+    spend = posting(alice, bob, 60)
+    calls = [lambda: service_on(DatabaseAccess(engine, "ledger")).post([spend]),
+             lambda: service_on(DatabaseAccess(engine, "ledger")).set_overdraft_limit(alice, 0)]
+    if round % 2:
+        calls.reverse()
+    outcomes = run_together(*calls)
+    if round % 2:
+        outcomes.reverse()
+    assert not any(isinstance(outcome, Exception) for outcome in outcomes), outcomes
+    [result], lowered = outcomes
+    assert lowered["overdraft_limit"] == 0
+    balance = ledger.balances([alice])[alice]["balance"]
+    if result["status"] == "posted":
+        # Debited on the old limit, before the change took the lock: the change saw it.
+        assert balance == lowered["balance"] == -60
+    else:
+        assert result == rejected(spend, "insufficient_funds")
+        assert balance == lowered["balance"] == 0

@@ -6,14 +6,16 @@ from nameko.testing.services import worker_factory
 from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 
-from services.ledger import batches
+from services.ledger import rules
 from services.ledger.entries import entries
 from services.ledger.holds import holds
 from services.ledger.postings import postings
 from services.ledger.service import LedgerService
 from shared.db import DatabaseAccess
 from tests.support.concurrency import run_together
-from tests.unit.test_ledger_postings import count, deposit, new_id, post, posting, withdrawal
+from tests.unit.test_ledger_postings import (
+    count, deposit, new_id, open_account, post, posting, rejected, withdrawal,
+)
 
 
 @pytest.fixture
@@ -21,22 +23,18 @@ def service(engine):
     return worker_factory(LedgerService, db=DatabaseAccess(engine, "ledger"))
 
 
-def authorization(payer, merchant, amount, limit=0, transaction_id=None):
-    one = posting(payer, merchant, amount, type="payment", limit=limit,
-                  transaction_id=transaction_id)
-    one["hold"] = True
-    return one
+def authorization(payer, merchant, amount, transaction_id=None):
+    return posting(payer, merchant, amount, type="payment", transaction_id=transaction_id,
+                   hold=True)
 
 
-def capture(payer, merchant, amount, hold_id, limit=0, transaction_id=None):
-    one = posting(payer, merchant, amount, type="capture", limit=limit,
-                  transaction_id=transaction_id)
-    one["capture_of"] = hold_id
-    return one
+def capture(payer, merchant, amount, hold_id, transaction_id=None):
+    return posting(payer, merchant, amount, type="capture", transaction_id=transaction_id,
+                   capture_of=hold_id)
 
 
 def funded(service, amount):
-    payer, merchant = new_id(), new_id()
+    payer, merchant = open_account(service), open_account(service)
     if amount:
         assert post(service, deposit(payer, amount))["status"] == "posted"
     return payer, merchant
@@ -87,8 +85,25 @@ def test_a_hold_beyond_the_available_money_is_rejected(service, engine):
     assert state(service, payer) == [{"balance": 100, "held": 100}]
     assert post(service, authorization(payer, merchant, 1))["reason"] == "insufficient_funds"
     # The account's overdraft limit counts as for any debit.
-    assert post(service, authorization(payer, merchant, 5, limit=5))["status"] == "held"
+    service.set_overdraft_limit(payer, 5)
+    assert post(service, authorization(payer, merchant, 5))["status"] == "held"
     assert state(service, payer) == [{"balance": 100, "held": 105}]
+    assert service.get_account(payer)["available_balance"] == 0
+
+
+def test_a_hold_on_a_frozen_account_is_refused(service, engine):
+    payer, merchant = funded(service, 100)
+    service.set_status(payer, "frozen")
+    one = authorization(payer, merchant, 10)
+    assert post(service, one) == rejected(one, "account_frozen")
+    assert hold_row(engine, one["transaction_id"]) is None
+    assert state(service, payer) == [{"balance": 100, "held": 0}]
+
+
+def test_a_hold_on_an_account_nobody_opened_is_refused(service, engine):
+    one = authorization(new_id(), open_account(service), 10)
+    assert post(service, one) == rejected(one, "account_not_found")
+    assert hold_row(engine, one["transaction_id"]) is None
 
 
 def test_a_replayed_hold_holds_once(service, engine):
@@ -143,16 +158,21 @@ def test_malformed_captures_are_rejected(service, change):
     assert state(service, payer) == [{"balance": 100, "held": 10}]
 
 
-def test_the_constraint_refuses_over_holding_the_python_check_let_through(
+def test_the_constraint_refuses_over_holding_the_rules_let_through(
         service, engine, monkeypatch):
-    monkeypatch.setattr(batches, "check", lambda posting, accounts: None)
+    # The balances row's CHECK behind the rules: it refuses the batch as a whole (its
+    # balances are written in one statement), the hold that fitted included.
     payer, merchant = funded(service, 100)
+    monkeypatch.setattr(rules, "available_balance", lambda balance, held, limit: 10**18)
     too_much, fine = authorization(payer, merchant, 101), authorization(payer, merchant, 100)
-    results = service.post([too_much, fine])
-    assert results[0] == {"transaction_id": too_much["transaction_id"],
-                          "status": "rejected", "reason": "insufficient_funds"}
-    assert results[1]["status"] == "held"
+    with pytest.raises(IntegrityError) as raised:
+        service.post([too_much, fine])
+    assert raised.value.orig.diag.constraint_name == "balance_within_overdraft"
     assert hold_row(engine, too_much["transaction_id"]) is None
+    assert hold_row(engine, fine["transaction_id"]) is None
+    assert state(service, payer) == [{"balance": 100, "held": 0}]
+    monkeypatch.undo()
+    assert [r["status"] for r in service.post([too_much, fine])] == ["rejected", "held"]
     assert state(service, payer) == [{"balance": 100, "held": 100}]
 
 
@@ -205,22 +225,41 @@ def test_the_capture_counts_the_money_held_for_it(service):
 
 def test_a_capture_beyond_the_money_after_the_hold_is_rejected_and_keeps_the_hold(
         service, engine, monkeypatch):
-    # The balance fell below the hold (as an overdraft limit lowered or a direct debit may
-    # allow): the capture is refused as a whole, the hold stays.
+    # The balance fell below the hold (the overdraft limit it was placed on lowered since):
+    # the capture is refused as a whole, the hold stays.
     payer, merchant = funded(service, 100)
-    one = authorization(payer, merchant, 100, limit=50)
+    service.set_overdraft_limit(payer, 50)
+    one = authorization(payer, merchant, 100)
     post(service, one)
-    assert post(service, withdrawal(payer, 50, limit=50))["status"] == "posted"
+    assert post(service, withdrawal(payer, 50))["status"] == "posted"
     assert state(service, payer) == [{"balance": 50, "held": 100}]
-    taking = capture(payer, merchant, 100, one["transaction_id"], limit=0)
+    service.set_overdraft_limit(payer, 0)
+    taking = capture(payer, merchant, 100, one["transaction_id"])
     assert post(service, taking)["reason"] == "insufficient_funds"
     assert hold_row(engine, one["transaction_id"]).status == "held"
     assert state(service, payer) == [{"balance": 50, "held": 100}]
     # Even when only the database's constraint is there to refuse it.
-    monkeypatch.setattr(batches, "check", lambda posting, accounts: None)
-    assert post(service, taking)["reason"] == "insufficient_funds"
+    monkeypatch.setattr(rules, "available_balance", lambda balance, held, limit: 10**18)
+    with pytest.raises(IntegrityError, match="balance_within_overdraft"):
+        post(service, taking)
     assert hold_row(engine, one["transaction_id"]).status == "held"
     assert count(engine, postings, transaction_id=taking["transaction_id"]) == 0
+    assert state(service, payer, merchant) == [
+        {"balance": 50, "held": 100}, {"balance": 0, "held": 0}]
+
+
+def test_a_capture_from_a_frozen_account_is_refused_and_keeps_the_hold(service, engine):
+    payer, merchant = funded(service, 100)
+    one = authorization(payer, merchant, 60)
+    post(service, one)
+    service.set_status(payer, "frozen")
+    taking = capture(payer, merchant, 60, one["transaction_id"])
+    assert post(service, taking) == rejected(taking, "account_frozen")
+    assert hold_row(engine, one["transaction_id"]).status == "held"
+    assert state(service, payer, merchant) == [
+        {"balance": 100, "held": 60}, {"balance": 0, "held": 0}]
+    service.set_status(payer, "active")
+    assert post(service, taking)["status"] == "posted"
 
 
 def test_a_capture_above_the_hold_is_rejected(service, engine):
@@ -283,6 +322,23 @@ def test_hold_and_capture_in_one_batch(service):
     assert held["status"] == "held" and captured["status"] == "posted"
     assert state(service, payer, merchant) == [
         {"balance": 40, "held": 0}, {"balance": 60, "held": 0}]
+
+
+def test_an_aborted_atomic_batch_places_and_captures_no_hold(service, engine):
+    payer, merchant = funded(service, 100)
+    one = authorization(payer, merchant, 60)
+    post(service, one)
+    placing = authorization(payer, merchant, 40)
+    taking = capture(payer, merchant, 60, one["transaction_id"])
+    too_much = withdrawal(payer, 1_000)
+    assert service.post([placing, taking, too_much], atomic=True) == [
+        rejected(placing, "batch_aborted"), rejected(taking, "batch_aborted"),
+        rejected(too_much, "insufficient_funds")]
+    assert hold_row(engine, placing["transaction_id"]) is None
+    assert hold_row(engine, one["transaction_id"]).status == "held"
+    assert count(engine, postings, transaction_id=taking["transaction_id"]) == 0
+    assert state(service, payer, merchant) == [
+        {"balance": 100, "held": 60}, {"balance": 0, "held": 0}]
 
 
 # --- releasing ---------------------------------------------------------------------------
@@ -421,7 +477,8 @@ def test_many_captures_and_releases_racing_settle_the_hold_once(engine):
 
 
 def test_a_capture_and_a_release_that_both_saw_the_hold_active_settle_it_once(engine):
-    # Both read the hold as held before either locks anything: the balances row lock and
+    # Held together after their first statement: the release has read the hold as held
+    # (without a lock), the capture has locked the accounts. The balances row lock and
     # the conditional settlement decide.
     from tests.unit.test_ledger_concurrency import GatedDatabase
 

@@ -26,7 +26,7 @@ from shared.db import DatabaseAccess
 from shared.errors import ServiceUnavailable
 from tests.support.databases import migrated_database, pooled_engine
 from tests.support.kafka import running_broker
-from tests.unit.test_ledger_postings import deposit, new_id, posting
+from tests.unit.test_ledger_postings import deposit, open_account, posting
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -85,7 +85,7 @@ def entry_count(engine):
 
 
 def some_postings(ledger):
-    alice, bob, carol = new_id(), new_id(), new_id()
+    alice, bob, carol = open_account(ledger), open_account(ledger), open_account(ledger, "EUR")
     results = ledger.post([deposit(alice, 5_000), posting(alice, bob, 1_500),
                            deposit(carol, 700, currency="EUR")])
     assert [result["status"] for result in results] == ["posted"] * 3
@@ -113,7 +113,7 @@ def test_a_consistent_ledger_and_a_whole_mirror_are_balanced(ledger, relay, engi
 
 def test_a_posting_absent_from_the_topic_is_missing(ledger, relay, engine):
     publish(relay)
-    [result] = ledger.post([deposit(new_id(), 250)])
+    [result] = ledger.post([deposit(open_account(ledger), 250)])
     lost = result["entries"][1]
     with engine.begin() as connection:  # a relay that stamped a message it never sent
         seq = connection.execute(
@@ -154,7 +154,7 @@ def test_a_message_for_no_entry_is_unexpected(ledger, relay, kafka_broker):
 
 def test_postings_the_relay_has_not_published_are_missing_after_the_wait(ledger, relay):
     publish(relay)
-    [result] = ledger.post([deposit(new_id(), 40)])  # no relay runs in this test
+    [result] = ledger.post([deposit(open_account(ledger), 40)])  # no relay runs in this test
     started = time.monotonic()
     report = ledger.reconciliation()
     assert 0.3 <= time.monotonic() - started < 5  # it gave the relay its wait
@@ -197,7 +197,7 @@ def test_the_command_says_balanced_and_exits_0(ledger, relay, config):
 
 def test_the_command_lists_what_is_missing_and_exits_1(ledger, relay, config, engine):
     publish(relay)
-    [result] = ledger.post([deposit(new_id(), 250)])
+    [result] = ledger.post([deposit(open_account(ledger), 250)])
     account = result["entries"][1]["account_id"]
     with engine.begin() as connection:
         connection.execute(update(outbox).where(outbox.c.account_id == account)
