@@ -41,9 +41,14 @@ def serve(process_name):
     from shared.logs import configure_logging
 
     config = load_config()
+    service = service_for(process_name)
+    # A service section may size its own worker pool (the gateway's is large).
+    section = config.get(service.name) or {}
+    if isinstance(section, dict) and section.get("max_workers"):
+        config["max_workers"] = int(section["max_workers"])
     configure_logging(process_name, config["logging"]["level"])
     runner = ServiceRunner(config)
-    runner.add_service(service_class(process_name, service_for(process_name)))
+    runner.add_service(service_class(process_name, service))
 
     import eventlet
 

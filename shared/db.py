@@ -98,7 +98,7 @@ class Engine(SharedExtension):
             config = self.container.config
             self.engine = make_engine(
                 config["database"],
-                pool_size=int(config.get("max_workers", 10)),
+                pool_size=int(config["database"].get("pool_size", 10)),
                 application_name="paysys-{}".format(self.container.service_name),
             )
 
@@ -121,6 +121,10 @@ class DatabaseClient(Extension):
 
     @property
     def engine(self):
+        if self.shared_engine.engine is None:
+            # Nameko sets extensions up in no set order: whoever needs the engine first
+            # makes it (Engine.setup makes it once).
+            self.shared_engine.setup()
         return self.shared_engine.engine
 
     def access(self):
@@ -128,11 +132,9 @@ class DatabaseClient(Extension):
 
 
 class Database(DependencyProvider):
-    """Gives each worker access to the service's own schema.
-
-    The pool holds as many connections as the service has workers, so no worker
-    waits for a connection another worker holds (see NAMEKO notes in README).
-    """
+    """Gives each worker access to the service's own schema. Workers share the process's
+    pool (``database.pool_size``, as many again under a burst): a worker holds a connection
+    only for the statements of one transaction."""
 
     def __init__(self, schema):
         self.schema = schema

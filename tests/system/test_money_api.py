@@ -10,8 +10,8 @@ from chaos.servers import wait_for
 pytestmark = pytest.mark.system
 
 TRANSACTION_FIELDS = {"id", "type", "status", "failure_reason", "source_account_id",
-                      "destination_account_id", "amount", "currency", "description", "votes",
-                      "created_at", "completed_at"}
+                      "destination_account_id", "amount", "currency", "description", "metadata",
+                      "votes", "created_at", "completed_at"}
 
 
 def move(user, path, body, key=None):
