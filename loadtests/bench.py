@@ -26,7 +26,8 @@ import threading
 from datetime import datetime, timezone
 from pathlib import Path
 
-from loadtests import baseline_db, bench_locust, bench_summary, bench_system
+from loadtests import baseline_db, bench_locust, bench_summary, bench_system, bench_transfers
+from loadtests.bench_costs import Probe, Snapshot
 from loadtests.bench_progress import Progress
 
 
@@ -74,7 +75,9 @@ def parse_arguments(argv=None):
                         "(BENCH_REPORTS_DIR; default %(default)s)")
     target.add_argument("--stop", action="store_true",
                         help="stop the system at the end even if it was already running")
+    bench_transfers.add_arguments(parser, _environment)
     arguments = parser.parse_args(argv)
+    bench_transfers.chosen(arguments)  # refuses an unknown scenario now, not after the baselines
     if min(arguments.users, arguments.step_users) < 1 or min(
             arguments.step_seconds, arguments.seconds, arguments.baseline_seconds) <= 0:
         parser.error("users, step users and every length must be positive")
@@ -145,7 +148,9 @@ def database_baseline(progress, arguments):
     return outcome["figures"]
 
 
-def system_run(progress, arguments, folder):
+def system_run(progress, arguments, folder, probe):
+    """The mix: its Locust figures, and its costs per completed transfer (the mix moves
+    other money and reads too, so these are what a transfer costs among the rest)."""
     command = bench_locust.locust_command(bench_locust.WORKLOAD, arguments.url,
                                           folder / "locust", html_path=folder / "locust.html")
     environment = {"BENCH_USERS": str(arguments.users),
@@ -153,9 +158,12 @@ def system_run(progress, arguments, folder):
                    "BENCH_STEP_S": str(arguments.step_seconds),
                    "BENCH_RUN_S": str(arguments.seconds),
                    "BENCH_THINK_MAX_S": str(arguments.think_max_seconds)}
-    run_locust_phase(progress, "system: the workload, step load", command,
+    before = Snapshot.take(probe)
+    run_locust_phase(progress, "mix: the workload, step load", command,
                      folder / "locust.log", environment, arguments.seconds)
-    return bench_summary.read_locust_run(folder / "locust")
+    figures = bench_summary.read_locust_run(folder / "locust")
+    figures["costs"] = Snapshot.take(probe).since(before, probe).figures()
+    return figures
 
 
 # --- the report ---------------------------------------------------------------------------
@@ -247,7 +255,9 @@ def main(argv=None):
     started_at = datetime.now(timezone.utc)
     folder = Path(arguments.reports_dir) / "bench-{}".format(started_at.strftime("%Y%m%dT%H%M%SZ"))
     folder.mkdir(parents=True, exist_ok=False)
-    phases = 1 + (0 if arguments.skip_baselines else 2) + 1
+    mix = "mix" in bench_transfers.chosen(arguments)
+    phases = 1 + (0 if arguments.skip_baselines else 2) + mix + bench_transfers.phases(
+        arguments)
     progress = Progress(phases)
     progress.say("Benchmark of {} → {}".format(arguments.url, folder))
 
@@ -277,7 +287,14 @@ def main(argv=None):
         if not arguments.skip_baselines:
             baselines["health"] = health_baseline(progress, arguments, folder)
             baselines["raw_postgres"] = database_baseline(progress, arguments)
-        system = system_run(progress, arguments, folder)
+        config = load_config()
+        probe = Probe(arguments.database_url, config)
+        system = system_run(progress, arguments, folder, probe) if mix else None
+        transfers_only = bench_transfers.with_ratios(
+            bench_transfers.run_all(arguments, folder, progress, config,
+                                    lambda action, program: _control(config, action,
+                                                                     program)),
+            baselines.get("raw_postgres"), baselines.get("health"))
 
         summary = {
             "started_at": started_at.isoformat(timespec="seconds"),
@@ -290,17 +307,37 @@ def main(argv=None):
                     "{}={}".format(k, v) for k, v in bench_system.BENCHMARK_ENVIRONMENT.items())
                     if started_here else "the running system's own")},
             "system": system,
+            "transfers_only": transfers_only,
             "baselines": baselines,
             "ratios": bench_summary.ratios(system, baselines.get("health"),
-                                           baselines.get("raw_postgres")),
+                                           baselines.get("raw_postgres")) if system else None,
         }
         write_report(folder, summary)
-        print(summary_table(summary))
+        print(summary_table(summary) if system else "")
+        print("\n".join(bench_transfers.table(transfers_only)))
         return 0
     finally:
         if arguments.stop or started_here:
             progress.say("Stopping the system (`paysys down`) …")
             bench_system.stop(system_log)
+
+
+def load_config():
+    from shared.config import load_config as load
+
+    return load()
+
+
+def _control(config, action, program):
+    """Stop or start one process of the system under test (supervisorctl)."""
+    from paysys import supervisor
+
+    done = supervisor.supervisorctl(supervisor.RunDir(config), action,
+                                    "{}:{}".format(supervisor.SERVICES_GROUP, program),
+                                    capture=True)
+    if done.returncode != 0:
+        raise RuntimeError("supervisorctl {} {}: {}".format(action, program,
+                                                            done.stdout + done.stderr))
 
 
 def _start_into(log_path, outcome):

@@ -5,6 +5,7 @@ On a terminal the line rewrites itself every second; into a file or a pipe (CI,
 stay readable.
 """
 import sys
+import threading
 import time
 
 PLAIN_EVERY_S = 10
@@ -38,6 +39,24 @@ class Progress:
             self.number, self.phases, name, time.monotonic() - started_s)
         self.stream.write(("\r" + done.ljust(90) if self.interactive else done) + "\n")
         self.stream.flush()
+
+    def run(self, name, expected_s, work):
+        """Show phase ``name`` while ``work()`` runs in a thread; its result, or its error
+        raised here."""
+        outcome = {}
+
+        def target():
+            try:
+                outcome["result"] = work()
+            except BaseException as error:  # noqa: BLE001 - raised in the caller's thread
+                outcome["error"] = error
+
+        worker = threading.Thread(target=target, daemon=True)
+        worker.start()
+        self.wait(name, expected_s, lambda: not worker.is_alive())
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["result"]
 
     def say(self, text):
         self.stream.write(text + "\n")

@@ -2,9 +2,10 @@
 from contextlib import contextmanager
 
 from nameko.extensions import DependencyProvider, Extension, SharedExtension
-from sqlalchemy import create_engine, make_url, text
+from sqlalchemy import create_engine, event, make_url, text
 from sqlalchemy.exc import InterfaceError, OperationalError
 
+from shared import work_counters
 from shared.errors import unanswered
 
 
@@ -21,7 +22,7 @@ def make_engine(database_config, pool_size, application_name):
     so a service survives one without being restarted itself.
     """
     options = "-c statement_timeout={}".format(int(database_config["statement_timeout_ms"]))
-    return create_engine(
+    engine = create_engine(
         sqlalchemy_url(database_config["url"]),
         pool_size=pool_size,
         max_overflow=pool_size,
@@ -33,6 +34,9 @@ def make_engine(database_config, pool_size, application_name):
             "options": options,
         },
     )
+    event.listen(engine, "commit", lambda connection: work_counters.count(
+        work_counters.DB_COMMITS))
+    return engine
 
 
 def typed(table):

@@ -14,7 +14,11 @@ import uuid
 import weakref
 
 from nameko.extensions import DependencyProvider
+from nameko.rpc import Rpc
 from nameko.timer import Timer
+from nameko.web.handlers import HttpRequestHandler
+
+from shared import work_counters
 
 CORRELATION_ID_KEY = "correlation_id"
 
@@ -67,14 +71,23 @@ class CorrelationId(DependencyProvider):
 
     def worker_result(self, worker_ctx, result=None, exc_info=None):
         started_s = self._started_s.pop(worker_ctx, None)
+        if isinstance(worker_ctx.entrypoint, Rpc):
+            work_counters.count(work_counters.RPCS_SERVED)
         if exc_info is None and isinstance(worker_ctx.entrypoint, Timer):
             return  # background ticks (relays, recovery) speak only when they fail
         duration_ms = (time.perf_counter() - started_s) * 1000 if started_s else None
-        log.info("%s.%s", worker_ctx.service_name, worker_ctx.entrypoint.method_name,
-                 extra={"fields": {
-                     "outcome": "ok" if exc_info is None else exc_info[0].__name__,
-                     "duration_ms": round(duration_ms, 3) if duration_ms is not None else None,
-                 }})
+        # One line per HTTP request (the access log); the RPCs and events behind it only
+        # at debug level when they went well: at hundreds a second, an info line each
+        # costs more than the work, and the batches log themselves.
+        level = (logging.INFO if exc_info is not None
+                 or isinstance(worker_ctx.entrypoint, HttpRequestHandler) else logging.DEBUG)
+        if not log.isEnabledFor(level):
+            return
+        log.log(level, "%s.%s", worker_ctx.service_name, worker_ctx.entrypoint.method_name,
+                extra={"fields": {
+                    "outcome": "ok" if exc_info is None else exc_info[0].__name__,
+                    "duration_ms": round(duration_ms, 3) if duration_ms is not None else None,
+                }})
 
     def worker_teardown(self, worker_ctx):
         _current.correlation_id = None

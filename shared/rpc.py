@@ -22,6 +22,7 @@ from nameko.exceptions import UnknownService
 from nameko.extensions import DependencyProvider, Extension
 from nameko.rpc import MethodProxy, ReplyListener
 
+from shared import work_counters
 from shared.circuit import CircuitBreaker
 from shared.errors import unanswered
 from shared.logs import CORRELATION_ID_KEY
@@ -116,6 +117,7 @@ class ServiceDirectory:
 
     def _call(self, service_name, method_name, args, kwargs, timeout_s=None):
         timeout_s = timeout_s or self._timeout_s
+        work_counters.count(work_counters.RPC_CALLS)
         method = MethodProxy(
             self._worker_ctx, service_name, method_name, self._reply_listener, **self._options
         )

@@ -1,6 +1,7 @@
 """What every Nameko service of the system has: correlation-aware logs and a health RPC."""
 from nameko.rpc import rpc as nameko_rpc
 
+from shared import work_counters
 from shared.errors import PaysysError
 from shared.logs import CorrelationId
 
@@ -25,3 +26,9 @@ class ServiceBase:
         if deep:
             report["schema_version"] = self.db.schema_version()
         return report
+
+    @rpc
+    def work_counters(self):
+        """``{rpc_calls, rpcs_served, db_commits, cpu_s, pid}`` of this process since it
+        started (shared/work_counters.py)."""
+        return work_counters.snapshot()

@@ -101,6 +101,13 @@ def page_of_owner(connection, owner_id, limit, after=None):
 def lock_for_change(connection, account_id):
     """Take the account's balances row lock (see the module's docstring) and read the
     account as it is under it; None if there is no such account."""
+    row = find(connection, account_id)
+    if row is None:
+        return None
+    # Every account has its row from its opening (ledger_0007 made the older ones'); made
+    # here all the same, so no change ever goes ahead without the lock.
+    balance_records.ensure_rows(connection, [
+        {"account_id": row.id, "currency": row.currency, "is_settlement": False}])
     balance_records.lock(connection, [account_id])
     return find(connection, account_id)
 

@@ -1,5 +1,6 @@
-"""The balances table: one row per account the ledger has moved money for (settlement
-accounts included), kept by the postings under a row lock."""
+"""The balances table: the money of every account (made with the account; a currency's
+settlement account's on its first posting), kept by the postings under a row lock. That
+lock also guards the account's state (accounts.py)."""
 from sqlalchemy import (
     CHAR, BigInteger, Boolean, Column, DateTime, MetaData, Table, func, select, text, update,
 )

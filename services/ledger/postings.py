@@ -53,8 +53,9 @@ class Posting:
 
     @property
     def accounts(self):
-        if self.hold:
-            return (self.debit_account_id,)
+        """Both sides, a hold's too: a hold moves no money to the merchant, but the
+        merchant's account must be one that may be paid (open, in the currency), or the
+        payer's money would be held for a capture that can never land."""
         return (self.debit_account_id, self.credit_account_id)
 
     def is_settlement(self, account_id):

@@ -129,7 +129,7 @@ class LedgerService(AccountRpcs, ServiceBase):
     @rpc
     def entries(self, account_id, limit=DEFAULT_PAGE_SIZE, cursor=None):
         """``{"items", "next_cursor"}``: the account's entries, newest first. Ownership is
-        the caller's business (the gateway asks the accounts service first)."""
+        the caller's business (the gateway asks get_account with the owner first)."""
         limit, before = page_request(limit, cursor, entry_records.decode_cursor)
         account = parse_id(account_id)
         if account is None:

@@ -143,7 +143,7 @@ def test_one_user_is_limited_and_served_again_after_retry_after(alice):
 def test_a_stopped_service_is_a_503_with_retry_after_then_the_breaker_answers_at_once(
         system, alice):
     alice.open_account()
-    system.supervisorctl("stop", "accounts")
+    system.supervisorctl("stop", "ledger")
     try:
         first = alice.get("/v1/accounts")
         assert_problem(first, 503, "service_unavailable")
@@ -155,6 +155,6 @@ def test_a_stopped_service_is_a_503_with_retry_after_then_the_breaker_answers_at
         assert time.monotonic() - started < 1.0  # no RPC deadline waited out
         assert int(fast.headers["Retry-After"]) >= 1
     finally:
-        system.supervisorctl("start", "accounts")
+        system.supervisorctl("start", "ledger")
     # Once it is back, a trial call after the breaker's pause closes it again.
     wait_for(lambda: alice.get("/v1/accounts").status_code == 200, timeout_s=30)

@@ -24,13 +24,13 @@ def test_ready_names_every_dependency_and_every_service_including_each_validator
     assert body["status"] == "ready"
     assert body["unavailable"] == []
     assert body["checks"] == {name: "ok" for name in [
-        "rabbitmq", "postgresql", "redis", "kafka", "auth", "accounts", "transactions",
+        "rabbitmq", "postgresql", "redis", "kafka", "auth", "transactions",
         "validator_1", "validator_2", "validator_3", "payments", "ledger", "notifications"]}
 
 
 def test_every_service_and_each_validator_runs_as_its_own_process(system):
     pids = system.process_ids()
-    assert set(pids) == {"kafka", "gateway", "auth", "accounts", "transactions", "validator_1",
+    assert set(pids) == {"kafka", "gateway", "auth", "transactions", "validator_1",
                          "validator_2", "validator_3", "payments", "ledger", "notifications"}
     assert len(set(pids.values())) == len(pids)
 

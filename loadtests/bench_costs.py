@@ -1,0 +1,155 @@
+"""What a benchmark run cost the system, read before and after it: CPU seconds per process
+(every service process over RPC, RabbitMQ and PostgreSQL from /proc), RPCs made, database
+commits, and the transfers it completed (counted in the database, not by the load
+generator) — so that each figure can be given per completed transfer.
+
+    before = Snapshot.take(probe)
+    ... the load ...
+    costs = Snapshot.take(probe).since(before)
+"""
+import os
+import time
+from dataclasses import dataclass, field
+
+import psycopg2
+
+# The database's clock decides what was completed during a run.
+COMPLETED = """
+    SELECT count(*), min(completed_at), max(completed_at), now()
+      FROM transactions.transactions
+     WHERE type = 'transfer' AND status = 'completed' AND completed_at > %s
+"""
+COMMITS = "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
+# What the asynchronous side still has to do: events to relay, postings to mirror to
+# Kafka, notifications to deliver.
+BACKLOG = {
+    "transactions_outbox": "SELECT count(*) FROM transactions.outbox "
+                           "WHERE dispatched_at IS NULL",
+    "payments_outbox": "SELECT count(*) FROM payments.outbox WHERE dispatched_at IS NULL",
+    "kafka_outbox": "SELECT count(*) FROM ledger.outbox WHERE published_at IS NULL",
+    "notifications": "SELECT count(*) FROM notifications.deliveries WHERE status = 'pending'",
+}
+CLOCK_TICKS_S = os.sysconf("SC_CLK_TCK")
+
+
+class Probe:
+    """The system under test as the benchmark reads it: its database, and RPC to every
+    service process (``paysys`` configuration)."""
+
+    def __init__(self, database_url, config):
+        self.database_url = database_url
+        self.config = config
+
+    def query(self, statement, parameters=()):
+        connection = psycopg2.connect(self.database_url, connect_timeout=5)
+        try:
+            with connection, connection.cursor() as cursor:
+                cursor.execute(statement, parameters)
+                return cursor.fetchone()
+        finally:
+            connection.close()
+
+    def service_counters(self):
+        """``{process name: work counters}`` of every service process that answers."""
+        from nameko.standalone.rpc import ClusterRpcProxy
+
+        from shared.catalog import process_names
+
+        counters = {}
+        with ClusterRpcProxy({"AMQP_URI": self.config["AMQP_URI"]}, timeout=10) as cluster:
+            for name in process_names(self.config):
+                try:
+                    counters[name] = getattr(cluster, name).work_counters()
+                except Exception:  # noqa: BLE001 - a stopped process has no counters
+                    continue
+        return counters
+
+    def backlog(self):
+        return {name: int(self.query(statement)[0]) for name, statement in BACKLOG.items()}
+
+    def wait_for_empty_backlog(self, limit_s, poll_s=0.5):
+        """Seconds until nothing is left to relay, mirror or deliver; None past ``limit_s``."""
+        started = time.monotonic()
+        while time.monotonic() - started < limit_s:
+            if not any(self.backlog().values()):
+                return round(time.monotonic() - started, 1)
+            time.sleep(poll_s)
+        return None
+
+
+def _server_cpu_s():
+    """CPU seconds of RabbitMQ and PostgreSQL (every process of each) from /proc."""
+    totals = {"rabbitmq": 0.0, "postgresql": 0.0}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            command = open("/proc/{}/cmdline".format(pid), "rb").read().replace(b"\0", b" ")
+            fields = open("/proc/{}/stat".format(pid)).read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        command = command.decode(errors="replace")
+        name = ("rabbitmq" if "beam.smp" in command and "rabbit" in command else
+                "postgresql" if command.startswith("postgres") or "/postgres " in command
+                else None)
+        if name:
+            totals[name] += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS_S
+    return totals
+
+
+@dataclass
+class Snapshot:
+    taken_s: float
+    database_now: object
+    completed_before: int = 0
+    commits: int = 0
+    processes: dict = field(default_factory=dict)  # name -> {cpu_s, rpc_calls, db_commits}
+    servers_cpu_s: dict = field(default_factory=dict)
+
+    @classmethod
+    def take(cls, probe):
+        counters = probe.service_counters()
+        _, _, _, now = probe.query(COMPLETED, ("infinity",))
+        return cls(time.monotonic(), now, commits=int(probe.query(COMMITS)[0]),
+                   processes=counters, servers_cpu_s=_server_cpu_s())
+
+    def since(self, before, probe):
+        """The costs between ``before`` and this snapshot."""
+        completed, first, last, _ = probe.query(COMPLETED, (before.database_now,))
+        window_s = (last - first).total_seconds() if completed and last > first else None
+        cpu_ms = {}
+        for name, now in self.processes.items():
+            was = before.processes.get(name)
+            if was and was["pid"] == now["pid"]:
+                cpu_ms[name] = (now["cpu_s"] - was["cpu_s"]) * 1000
+        for name, now_s in self.servers_cpu_s.items():
+            cpu_ms[name] = (now_s - before.servers_cpu_s.get(name, 0.0)) * 1000
+        rpc_calls = sum(now["rpc_calls"] - before.processes[name]["rpc_calls"]
+                        for name, now in self.processes.items()
+                        if name in before.processes
+                        and before.processes[name]["pid"] == now["pid"])
+        return Costs(completed=int(completed), window_s=window_s,
+                     elapsed_s=self.taken_s - before.taken_s, cpu_ms=cpu_ms,
+                     rpc_calls=rpc_calls, commits=self.commits - before.commits)
+
+
+@dataclass
+class Costs:
+    completed: int
+    window_s: float  # from the first to the last transfer completed in the run
+    elapsed_s: float
+    cpu_ms: dict
+    rpc_calls: int
+    commits: int
+
+    def figures(self):
+        per = (lambda value: round(value / self.completed, 2)) if self.completed else (
+            lambda value: None)
+        return {
+            "completed_transfers": self.completed,
+            "completed_transfers_per_s": (round(self.completed / self.window_s, 1)
+                                          if self.window_s else None),
+            "cpu_ms_per_transfer": {name: per(ms) for name, ms in sorted(
+                self.cpu_ms.items(), key=lambda item: -item[1])},
+            "cpu_ms_per_transfer_total": per(sum(self.cpu_ms.values())),
+            "rpcs_per_transfer": per(self.rpc_calls),
+            "commits_per_transfer": per(self.commits),
+        }

@@ -1,0 +1,150 @@
+"""The transfers-only part of `make bench`: its options, its runs (loadtests/bench_scenarios.py)
+in order, how long the asynchronous side takes to catch up after the saturating run, and
+its table in the report.
+"""
+import json
+
+from loadtests import bench_identities, bench_scenarios
+from loadtests.bench_costs import Probe
+
+SCENARIOS = ("transfers", "half", "batch", "validator-down")
+DEPOSIT_MINOR = 100_000_000  # the validators' largest single amount by default
+STOPPED_VALIDATOR = "validator_3"
+
+
+def add_arguments(parser, environment):
+    group = parser.add_argument_group("transfers-only scenarios")
+    group.add_argument("--scenarios", default=environment(
+        "BENCH_SCENARIOS", ",".join(("mix",) + SCENARIOS)),
+        help="which runs, in order: mix (the workload of loadtests/locustfile.py), "
+        "transfers, half, batch, validator-down (BENCH_SCENARIOS; default %(default)s)")
+    group.add_argument("--transfer-users", type=int,
+                       default=environment("BENCH_TRANSFER_USERS", 64, int),
+                       help="concurrent payers of the transfers runs "
+                       "(BENCH_TRANSFER_USERS; default %(default)s)")
+    group.add_argument("--transfer-seconds", type=float,
+                       default=environment("BENCH_TRANSFER_S", 60, float),
+                       help="length of the saturating transfers run; the others take half "
+                       "(BENCH_TRANSFER_S; default %(default)s)")
+    group.add_argument("--batch-users", type=int,
+                       default=environment("BENCH_BATCH_USERS", 4, int),
+                       help="concurrent payers of the batch run (BENCH_BATCH_USERS; "
+                       "default %(default)s)")
+    group.add_argument("--batch-size", type=int,
+                       default=environment("BENCH_BATCH_SIZE", 1000, int),
+                       help="transfers per POST /v1/transfers/batch (BENCH_BATCH_SIZE; "
+                       "default %(default)s)")
+    group.add_argument("--drain-limit-seconds", type=float,
+                       default=environment("BENCH_DRAIN_LIMIT_S", 120, float),
+                       help="how long to wait for the outboxes and deliveries to empty "
+                       "after the saturating run (BENCH_DRAIN_LIMIT_S; default %(default)s)")
+
+
+def chosen(arguments):
+    names = [name.strip() for name in arguments.scenarios.split(",") if name.strip()]
+    unknown = set(names) - set(("mix",) + SCENARIOS)
+    if unknown:
+        raise SystemExit("unknown scenarios: {}".format(", ".join(sorted(unknown))))
+    return names
+
+
+def phases(arguments):
+    """Progress phases these runs take: the payers, each run, the drain."""
+    names = [name for name in chosen(arguments) if name != "mix"]
+    return (1 + len(names) + ("transfers" in names)) if names else 0
+
+
+def run_all(arguments, folder, progress, config, control):
+    """``{"runs": {name: figures}, "drain_s": seconds or None}`` of the chosen scenarios."""
+    names = [name for name in chosen(arguments) if name != "mix"]
+    if not names:
+        return {}
+    probe = Probe(arguments.database_url, config)
+    payers_path = folder / "payers.json"
+    count = max(arguments.transfer_users, arguments.batch_users)
+    payers = progress.run("payers: {} funded users".format(count), count / 4,
+                          lambda: bench_identities.make_payers(arguments.url, count,
+                                                               DEPOSIT_MINOR))
+    payers_path.write_text(json.dumps(payers), encoding="utf-8")
+    runs, drain_s = {}, None
+    short_s = max(10.0, arguments.transfer_seconds / 2)
+    for name in names:
+        if name == "transfers":
+            scenario = bench_scenarios.Scenario(
+                "transfers", "single transfers, saturating", arguments.transfer_users,
+                arguments.transfer_seconds)
+        elif name == "half":
+            if "transfers" not in runs:
+                raise SystemExit("the half scenario needs the transfers one before it")
+            scenario = bench_scenarios.half_of(runs["transfers"], arguments.transfer_users,
+                                               short_s)
+        elif name == "batch":
+            scenario = bench_scenarios.Scenario(
+                "batch", "batches of {}".format(arguments.batch_size), arguments.batch_users,
+                short_s, batch_size=arguments.batch_size)
+        else:
+            scenario = bench_scenarios.Scenario(
+                "validator-down", "single transfers, {} stopped".format(STOPPED_VALIDATOR),
+                arguments.transfer_users, short_s, stopped_validator=STOPPED_VALIDATOR)
+        runs[name] = bench_scenarios.run(scenario, arguments, folder, probe, payers_path,
+                                         progress, control)
+        if name == "transfers":
+            drain_s = progress.run("drain: outboxes and deliveries", None,
+                                   lambda: probe.wait_for_empty_backlog(
+                                       arguments.drain_limit_seconds))
+    return {"runs": runs, "drain_s": drain_s, "drain_limit_s": arguments.drain_limit_seconds}
+
+
+def _ratio(value, baseline):
+    return None if value is None or not baseline else round(value / baseline, 3)
+
+
+def with_ratios(results, raw_postgres, health):
+    """Each run's completed transfers/s as a share of the raw PostgreSQL loop and of GET
+    /health requests/s measured in the same benchmark."""
+    raw = raw_postgres and raw_postgres.get("transfers_per_s")
+    health_rate = health and ((health.get("full_load") or {}).get("requests_per_s")
+                              or health.get("requests_per_s"))
+    for figures in results.get("runs", {}).values():
+        figures["vs_raw_postgres"] = _ratio(figures["completed_transfers_per_s"], raw)
+        figures["vs_health"] = _ratio(figures["completed_transfers_per_s"], health_rate)
+    return results
+
+
+def _ms(latency):
+    return "/".join("-" if latency.get(key) is None else "{:g}".format(latency[key])
+                    for key in ("p50", "p95", "p99"))
+
+
+def table(results):
+    """The printed lines of the transfers-only runs."""
+    runs = results.get("runs") or {}
+    if not runs:
+        return []
+    rows = [("run", "completed/s", "÷ raw PG", "÷ /health", "decision ms p50/95/99",
+             "CPU ms/transfer", "RPCs/transfer", "commits/transfer")]
+    for name, figures in runs.items():
+        rows.append((name, figures["completed_transfers_per_s"], figures["vs_raw_postgres"],
+                     figures["vs_health"], _ms(figures["decision_latency_ms"]),
+                     figures["cpu_ms_per_transfer_total"], figures["rpcs_per_transfer"],
+                     figures["commits_per_transfer"]))
+    rows = [tuple("-" if cell is None else str(cell) for cell in row) for row in rows]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["", "Transfers only (completed transfers counted in the database):"]
+    lines += ["  " + "  ".join(cell.ljust(widths[i]) if i == 0 else cell.rjust(widths[i])
+                               for i, cell in enumerate(row)) for row in rows]
+    lines += ["", "CPU ms per completed transfer, by process:"]
+    for name, figures in runs.items():
+        lines.append("  {:<15} {}".format(name, ", ".join(
+            "{} {:g}".format(process, ms) for process, ms in
+            figures["cpu_ms_per_transfer"].items() if ms is not None and ms >= 0.05)))
+    drain = results.get("drain_s")
+    lines += ["", "After the saturating run, outboxes and deliveries empty in: {}".format(
+        "{:g} s".format(drain) if drain is not None else
+        "more than {:g} s".format(results["drain_limit_s"]))]
+    errors = {name: figures["errors"]["total"] for name, figures in runs.items()
+              if figures["errors"]["total"]}
+    if errors:
+        lines.append("  errors: {}".format(", ".join("{} in {}".format(count, name)
+                                                     for name, count in errors.items())))
+    return lines
