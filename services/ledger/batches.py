@@ -6,7 +6,8 @@ postings it holds — the way the fastest ledgers amortize their commits.
 2. Replays answer from the books: a posting whose transaction is posted already (a
    redelivered or retried call, recovery) answers its first result and moves nothing.
    Read under the locks, so a duplicate of a posting another batch has just committed is
-   seen here (it touches the same accounts, so it waited for those locks).
+   seen here (it touches the same accounts, so it waited for those locks). Replays are
+   rare, so this read is made only once a batch has met one (``post``).
 3. Apply: the postings one after another, in the order given, in memory (rules.py): a
    later posting sees the balances the earlier ones left. A refused posting changes
    nothing; with ``atomic`` one refusal refuses the whole batch (``batch_aborted``).
@@ -39,28 +40,35 @@ RETRYABLE_SQLSTATES = {"40P01", "40001"}
 ATTEMPTS = 3
 
 
-class _Raced(Exception):
-    """Another batch claimed one of this batch's postings or holds between the replay
-    check and the write (only a transaction id reused for other accounts can): run the
-    whole batch again, and the replay check then answers it."""
+class _Replayed(Exception):
+    """A posting of the batch turned out to be posted already (its row was there when the
+    batch wrote): run the batch again, reading the books for replays first."""
 
 
 def post(db, given, atomic=False):
-    """The results of the postings ``given``, in order, committed together."""
+    """The results of the postings ``given``, in order, committed together.
+
+    Replays are rare (a retry after a lost reply, recovery), so the first attempt does not
+    look for them: if one was there, the writes that claim each posting's row find it,
+    the whole transaction rolls back, and the batch runs again looking first."""
+    look_for_replays = False
     for attempt in range(1, ATTEMPTS + 1):
         try:
             with db.transaction() as connection:
-                return post_batch(connection, given, atomic)
-        except (OperationalError, _Raced) as error:
-            retryable = isinstance(error, _Raced) or _sqlstate(error) in RETRYABLE_SQLSTATES
-            if not retryable or attempt == ATTEMPTS:
+                return post_batch(connection, given, atomic, look_for_replays)
+        except (OperationalError, _Replayed) as error:
+            replayed = isinstance(error, _Replayed)
+            if not (replayed or _sqlstate(error) in RETRYABLE_SQLSTATES) or attempt == ATTEMPTS:
                 raise
-            log.warning("posting batch aborted (%s), attempt %d of %d",
-                        _sqlstate(error) or "raced", attempt, ATTEMPTS)
+            look_for_replays = look_for_replays or replayed
+            if not replayed:
+                log.warning("posting batch aborted (%s), attempt %d of %d",
+                            _sqlstate(error), attempt, ATTEMPTS)
 
 
-def post_batch(connection, given, atomic=False):
-    """Post ``given`` inside the transaction ``connection`` is in; the results, in order."""
+def post_batch(connection, given, atomic=False, look_for_replays=True):
+    """Post ``given`` inside the transaction ``connection`` is in; the results, in order.
+    Without ``look_for_replays``, ``_Replayed`` when one of them was posted before."""
     results = [None] * len(given)
     readable = []
     for index, item in enumerate(given):
@@ -76,7 +84,13 @@ def post_batch(connection, given, atomic=False):
     books, posted_at = lock_books(connection, [posting for _, posting in readable])
     holds = _hold_books(hold_records.lock_many(connection, {
         posting.capture_of for _, posting in readable if posting.capture_of}))
-    done = stored_results(connection, {posting.transaction_id for _, posting in readable})
+    if not look_for_replays and any(
+            holds.get(posting.capture_of) is not None
+            and holds[posting.capture_of].settled_by == posting.transaction_id
+            for _, posting in readable if posting.capture_of):
+        look_for_replays = True  # a capture that settled its hold already: a replay
+    done = (stored_results(connection, {posting.transaction_id for _, posting in readable})
+            if look_for_replays else {})
     batch = _Applied(posted_at)
     first_of = {}  # transaction id -> index of its first posting in this batch
     for index, posting in readable:
@@ -90,9 +104,15 @@ def post_batch(connection, given, atomic=False):
             results[index] = batch.apply(posting, rules.apply(posting, books, holds))
     results = [results[result[1]] if isinstance(result, tuple) else result
                for result in results]
+    if not look_for_replays and batch.refused and stored_results(connection, batch.refused):
+        # A refused posting made before: answered by its first result, not refused now
+        # (the money it moved may be why it would be refused again).
+        raise _Replayed()
     # A malformed posting aborts an atomic batch too, but only after the replay check:
     # a posting made before must answer as it was, not batch_aborted.
     if atomic and (batch.refused or len(readable) < len(given)):
+        if not look_for_replays:
+            raise _Replayed()  # what stands as it was is known only by looking
         return _aborted(given, results, replayed={
             index for index, posting in readable if posting.transaction_id in done})
     batch.write(connection, books, holds)
@@ -108,12 +128,12 @@ class _Applied:
         self.moved = []
         self.entries = []
         self.messages = []
-        self.refused = False
+        self.refused = set()  # transaction ids of the postings refused
 
     def apply(self, posting, outcome):
         """The result of ``posting``, recording what it wrote."""
         if outcome.refused:
-            self.refused = True
+            self.refused.add(posting.transaction_id)
             return posting_records.rejected(posting.transaction_id, outcome.reason)
         if outcome.hold is not None:
             return hold_records.placed(posting.transaction_id, posting.debit_account_id,
@@ -136,25 +156,30 @@ class _Applied:
         return posting_records.posted(posting.transaction_id, self.posted_at, views)
 
     def write(self, connection, books, holds):
+        """Claim each posting's and hold's row first: one already there (a replay, or the
+        same transaction id posted meanwhile for other accounts) rolls it all back."""
         if posting_records.insert_many(connection, self.moved, self.posted_at) < len(self.moved):
-            raise _Raced()
+            raise _Replayed()
         placed = [hold for hold in holds.values() if hold.new]
         if hold_records.insert_many(connection, placed, self.posted_at) < len(placed):
-            raise _Raced()
+            raise _Replayed()
         captured = [hold for hold in holds.values() if hold.settled]
         if hold_records.capture_many(connection, captured) < len(captured):
-            raise _Raced()
+            raise _Replayed()
         entry_records.insert_many(connection, self.entries, self.posted_at)
         balance_records.store_many(connection, [book for book in books.values()
                                                 if book.changed])
         outbox.append(connection, self.messages)
 
 
+# The state is read by a statement of its own, after the locks: a statement that waited
+# for a lock sees the rows it locked as they are now, but the rows it joined only as they
+# were when it started (PostgreSQL's EvalPlanQual), and a freeze that committed while the
+# posting waited must be seen.
 _STATE = text("""
-    SELECT id, currency, status, version, overdraft_limit
+    SELECT id, currency, status, version, overdraft_limit, now() AS now
       FROM ledger.accounts WHERE id = ANY(CAST(:ids AS uuid[]))
 """).columns(id=UUID(as_uuid=False))
-_NOW = text("SELECT now()")
 
 
 def lock_books(connection, pending):
@@ -171,6 +196,8 @@ def lock_books(connection, pending):
         for account, posting in wanted.items() if posting.is_settlement(account)])
     rows = balance_records.lock(connection, wanted)
     states = {row.id: row for row in connection.execute(_STATE, {"ids": list(rows)})}
+    now = next(iter(states.values())).now if states else connection.execute(
+        text("SELECT now()")).scalar_one()
     books = {}
     for account_id, row in rows.items():
         state = states.get(account_id)
@@ -182,7 +209,7 @@ def lock_books(connection, pending):
             book = books[account_id]
             book.currency, book.status = state.currency, state.status
             book.version, book.overdraft_limit = state.version, state.overdraft_limit
-    return books, connection.execute(_NOW).scalar_one()
+    return books, now
 
 
 def _hold_books(rows):

@@ -16,7 +16,7 @@ from nameko.extensions import DependencyProvider
 from services.transactions import batches as batch_records
 from services.transactions import records
 from services.transactions.dependencies import ValidatorPool
-from services.transactions.pipeline import Pipeline
+from services.transactions.pipeline import Owners, Pipeline
 from shared.db import DatabaseClient
 from shared.logs import correlated, new_correlation_id
 from shared.rpc import RpcClient
@@ -36,6 +36,7 @@ class Consensus(DependencyProvider):
         self.vote_deadline_s = int(section["vote_deadline_ms"]) / 1000
         self.decision_wait_s = int(section["decision_wait_ms"]) / 1000
         self.undecided_timeout_s = int(section["undecided_timeout_s"])
+        self.owners = Owners()
 
     def get_dependency(self, worker_ctx):
         return self
@@ -100,7 +101,7 @@ class Consensus(DependencyProvider):
         correlation_id = new_correlation_id()
         return _Work(self, name, correlation_id, Pipeline(
             self.db.access(), self.rpc.detached(name, correlation_id), self.pool,
-            self.vote_deadline_s), carried, size)
+            self.vote_deadline_s, self.owners), carried, size)
 
 
 class _Work:

@@ -20,7 +20,10 @@ Each step costs a batch the same round trips and commits however many transactio
 holds: that is where the throughput comes from.
 """
 import logging
+from collections import OrderedDict
 from dataclasses import dataclass, field
+
+import eventlet
 
 from services.transactions import batches as batch_records
 from services.transactions import records
@@ -61,11 +64,12 @@ class Prepared:
 
 
 class Pipeline:
-    def __init__(self, db, rpc, pool, vote_deadline_s):
+    def __init__(self, db, rpc, pool, vote_deadline_s, owners):
         self.db = db
         self.rpc = rpc
         self.pool = pool
         self.vote_deadline_s = vote_deadline_s
+        self.owners = owners
 
     # --- 1. Preparation -------------------------------------------------------------
 
@@ -76,23 +80,46 @@ class Pipeline:
 
     def prepare(self, movements):
         """Check and record each of ``movements`` (shared.commands.Movement); a movement
-        the caller may not make gets its error and records nothing."""
-        snapshot = self.snapshot([a for movement in movements for a in movement.accounts])
+        the caller may not make gets its error and records nothing.
+
+        An account's owner never changes, so once known (``owners``) it needs no call:
+        then the accounts' state and money are read from the ledger while the batch is
+        recorded, not before."""
+        wanted = {account for movement in movements for account in movement.accounts}
+        owners = self.owners.known(wanted)
+        reading = None
+        if len(owners) < len(wanted):
+            snapshot = self.snapshot(wanted)
+            owners = self.owners.learn(snapshot)
+        else:
+            reading = eventlet.spawn(self._snapshot_or_none, wanted)
         outcomes, new = [None] * len(movements), []
         for index, movement in enumerate(movements):
             try:
-                new.append((index, check_movement(movement, snapshot)))
+                new.append((index, check_movement(movement, owners)))
             except NotFound as error:
                 outcomes[index] = error
         created = []
-        if new:
-            with self.db.transaction() as connection:
-                rows = records.create_pending(connection, [item for _, item in new])
-            for (index, _), (row, was_created) in zip(new, rows):
-                outcomes[index] = row
-                if was_created:
-                    created.append(row)
+        try:
+            if new:
+                with self.db.transaction() as connection:
+                    rows = records.create_pending(connection, [item for _, item in new])
+                for (index, _), (row, was_created) in zip(new, rows):
+                    outcomes[index] = row
+                    if was_created:
+                        created.append(row)
+        finally:
+            if reading is not None:
+                snapshot = reading.wait()
         return Prepared(outcomes, created, snapshot)
+
+    def _snapshot_or_none(self, account_ids):
+        """The snapshot, or None if the ledger does not answer (``process`` reads again)."""
+        try:
+            return self.snapshot(account_ids)
+        except ServiceUnavailable as exc:
+            log.warning("no snapshot of %d accounts yet: %s", len(account_ids), exc)
+            return None
 
     def prepare_batch(self, batch):
         """Check every item of ``batch`` (shared.commands.TransferBatch) and record it all
@@ -100,10 +127,11 @@ class Pipeline:
         may not make refuses the whole batch (``NotFound`` naming the item)."""
         movements = batch.movements
         snapshot = self.snapshot([a for movement in movements for a in movement.accounts])
+        owners = self.owners.learn(snapshot)
         new = []
         for index, movement in enumerate(movements):
             try:
-                new.append(check_movement(movement, snapshot, batch_index=index))
+                new.append(check_movement(movement, owners, batch_index=index))
             except NotFound as error:
                 raise NotFound("transfers.{}: {}".format(index, error.detail)) from None
         with self.db.transaction() as connection:
@@ -238,23 +266,50 @@ class Pipeline:
         return {row.id: row.amount for row in self._find_many(wanted).values()}
 
 
-def check_movement(movement, snapshot, batch_index=None):
-    """The ``NewTransaction`` of ``movement`` (shared.commands.Movement) judged on
-    ``snapshot``; NotFound if an account it names is not there, or is not the caller's
-    where it must be (the two look the same)."""
-    owners = {}
+def check_movement(movement, owners, batch_index=None):
+    """The ``NewTransaction`` of ``movement`` (shared.commands.Movement), given the owner of
+    each account there is (``owners``); NotFound if an account it names is not there, or
+    is not the caller's where it must be (the two look the same)."""
+    found = {}
     for role, account_id in (("source", movement.source_account_id),
                              ("destination", movement.destination_account_id)):
         if account_id is None:
             continue
-        account = snapshot.get(account_id)
+        owner = owners.get(account_id)
         must_own = movement.kind in (SOURCE_OWNED if role == "source" else DESTINATION_OWNED)
-        if account is None or (must_own and not movement.acting_as_admin
-                               and account["owner_id"] != movement.initiator_id):
+        if owner is None or (must_own and not movement.acting_as_admin
+                             and owner != movement.initiator_id):
             raise NotFound("No such {} account.".format(role))
-        owners[role] = account["owner_id"]
-    return NewTransaction(movement, owners.get("source"), owners.get("destination"),
+        found[role] = owner
+    return NewTransaction(movement, found.get("source"), found.get("destination"),
                           batch_index)
+
+
+class Owners:
+    """Who owns each account, as the ledger said: an account never changes owner, so what
+    was learnt once holds for good (bounded: the least recently used are forgotten)."""
+
+    def __init__(self, limit=100_000):
+        self.limit = limit
+        self.owner_of = OrderedDict()
+
+    def known(self, account_ids):
+        """``{account_id: owner_id}`` of those of ``account_ids`` already known."""
+        found = {}
+        for account_id in account_ids:
+            owner = self.owner_of.get(account_id)
+            if owner is not None:
+                self.owner_of.move_to_end(account_id)
+                found[account_id] = owner
+        return found
+
+    def learn(self, snapshot):
+        """Remember the owners in ``snapshot``; ``{account_id: owner_id}`` of it."""
+        owners = {account_id: account["owner_id"] for account_id, account in snapshot.items()}
+        self.owner_of.update(owners)
+        while len(self.owner_of) > self.limit:
+            self.owner_of.popitem(last=False)
+        return owners
 
 
 def _accounts(row):

@@ -100,6 +100,22 @@ def test_a_hold_on_a_frozen_account_is_refused(service, engine):
     assert state(service, payer) == [{"balance": 100, "held": 0}]
 
 
+@pytest.mark.parametrize("merchant_is", ["frozen", "unknown", "in another currency"])
+def test_a_hold_for_a_merchant_who_cannot_be_paid_holds_nothing(service, engine, merchant_is):
+    # Else the payer's money would be held for a capture that can never land.
+    payer, merchant = funded(service, 100)
+    if merchant_is == "frozen":
+        service.set_status(merchant, "frozen")
+    elif merchant_is == "unknown":
+        merchant = new_id()
+    else:
+        merchant = open_account(service, currency="EUR")
+    one = authorization(payer, merchant, 10)
+    assert post(service, one)["status"] == "rejected"
+    assert hold_row(engine, one["transaction_id"]) is None
+    assert state(service, payer) == [{"balance": 100, "held": 0}]
+
+
 def test_a_hold_on_an_account_nobody_opened_is_refused(service, engine):
     one = authorization(new_id(), open_account(service), 10)
     assert post(service, one) == rejected(one, "account_not_found")

@@ -885,12 +885,13 @@ class _Deadlock(Exception):
 def test_a_batch_aborted_by_a_deadlock_runs_again(service, monkeypatch):
     real, calls = batches.post_batch, []
 
-    def flaky(connection, given, atomic=False):
+    def flaky(connection, given, atomic=False, look_for_replays=True):
         calls.append(1)
         if len(calls) == 1:
-            real(connection, given, atomic)  # its writes vanish with the aborted transaction
+            # Its writes vanish with the aborted transaction.
+            real(connection, given, atomic, look_for_replays)
             raise OperationalError("SELECT", {}, _Deadlock())
-        return real(connection, given, atomic)
+        return real(connection, given, atomic, look_for_replays)
 
     monkeypatch.setattr(batches, "post_batch", flaky)
     account = open_account(service)
@@ -903,7 +904,7 @@ def test_a_batch_aborted_by_a_deadlock_runs_again(service, monkeypatch):
 def test_other_database_errors_are_not_retried(service, monkeypatch):
     calls = []
 
-    def broken(connection, given, atomic=False):
+    def broken(connection, given, atomic=False, look_for_replays=True):
         calls.append(1)
         raise OperationalError("SELECT", {}, Exception("connection lost"))
 

@@ -270,23 +270,28 @@ def test_every_finished_transaction_queues_one_event_that_the_relay_sends_once(
     assert events.relay(system.db, lambda kind, payload: sent.append(payload)) == 0
 
 
-class MeddlingValidator:
-    """Votes like the real one, but an admin changes an account while it does."""
+class MeddlingLedger:
+    """The real ledger, but an admin changes an account right after it answers the
+    snapshot: the validators judge the account as it was, the posting meets it as it is."""
 
-    def __init__(self, validator, change):
-        self.validator, self.change = validator, change
+    def __init__(self, ledger, change):
+        self.ledger, self.change = ledger, change
 
-    def vote(self, items):
+    def snapshot(self, account_ids):
+        answer = self.ledger.snapshot(account_ids)
         self.change()
-        return self.validator.vote(items)
+        return answer
+
+    def __getattr__(self, name):
+        return getattr(self.ledger, name)
 
 
 def test_an_account_frozen_between_the_vote_and_the_posting_fails_the_transfer(
         system, funded):
     owner, source, destination = funded
     ledger = system.workers["ledger"]
-    system.workers["validator_1"] = MeddlingValidator(
-        system.workers["validator_1"], lambda: ledger.set_status(destination, "frozen"))
+    system.workers["ledger"] = MeddlingLedger(
+        ledger, lambda: ledger.set_status(destination, "frozen"))
     transaction = transfer(system, owner, source, destination)
     assert (transaction["status"], transaction["failure_reason"]) == ("failed",
                                                                       "account_frozen")
@@ -302,8 +307,7 @@ def test_an_account_changed_between_the_vote_and_the_posting_fails_the_transfer(
         ledger.set_status(source, "frozen")
         ledger.set_status(source, "active")
 
-    system.workers["validator_1"] = MeddlingValidator(system.workers["validator_1"],
-                                                      freeze_and_thaw)
+    system.workers["ledger"] = MeddlingLedger(ledger, freeze_and_thaw)
     transaction = transfer(system, owner, source, destination)
     assert (transaction["status"], transaction["failure_reason"]) == ("failed",
                                                                       "account_changed")
@@ -367,10 +371,10 @@ def test_an_atomic_batch_moves_all_or_nothing(system, funded):
 def test_an_atomic_batch_the_ledger_refuses_moves_nothing(system, funded):
     owner, source, destination = funded
     ledger = system.workers["ledger"]
-    # Approved on the snapshot, refused under the ledger's lock: the freeze lands between.
-    system.workers["validator_1"] = MeddlingValidator(
-        system.workers["validator_1"], lambda: ledger.set_status(destination, "frozen"))
     third = open_account(system, owner)
+    # Approved on the snapshot, refused under the ledger's lock: the freeze lands between.
+    system.workers["ledger"] = MeddlingLedger(
+        ledger, lambda: ledger.set_status(destination, "frozen"))
     refused = system.submit_batch(batch(owner, [(source, third, 1_000),
                                                 (source, destination, 1_000)], atomic=True))
     assert [(item["status"], item["failure_reason"]) for item in refused["items"]] == [
