@@ -28,7 +28,7 @@ from gateway.ratelimit import RateLimiter, limiter_client, limits_from_config
 from shared.coalesce import Coalescer
 from shared.db import DatabaseClient
 from shared.errors import Forbidden, PaysysError, Unauthorized
-from shared.tokens import load_public_key, verify_access_token
+from shared.tokens import VerifiedTokens, load_public_key
 
 log = logging.getLogger(__name__)
 
@@ -68,11 +68,11 @@ class Call:
     request_id: str = None  # the X-Request-ID the request is logged under
 
 
-def authenticate(public_key, request):
+def authenticate(tokens, request):
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("Send the header Authorization: Bearer <access_token>.")
-    claims = verify_access_token(public_key, token.strip())
+    claims = tokens.claims(token.strip())
     return Principal(claims["sub"], tuple(claims.get("roles") or ()))
 
 
@@ -90,11 +90,11 @@ class GuardAccess:
         if route.operational:
             return handler(service, Call(route))
         ip = inputs.client_ip(request, provider.trusted_proxies)
-        provider.limiter.check("ip", ip)
+        provider.rate_checks.call(("ip", ip))
         user = None
         if route.auth:
-            user = authenticate(provider.public_key, request)
-            provider.limiter.check("user", user.id)
+            user = authenticate(provider.tokens, request)
+            provider.rate_checks.call(("user", user.id))
             authorize(route, user)
         call = Call(route, user, inputs.load_path(route, path_values),
                     inputs.load_query(route, request), inputs.load_body(route, request), ip,
@@ -170,7 +170,7 @@ class Guard(DependencyProvider):
 
     def setup(self):
         config = self.container.config
-        self.public_key = load_public_key(config)
+        self.tokens = VerifiedTokens(load_public_key(config))
         proxies = config["gateway"].get("trusted_proxies") or ""
         self.trusted_proxies = frozenset(p.strip() for p in proxies.split(",") if p.strip())
         limits = config["rate_limits"]
@@ -178,17 +178,22 @@ class Guard(DependencyProvider):
         self.redis = limiter_client(config["redis"]["url"], timeout_s)
         self.limiter = RateLimiter(self.redis, limits_from_config(limits),
                                    on_skip=lambda scope: rate_limit_skipped.labels(scope).inc())
+        max_batch = int(config["gateway"]["coalesce_max_batch"])
+        lanes = int(config["gateway"]["coalesce_lanes"])
+        # The checks of the requests in flight together share one Redis round trip.
+        self.rate_checks = Coalescer(self.limiter.check_many, max_batch, lanes,
+                                     self.container.spawn_managed_thread, "rate limits")
         lease_s = int(config["idempotency"]["lease_s"])
         self.deferred = idempotency.DeferredWrites(lease_s)
         store = idempotency.IdempotencyStore(self.db.access(), config["idempotency"]["ttl_s"],
                                              lease_s)
-        self.idempotency = IdempotencyKeys(
-            store, self.deferred, self.container.spawn_managed_thread,
-            max_batch=int(config["gateway"]["coalesce_max_batch"]),
-            lanes=int(config["gateway"]["coalesce_lanes"]))
+        self.idempotency = IdempotencyKeys(store, self.deferred,
+                                           self.container.spawn_managed_thread,
+                                           max_batch=max_batch, lanes=lanes)
         self._stopping = False
 
     def start(self):
+        self.rate_checks.start()
         self.idempotency.start()
         self.container.spawn_managed_thread(self._flush_deferred)
 

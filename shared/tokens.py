@@ -7,6 +7,7 @@ claim it relies on, so ``alg: none``, an HMAC token signed with the public key
 """
 import time
 import uuid
+from collections import OrderedDict
 from pathlib import Path
 
 import jwt
@@ -86,3 +87,32 @@ def verify_access_token(public_key, token):
         raise Unauthorized("The access token has expired.", code="token_expired")
     except jwt.PyJWTError:
         raise Unauthorized("The access token is not valid.", code="invalid_token")
+
+
+class VerifiedTokens:
+    """``verify_access_token``, remembered: a token verified once (its Ed25519 signature,
+    issuer, audience) is the same token the next time, so only its expiry is checked again.
+    A client sends the same token for its every request until it expires: verifying it
+    once per process instead of once per request takes the signature check off the
+    request path. Bounded: the least recently used are forgotten."""
+
+    def __init__(self, public_key, size=10_000, clock=time.time):
+        self.public_key = public_key
+        self.size = size
+        self.clock = clock
+        self.known = OrderedDict()
+
+    def claims(self, token):
+        """The token's claims, or ``Unauthorized``."""
+        claims = self.known.get(token)
+        if claims is None:
+            claims = verify_access_token(self.public_key, token)
+            self.known[token] = claims
+            if len(self.known) > self.size:
+                self.known.popitem(last=False)
+        else:
+            self.known.move_to_end(token)
+        if claims["exp"] + CLOCK_LEEWAY_S < self.clock():
+            self.known.pop(token, None)
+            raise Unauthorized("The access token has expired.", code="token_expired")
+        return claims

@@ -65,3 +65,27 @@ def test_without_redis_it_fails_open_and_counts_each_skip():
     assert skipped == ["user"] * 10
     # After three failures the breaker stops asking the dead Redis at all.
     assert limiter.breaker.state == "open"
+
+
+def test_many_checks_in_one_round_trip_each_answered_on_its_own(client):
+    limiter = RateLimiter(client, {"user": Limit(1, 2), "ip": Limit(1, 1)},
+                          key_prefix="test:" + uuid.uuid4().hex)
+    answers = limiter.check_many([("user", "alice"), ("user", "alice"), ("user", "alice"),
+                                  ("ip", "10.0.0.1"), ("ip", "10.0.0.2")])
+    assert answers[:2] == [None, None] and isinstance(answers[2], RateLimited)
+    assert answers[3:] == [None, None]
+
+
+def test_many_checks_survive_redis_forgetting_the_script(client):
+    limiter = RateLimiter(client, {"user": Limit(1, 5)}, key_prefix="test:" + uuid.uuid4().hex)
+    client.script_flush()  # what a Redis restart does
+    assert limiter.check_many([("user", "alice")]) == [None]
+
+
+def test_many_checks_fail_open_together_without_redis():
+    dead = limiter_client("redis://127.0.0.1:{}/0".format(free_port()), timeout_s=0.2)
+    skipped = []
+    limiter = RateLimiter(dead, {"user": Limit(1, 1), "ip": Limit(1, 1)},
+                          on_skip=skipped.append)
+    assert limiter.check_many([("user", "a"), ("ip", "b")]) == [None, None]
+    assert skipped == ["user", "ip"]

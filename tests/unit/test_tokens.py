@@ -143,3 +143,31 @@ def test_the_key_pair_is_written_once_private_key_owner_only_and_loads_back(tmp_
     assert stat.S_IMODE((tmp_path / "k" / "jwt.pem").stat().st_mode) == 0o600
     token = tokens.issue_access_token(tokens.load_private_key(config), USER_ID, ["admin"], 60)
     assert tokens.verify_access_token(tokens.load_public_key(config), token)["roles"] == ["admin"]
+
+
+def test_a_remembered_token_is_verified_once_and_still_expires(monkeypatch):
+    private_key = Ed25519PrivateKey.generate()
+    issued_s = time.time()
+    token = tokens.issue_access_token(private_key, "user-1", ["customer"], ttl_s=60,
+                                      now_s=issued_s)
+    checks = []
+    real = tokens.verify_access_token
+    monkeypatch.setattr(tokens, "verify_access_token",
+                        lambda key, given: checks.append(given) or real(key, given))
+    now = [issued_s]
+    remembered = tokens.VerifiedTokens(private_key.public_key(), clock=lambda: now[0])
+    assert remembered.claims(token)["sub"] == "user-1"
+    assert remembered.claims(token)["sub"] == "user-1"
+    assert len(checks) == 1  # the signature was checked once
+    now[0] = issued_s + 60 + tokens.CLOCK_LEEWAY_S + 1
+    with pytest.raises(Unauthorized) as raised:
+        remembered.claims(token)
+    assert raised.value.code == "token_expired"
+
+
+def test_a_bad_token_is_refused_every_time_and_never_remembered():
+    remembered = tokens.VerifiedTokens(Ed25519PrivateKey.generate().public_key())
+    for _ in range(2):
+        with pytest.raises(Unauthorized):
+            remembered.claims("not.a.token")
+    assert len(remembered.known) == 0
