@@ -21,7 +21,7 @@ $(BIN)/python:
 
 $(STAMP): $(BIN)/python setup.cfg pyproject.toml
 	$(BIN)/pip install --quiet --upgrade 'pip>=24'
-	$(BIN)/pip install --quiet -e '.[test,load]'
+	$(BIN)/pip install --quiet -e '.[local,test,load]'
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -71,6 +71,10 @@ def cmd_up(args, config):
     from shared.tokens import ensure_keypair
     from shared.votes import ensure_validator_keys
 
+    if not supervisor.installed():
+        print("paysys up runs every service under supervisord, which is not installed: "
+              "pip install -e '.[local]' (make install does).")
+        return 1
     print("Checking dependencies…")
     findings = check_all(config)
     missing = [finding for finding in findings if finding.problem]
