@@ -36,6 +36,7 @@ def serve(process_name):
 
     from nameko.runners import ServiceRunner
 
+    from paysys.heartbeat import Heartbeat, heartbeat_file
     from shared.catalog import service_for
     from shared.config import load_config
     from shared.logs import configure_logging
@@ -44,6 +45,11 @@ def serve(process_name):
     configure_logging(process_name, config["logging"]["level"])
     runner = ServiceRunner(config)
     runner.add_service(service_class(process_name, service_for(process_name)))
+    beat_path = heartbeat_file()
+    if beat_path:
+        # A heartbeat left by an earlier run of this container must not pass for ours.
+        beat_path.unlink(missing_ok=True)
+        heartbeat = Heartbeat(beat_path, process_name, runner)
 
     import eventlet
 
@@ -54,6 +60,8 @@ def serve(process_name):
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     runner.start()
+    if beat_path:
+        heartbeat.start()
     import logging
 
     logging.getLogger("paysys.runner").info(
