@@ -6,7 +6,8 @@ BIN := $(VENV)/bin
 # Installed when setup.cfg changes (or the venv is new).
 STAMP := $(VENV)/.installed
 
-.PHONY: up down ps logs status test install migrate bench chaos help deploy-generate
+.PHONY: up down ps logs status test install migrate bench chaos help compose-test \
+	deploy-generate
 
 help:
 	@echo "make up      start every service (creates .venv on first use); prints the gateway URL"
@@ -15,6 +16,7 @@ help:
 	@echo "make test    the whole test suite (starts what it needs, stops it after)"
 	@echo "make bench   Locust benchmark with baselines; report in reports/bench-<time>/ (BENCH_ARGS=--help)"
 	@echo "make chaos   every chaos experiment on a sandbox of the system; EXP=name for one (EXP=list)"
+	@echo "make compose-test   the compose stack for real: up, bank workload, a container killed, down"
 	@echo "make deploy-generate   rewrite them from shared/catalog.py (after adding or dropping a service)"
 
 $(BIN)/python:
@@ -54,6 +56,10 @@ bench: $(STAMP)
 # EXP=name runs one experiment, EXP=list lists them; CHAOS_ARGS passes more (--help).
 chaos: $(STAMP)
 	$(BIN)/python -m chaos $(if $(filter list,$(EXP)),--list,$(if $(EXP),--exp $(EXP))) $(CHAOS_ARGS)
+
+# Containers: deploy/docker/compose-test.sh --help says what it does and what it takes.
+compose-test: $(STAMP)
+	PYTHON=$(BIN)/python deploy/docker/compose-test.sh
 
 # Rewrites the compose files and the Kubernetes Deployments from shared/catalog.py.
 deploy-generate: $(STAMP)
