@@ -3,13 +3,14 @@
     python -m deploy.generate           write them (what `make deploy-generate` runs)
     python -m deploy.generate --check   exit 1, naming them, if any is out of date
 
-docker-compose.yml and docker-compose.offline.yml (deploy/compose.py).
+docker-compose.yml and docker-compose.offline.yml (deploy/compose.py),
+deploy/k8s/base/processes.yaml and deploy/k8s/overlays/prod/autoscaling.yaml (deploy/k8s.py).
 """
 import argparse
 import sys
 from pathlib import Path
 
-from deploy import compose
+from deploy import compose, k8s
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -19,13 +20,15 @@ def outputs():
     return {
         "docker-compose.yml": compose.render_compose(),
         "docker-compose.offline.yml": compose.render_offline(),
+        "deploy/k8s/base/processes.yaml": k8s.render(),
+        "deploy/k8s/overlays/prod/autoscaling.yaml": k8s.render_prod_autoscaling(),
     }
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="python -m deploy.generate",
-        description="Write the compose files for the "
+        description="Write the compose files and the Kubernetes Deployments for the "
         "services of shared/catalog.py (and config.yml's default validator pool).")
     parser.add_argument("--check", action="store_true",
                         help="write nothing; exit 1 if a file differs from what it would be")
