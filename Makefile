@@ -5,9 +5,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 # Installed when setup.cfg changes (or the venv is new).
 STAMP := $(VENV)/.installed
+# checkov and kubernetes-validate, for make deploy-check: a venv of their own, so their
+# dependencies never meet the project's.
+CHECKERS := .venv-deploy
+CHECKERS_STAMP := $(CHECKERS)/.installed
 
 .PHONY: up down ps logs status test install migrate bench chaos help compose-test \
-	deploy-generate
+	deploy-generate deploy-check
 
 help:
 	@echo "make up      start every service (creates .venv on first use); prints the gateway URL"
@@ -17,6 +21,7 @@ help:
 	@echo "make bench   Locust benchmark with baselines; report in reports/bench-<time>/ (BENCH_ARGS=--help)"
 	@echo "make chaos   every chaos experiment on a sandbox of the system; EXP=name for one (EXP=list)"
 	@echo "make compose-test   the compose stack for real: up, bank workload, a container killed, down"
+	@echo "make deploy-check   compose and Kubernetes files: up to date, rendered, validated, checkov"
 	@echo "make deploy-generate   rewrite them from shared/catalog.py (after adding or dropping a service)"
 
 $(BIN)/python:
@@ -64,3 +69,13 @@ compose-test: $(STAMP)
 # Rewrites the compose files and the Kubernetes Deployments from shared/catalog.py.
 deploy-generate: $(STAMP)
 	$(BIN)/python -m deploy.generate
+
+$(CHECKERS_STAMP): deploy/check-requirements.txt
+	$(PYTHON) -m venv $(CHECKERS)
+	$(CHECKERS)/bin/pip install --quiet --upgrade 'pip>=24'
+	$(CHECKERS)/bin/pip install --quiet -r deploy/check-requirements.txt
+	touch $(CHECKERS_STAMP)
+
+# deploy/check.sh --help says what it checks.
+deploy-check: $(STAMP) $(CHECKERS_STAMP)
+	PYTHON=$(BIN)/python CHECKERS=$(CHECKERS)/bin deploy/check.sh
