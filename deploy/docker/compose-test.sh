@@ -75,7 +75,7 @@ step "Base image"
 deploy/docker/base-image.sh
 step "Images (the services' image and the servers')"
 # `migrate` builds the image every service runs; the other services name the same image.
-docker-compose build --quiet postgres rabbitmq redis kafka migrate 2>&1 \
+docker-compose build --quiet --force-rm postgres rabbitmq redis kafka migrate 2>&1 \
   | grep -v -e '^[[:space:]]*$' -e "legacy builder is deprecated" -e "Install the buildx" -e "docs.docker.com/go/buildx" \
   || true
 docker image inspect "paysys:$PAYSYS_IMAGE_TAG" >/dev/null 2>&1 || fail "the image did not build"
