@@ -31,12 +31,24 @@ def service_class(process_name, service):
     return cls
 
 
+def _heartbeat(process_name, runner):
+    """The heartbeat `paysys health` reads, if PAYSYS_HEARTBEAT_FILE names one (the image
+    sets it), watching ``runner``'s consumers; started once the runner is."""
+    from paysys.heartbeat import Heartbeat, heartbeat_file
+
+    path = heartbeat_file()
+    if path is None:
+        return None
+    # A heartbeat left by an earlier run of this container must not pass for ours.
+    path.unlink(missing_ok=True)
+    return Heartbeat(path, process_name, runner)
+
+
 def serve(process_name):
     _green_the_process()
 
     from nameko.runners import ServiceRunner
 
-    from paysys.heartbeat import Heartbeat, heartbeat_file
     from shared.catalog import service_for
     from shared.config import load_config
     from shared.logs import configure_logging
@@ -45,11 +57,6 @@ def serve(process_name):
     configure_logging(process_name, config["logging"]["level"])
     runner = ServiceRunner(config)
     runner.add_service(service_class(process_name, service_for(process_name)))
-    beat_path = heartbeat_file()
-    if beat_path:
-        # A heartbeat left by an earlier run of this container must not pass for ours.
-        beat_path.unlink(missing_ok=True)
-        heartbeat = Heartbeat(beat_path, process_name, runner)
 
     import eventlet
 
@@ -59,8 +66,9 @@ def serve(process_name):
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    heartbeat = _heartbeat(process_name, runner)
     runner.start()
-    if beat_path:
+    if heartbeat:
         heartbeat.start()
     import logging
 
