@@ -75,15 +75,21 @@ step "Base image"
 deploy/docker/base-image.sh
 step "Images (the services' image and the servers')"
 # `migrate` builds the image every service runs; the other services name the same image.
-docker-compose build --quiet --force-rm postgres rabbitmq redis kafka migrate 2>&1 \
-  | grep -v -e '^[[:space:]]*$' -e "legacy builder is deprecated" -e "Install the buildx" -e "docs.docker.com/go/buildx" \
-  || true
+# Quiet unless a build fails (then its whole output).
+build_log=$(mktemp)
+if ! docker-compose build --quiet --force-rm postgres rabbitmq redis kafka migrate >"$build_log" 2>&1; then
+  cat "$build_log"; rm -f "$build_log"
+  fail "an image did not build"
+fi
+rm -f "$build_log"
 docker image inspect "paysys:$PAYSYS_IMAGE_TAG" >/dev/null 2>&1 || fail "the image did not build"
 echo "paysys:$PAYSYS_IMAGE_TAG: $(docker image inspect -f '{{.Size}}' "paysys:$PAYSYS_IMAGE_TAG" | numfmt --to=si)B"
 
 # --- Up ---------------------------------------------------------------------------------
 teardown() {
   status=$?
+  set +e  # every step of the teardown runs, whatever the one before did
+  [ -n "${workload_pid:-}" ] && kill "$workload_pid" 2>/dev/null && wait "$workload_pid" 2>/dev/null
   if [ "$status" -ne 0 ]; then
     echo; echo "--- compose-test failed: the state of the stack, and its logs' last lines"
     docker-compose ps || true
@@ -95,14 +101,20 @@ teardown() {
     step "Down"
     docker-compose down --volumes --remove-orphans --timeout 10 >/dev/null 2>&1 || true
   fi
-  [ -n "${workload_pid:-}" ] && kill "$workload_pid" 2>/dev/null
   echo "compose-test: $([ "$status" -eq 0 ] && echo passed || echo FAILED) in $((SECONDS - started_s)) s"
 }
 trap teardown EXIT
 
 step "Up: $COMPOSE_PROJECT_NAME, gateway on $URL"
 up_started_s=$SECONDS
-docker-compose up --detach --no-build --quiet-pull 2>&1 | grep -v -e "^Creating" -e "^Starting" || true
+# up waits for the conditions of depends_on itself; it fails if a job fails or a server
+# never becomes healthy.
+up_log=$(mktemp)
+if ! docker-compose up --detach --no-build --quiet-pull >"$up_log" 2>&1; then
+  grep -v -e "^Creating" -e "^Starting" "$up_log"; rm -f "$up_log"
+  fail "docker-compose up failed"
+fi
+rm -f "$up_log"
 
 # Every container healthy, and every one-shot job exited 0.
 health() {
@@ -139,11 +151,11 @@ PY
 
 # --- The bank workload, with one service container killed mid-run ------------------------
 step "Bank workload: $CLIENTS clients for $RUN_S s; $VICTIM killed at a third"
+victim=$(docker-compose ps -q "$VICTIM" 2>/dev/null) || true
+[ -n "$victim" ] || fail "no container runs $VICTIM (COMPOSE_TEST_KILL names a service of the stack)"
+restarts_before=$(docker inspect -f '{{.RestartCount}}' "$victim")
 "$PYTHON" -m loadtests.bank --url "$URL" --clients "$CLIENTS" --seconds "$RUN_S" &
 workload_pid=$!
-victim=$(docker-compose ps -q "$VICTIM")
-[ -n "$victim" ] || fail "no container runs $VICTIM"
-restarts_before=$(docker inspect -f '{{.RestartCount}}' "$victim")
 # The workload opens its accounts first: wait until it transfers, then a third of its run.
 sleep $((5 + RUN_S / 3))
 victim_pid=$(docker inspect -f '{{.State.Pid}}' "$victim")
