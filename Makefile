@@ -5,8 +5,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 # Installed when setup.cfg changes (or the venv is new).
 STAMP := $(VENV)/.installed
+# checkov and kubernetes-validate, for make deploy-check: a venv of their own, so their
+# dependencies never meet the project's.
+CHECKERS := .venv-deploy
+CHECKERS_STAMP := $(CHECKERS)/.installed
 
-.PHONY: up down ps logs status test install migrate bench chaos help
+.PHONY: up down ps logs status test install migrate bench chaos help compose-test \
+	deploy-generate deploy-check
 
 help:
 	@echo "make up      start every service (creates .venv on first use); prints the gateway URL"
@@ -15,13 +20,16 @@ help:
 	@echo "make test    the whole test suite (starts what it needs, stops it after)"
 	@echo "make bench   Locust benchmark with baselines; report in reports/bench-<time>/ (BENCH_ARGS=--help)"
 	@echo "make chaos   every chaos experiment on a sandbox of the system; EXP=name for one (EXP=list)"
+	@echo "make compose-test   the compose stack for real: up, bank workload, a container killed, down"
+	@echo "make deploy-check   compose and Kubernetes files: up to date, rendered, validated, checkov"
+	@echo "make deploy-generate   rewrite them from shared/catalog.py (after adding or dropping a service)"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 $(STAMP): $(BIN)/python setup.cfg pyproject.toml
 	$(BIN)/pip install --quiet --upgrade 'pip>=24'
-	$(BIN)/pip install --quiet -e '.[test,load]'
+	$(BIN)/pip install --quiet -e '.[local,test,load]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -53,3 +61,21 @@ bench: $(STAMP)
 # EXP=name runs one experiment, EXP=list lists them; CHAOS_ARGS passes more (--help).
 chaos: $(STAMP)
 	$(BIN)/python -m chaos $(if $(filter list,$(EXP)),--list,$(if $(EXP),--exp $(EXP))) $(CHAOS_ARGS)
+
+# Containers: deploy/docker/compose-test.sh --help says what it does and what it takes.
+compose-test: $(STAMP)
+	PYTHON=$(BIN)/python deploy/docker/compose-test.sh
+
+# Rewrites the compose files and the Kubernetes Deployments from shared/catalog.py.
+deploy-generate: $(STAMP)
+	$(BIN)/python -m deploy.generate
+
+$(CHECKERS_STAMP): deploy/check-requirements.txt
+	$(PYTHON) -m venv $(CHECKERS)
+	$(CHECKERS)/bin/pip install --quiet --upgrade 'pip>=24'
+	$(CHECKERS)/bin/pip install --quiet -r deploy/check-requirements.txt
+	touch $(CHECKERS_STAMP)
+
+# deploy/check.sh --help says what it checks.
+deploy-check: $(STAMP) $(CHECKERS_STAMP)
+	PYTHON=$(BIN)/python CHECKERS=$(CHECKERS)/bin deploy/check.sh

@@ -8,13 +8,12 @@
     paysys create-user --email E --password P --role admin
     paysys reconcile [--json]  check the books and the Kafka mirror (exit 0 when balanced)
     paysys serve NAME          run one service process in the foreground
+    paysys health [--live]     does the service process of this container serve? (probes)
 """
 import argparse
 import json
 import sys
 import time
-import urllib.error
-import urllib.request
 
 
 def _config():
@@ -29,6 +28,10 @@ def _gateway_url(config):
 
 def fetch_ready(config, timeout_s=5):
     """``(status_code, body)`` of GET /ready, or ``(None, reason)`` if nothing answers."""
+    # Imported here: `paysys health`, a probe run every few seconds, does without them.
+    import urllib.error
+    import urllib.request
+
     try:
         with urllib.request.urlopen(_gateway_url(config) + "/ready", timeout=timeout_s) as reply:
             return reply.status, json.loads(reply.read())
@@ -71,6 +74,10 @@ def cmd_up(args, config):
     from shared.tokens import ensure_keypair
     from shared.votes import ensure_validator_keys
 
+    if not supervisor.installed():
+        print("paysys up runs every service under supervisord, which is not installed: "
+              "pip install -e '.[local]' (make install does).")
+        return 1
     print("Checking dependencies…")
     findings = check_all(config)
     missing = [finding for finding in findings if finding.problem]
@@ -203,6 +210,19 @@ def cmd_serve(args, config):
     return 0
 
 
+def cmd_health(args, config):
+    from paysys.heartbeat import FILE_ENV, check, heartbeat_file
+
+    path = args.file or heartbeat_file()
+    if path is None:
+        print("paysys health: no heartbeat file: set {} (the image does) or pass --file".format(
+            FILE_ENV), file=sys.stderr)
+        return 2
+    healthy, message = check(path, args.max_age, args.live)
+    print(message, file=sys.stdout if healthy else sys.stderr)
+    return 0 if healthy else 1
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="paysys",
@@ -254,6 +274,23 @@ def build_parser():
     serve.add_argument("name", help="auth, transactions, validator_1…N, payments, "
                        "ledger, notifications or gateway")
     serve.set_defaults(handler=cmd_serve)
+
+    from paysys.heartbeat import FILE_ENV, MAX_AGE_S
+
+    health = commands.add_parser(
+        "health", help="exit 0 if the `paysys serve` process of this container serves: its "
+        "event loop and RabbitMQ consumer ran lately (read from the heartbeat file it keeps), "
+        "and the gateway answers /health; 1 if not. The image's HEALTHCHECK and the pods' "
+        "probes run it")
+    health.add_argument("--live", action="store_true",
+                        help="only: is the process alive (its event loop runs)? Passes while "
+                        "RabbitMQ is away, so a liveness probe does not restart every process "
+                        "of the system when the broker restarts")
+    health.add_argument("--max-age", type=float, default=MAX_AGE_S, metavar="SECONDS",
+                        help="the oldest heartbeat that still counts (default {})".format(
+                            MAX_AGE_S))
+    health.add_argument("--file", help="the heartbeat file (default: ${})".format(FILE_ENV))
+    health.set_defaults(handler=cmd_health)
     return parser
 
 
@@ -262,6 +299,9 @@ def main(argv=None):
     if args.command == "serve":
         # Eventlet must patch the process before the configuration code imports anything.
         return cmd_serve(args, None)
+    if args.command == "health":
+        # A probe runs every few seconds: it reads one file and needs no configuration.
+        return cmd_health(args, None)
     return args.handler(args, _config())
 
 

@@ -31,6 +31,19 @@ def service_class(process_name, service):
     return cls
 
 
+def _heartbeat(process_name, runner):
+    """The heartbeat `paysys health` reads, if PAYSYS_HEARTBEAT_FILE names one (the image
+    sets it), watching ``runner``'s consumers; started once the runner is."""
+    from paysys.heartbeat import Heartbeat, heartbeat_file
+
+    path = heartbeat_file()
+    if path is None:
+        return None
+    # A heartbeat left by an earlier run of this container must not pass for ours.
+    path.unlink(missing_ok=True)
+    return Heartbeat(path, process_name, runner)
+
+
 def serve(process_name):
     _green_the_process()
 
@@ -58,7 +71,10 @@ def serve(process_name):
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    heartbeat = _heartbeat(process_name, runner)
     runner.start()
+    if heartbeat:
+        heartbeat.start()
     import logging
 
     logging.getLogger("paysys.runner").info(

@@ -103,6 +103,11 @@ def supervisorctl(run_dir, *args, capture=False):
     return subprocess.run(command)
 
 
+def installed():
+    """supervisord comes with the ``local`` extra (images run without it)."""
+    return (BIN / "supervisord").exists()
+
+
 def start(config, run_dir, tansu_binary=None):
     """Start supervisord, or make a running one match the configuration. Idempotent."""
     run_dir.logs.mkdir(parents=True, exist_ok=True)
