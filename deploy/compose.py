@@ -7,8 +7,8 @@ its keys volume and the keys job's copying.
 """
 from pathlib import Path
 
-from deploy.processes import (KEYS_DIR, TOKEN_PRIVATE, TOKEN_PUBLIC, default_config,
-                              key_names, processes)
+from deploy.processes import (KEYS_DIR, TOKEN_PRIVATE, TOKEN_PUBLIC, WEBHOOK_KEY,
+                              default_config, key_names, processes)
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "deploy" / "compose" / "docker-compose.template.yml"
@@ -70,6 +70,7 @@ def render_compose(procs=None):
         "@validators@": str(sum(1 for p in procs if p.service == "validator")),
         "@token_private@": names[TOKEN_PRIVATE],
         "@token_public@": names[TOKEN_PUBLIC],
+        "@webhook_key@": names[WEBHOOK_KEY],
         "@keys_script@": _keys_script(procs),
         "@keys_volumes@": "\n".join("      - {}:/keys/{}".format(keys_volume(p), p.name)
                                     for p in with_keys),

@@ -9,6 +9,7 @@ import os
 from dataclasses import dataclass, field
 from unittest import mock
 
+from services.notifications.secret_box import key_file as webhook_key_file
 from shared.catalog import process_names, service_for
 from shared.config import load_config, validator_names
 from shared.tokens import key_files
@@ -19,14 +20,16 @@ KEYS_DIR = "/keys"
 GATEWAY_PORT = 8000
 # The key material each service's code loads (shared/tokens.py, shared/votes.py and the
 # services' dependencies.py): auth signs tokens, the gateway verifies them, each validator
-# signs its votes and the transactions service verifies every validator's.
-TOKEN_PRIVATE, TOKEN_PUBLIC, OWN_VOTE_KEY, EVERY_VOTE_KEY = (
-    "token-private", "token-public", "own-vote-key", "every-vote-key")
+# signs its votes and the transactions service verifies every validator's; notifications
+# seals and opens webhook secrets (services/notifications/secret_box.py).
+TOKEN_PRIVATE, TOKEN_PUBLIC, OWN_VOTE_KEY, EVERY_VOTE_KEY, WEBHOOK_KEY = (
+    "token-private", "token-public", "own-vote-key", "every-vote-key", "webhook-key")
 READS = {
     "auth": TOKEN_PRIVATE,
     "gateway": TOKEN_PUBLIC,
     "validator": OWN_VOTE_KEY,
     "transactions": EVERY_VOTE_KEY,
+    "notifications": WEBHOOK_KEY,
 }
 # A validator is an identity of the pool (its own key, its own RPC name): it is never
 # scaled out; the pool grows by configuring more validators.
@@ -60,7 +63,8 @@ def default_config():
 def key_names(config):
     """File names of the key set: ``{"token-private": …, "validator_1": …}``."""
     private, public = key_files(config)
-    names = {TOKEN_PRIVATE: private.name, TOKEN_PUBLIC: public.name}
+    names = {TOKEN_PRIVATE: private.name, TOKEN_PUBLIC: public.name,
+             WEBHOOK_KEY: webhook_key_file(config).name}
     for validator in validator_names(config):
         names[validator] = key_file(config, validator).name
     return names
@@ -77,6 +81,9 @@ def _keys_and_env(name, service, config):
             "PAYSYS_JWT_PUBLIC_KEY_FILE": "{}/{}".format(KEYS_DIR, names[TOKEN_PUBLIC])}
     if reads == OWN_VOTE_KEY:
         return (names[name],), {"PAYSYS_VALIDATOR_KEYS_DIR": KEYS_DIR}
+    if reads == WEBHOOK_KEY:
+        return (names[WEBHOOK_KEY],), {
+            "PAYSYS_WEBHOOK_KEY_FILE": "{}/{}".format(KEYS_DIR, names[WEBHOOK_KEY])}
     if reads == EVERY_VOTE_KEY:
         return tuple(names[v] for v in validator_names(config)), {
             "PAYSYS_VALIDATOR_KEYS_DIR": KEYS_DIR}

@@ -17,6 +17,7 @@ import yaml
 
 from deploy.k8s import PART_OF, secret_name
 from deploy.processes import default_config, processes
+from services.notifications.secret_box import ensure_webhook_key
 from shared.tokens import ensure_keypair
 from shared.votes import ensure_validator_keys
 
@@ -27,6 +28,7 @@ def key_config(directory):
     config["auth"]["private_key_file"] = str(Path(directory) / "jwt-ed25519.pem")
     config["auth"]["public_key_file"] = str(Path(directory) / "jwt-ed25519.pub.pem")
     config["validators"]["keys_dir"] = str(directory)
+    config["notifications"]["webhook_key_file"] = str(Path(directory) / "webhook-secrets.key")
     return config
 
 
@@ -35,6 +37,7 @@ def secrets(directory, namespace):
     config = key_config(directory)
     ensure_keypair(config)
     ensure_validator_keys(config)
+    ensure_webhook_key(config)
     found = []
     for process in processes():
         if not process.keys:

@@ -73,7 +73,8 @@ class GatewayService(ServiceBase):
 
     @endpoint(BY_OPERATION["login"])
     def login(self, call):
-        return json_response(self.rpc.auth.login(call.body["email"], call.body["password"]))
+        return json_response(self.rpc.auth.login(call.body["email"], call.body["password"],
+                                                 call.client_ip))
 
     @endpoint(BY_OPERATION["refresh"])
     def refresh(self, call):

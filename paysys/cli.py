@@ -4,7 +4,7 @@
     paysys down                stop everything `up` started
     paysys ps | logs | status  look at it
     paysys migrate             create the database, run every service's migrations
-    paysys keys                create the access-token signing key pair if absent
+    paysys keys                create the signing keys and the webhook-secret key if absent
     paysys create-user --email E --password P --role admin
     paysys reconcile [--json]  check the books and the Kafka mirror (exit 0 when balanced)
     paysys serve NAME          run one service process in the foreground
@@ -52,6 +52,8 @@ def cmd_migrate(args, config):
 
 
 def cmd_keys(args, config):
+    from services.notifications.secret_box import ensure_webhook_key
+    from services.notifications.secret_box import key_file as webhook_key_file
     from shared.tokens import ensure_keypair, key_files
     from shared.votes import ensure_validator_keys, key_file
 
@@ -63,6 +65,8 @@ def cmd_keys(args, config):
     print("Vote-signing keys in {}: {}".format(
         key_file(config, "validator_1").parent,
         "created for " + ", ".join(made) if made else "all present"))
+    print("{} the key of webhook secrets: {}".format(
+        "Created" if ensure_webhook_key(config) else "Kept", webhook_key_file(config)))
     return 0
 
 
@@ -70,6 +74,7 @@ def cmd_up(args, config):
     from paysys import supervisor
     from paysys.checks import check_all, tansu_binary
     from paysys.database import ensure_database, migrate
+    from services.notifications.secret_box import ensure_webhook_key
     from shared.config import kafka_is_embedded
     from shared.tokens import ensure_keypair
     from shared.votes import ensure_validator_keys
@@ -99,6 +104,8 @@ def cmd_up(args, config):
         print("Created the key pair that signs access tokens")
     if ensure_validator_keys(config):
         print("Created the validators' vote-signing keys")
+    if ensure_webhook_key(config):
+        print("Created the key that seals webhook secrets")
 
     run_dir = supervisor.RunDir(config)
     tansu = tansu_binary() if kafka_is_embedded(config) else None
@@ -247,7 +254,8 @@ def build_parser():
     commands.add_parser("migrate", help="create the database if needed and bring every "
                         "service's schema up to date").set_defaults(handler=cmd_migrate)
     commands.add_parser("keys", help="create the Ed25519 key pair that signs access tokens, "
-                        "if absent (`up` does this too)").set_defaults(handler=cmd_keys)
+                        "the validators' keys and the key of webhook secrets, each if absent "
+                        "(`up` does this too)").set_defaults(handler=cmd_keys)
 
     create_user = commands.add_parser(
         "create-user", help="create a user, or add a role to an existing one (the only way to "

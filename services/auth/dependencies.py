@@ -1,7 +1,7 @@
 """Dependency providers of the auth service."""
 from nameko.extensions import DependencyProvider
 
-from services.auth import refresh_tokens
+from services.auth import login_brake, refresh_tokens
 from services.auth.users import ordered_roles
 from shared.tokens import issue_access_token, key_files, load_private_key
 
@@ -53,3 +53,14 @@ class TokenIssuer(DependencyProvider):
 
     def get_dependency(self, worker_ctx):
         return self.issuer
+
+
+class LoginBrake(DependencyProvider):
+    """The login brake's settings (``auth.login_…``), checked at setup: a value that cannot
+    work stops the service from starting."""
+
+    def setup(self):
+        self.settings = login_brake.Settings.from_config(self.container.config)
+
+    def get_dependency(self, worker_ctx):
+        return self.settings

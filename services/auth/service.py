@@ -5,15 +5,17 @@ runs outside database transactions so no pooled connection waits on Argon2's CPU
 """
 import logging
 
+from nameko.timer import timer
 from sqlalchemy.exc import IntegrityError
 
-from services.auth import passwords, refresh_tokens, users
-from services.auth.dependencies import TokenIssuer
+from services.auth import login_brake, passwords, refresh_tokens, users
+from services.auth.dependencies import LoginBrake, TokenIssuer
 from shared.db import Database
-from shared.errors import Conflict, NotFound, Unauthorized, ValidationFailed
+from shared.errors import Conflict, NotFound, RateLimited, Unauthorized, ValidationFailed
 from shared.service import ServiceBase, rpc
 
 log = logging.getLogger("paysys.auth")
+PURGE_INTERVAL_S = 600  # the login brake forgets quiet pairs this often
 
 
 def _invalid_credentials():
@@ -25,6 +27,7 @@ class AuthService(ServiceBase):
     name = "auth"
     db = Database(schema="auth")
     tokens = TokenIssuer()
+    brake = LoginBrake()
 
     @rpc
     def register(self, email, password, full_name):
@@ -45,11 +48,21 @@ class AuthService(ServiceBase):
         return users.public_view(user)
 
     @rpc
-    def login(self, email, password):
+    def login(self, email, password, client_ip=None):
+        """A token pair. ``client_ip``: where the attempt comes from (the gateway's client
+        address), which the login brake counts failures by, with the address."""
         if not isinstance(password, str):
             password = ""
-        with self.db.connection() as connection:
-            user = users.find_by_email(connection, email) if isinstance(email, str) else None
+        if not isinstance(email, str):
+            email = None  # no user has it, and nothing to brake: answered as a wrong password
+        with self.db.transaction() as connection:
+            wait_s = None
+            if email is not None:
+                wait_s = login_brake.admit(connection, email, client_ip, self.brake)
+            user = users.find_by_email(connection, email) if email is not None else None
+        if wait_s is not None:
+            raise RateLimited("Too many failed logins for this address from your network; "
+                              "try again in {} s.".format(wait_s), retry_after_s=wait_s)
         if user is None:
             passwords.verify_against_dummy(password)
             raise _invalid_credentials()
@@ -59,6 +72,7 @@ class AuthService(ServiceBase):
         if passwords.needs_rehash(user.password_hash):
             new_hash = passwords.hash_password(password)
         with self.db.transaction() as connection:
+            login_brake.forget(connection, email, client_ip)
             if new_hash is not None:
                 users.replace_password_hash(connection, user.id, user.password_hash, new_hash)
             return self.tokens.issue_pair(connection, user)
@@ -89,6 +103,12 @@ class AuthService(ServiceBase):
         with self.db.transaction() as connection:
             refresh_tokens.revoke_for_user(connection, refresh_token, user_id)
         return None
+
+    @timer(interval=PURGE_INTERVAL_S)
+    def forget_quiet_logins(self):
+        """Deletes the login brake's counts of pairs quiet for ``login_forget_after_s``."""
+        with self.db.transaction() as connection:
+            return login_brake.purge(connection, self.brake)
 
     @rpc
     def get_user(self, user_id):

@@ -2,6 +2,7 @@
 from nameko.extensions import DependencyProvider
 from nameko.timer import Timer
 
+from services.notifications.secret_box import key_file, load_webhook_key
 from services.notifications.settings import Settings
 from shared.rpc import ServiceRpc
 
@@ -15,6 +16,23 @@ class NotificationSettings(DependencyProvider):
 
     def get_dependency(self, worker_ctx):
         return self.settings
+
+
+class WebhookSecrets(DependencyProvider):
+    """The ``SecretBox`` that seals and opens webhook secrets, its key read once at setup: a
+    service that could not sign deliveries must not start (it would fail every one)."""
+
+    def setup(self):
+        config = self.container.config
+        try:
+            self.box = load_webhook_key(config)
+        except FileNotFoundError:
+            raise RuntimeError(
+                "notifications: no webhook-secret key at {}; `paysys keys` (or `make up`) "
+                "creates it".format(key_file(config))) from None
+
+    def get_dependency(self, worker_ctx):
+        return self.box
 
 
 def service_calls():

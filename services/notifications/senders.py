@@ -6,9 +6,12 @@ connection, timeout, non-2xx, SMTP error): the delivery loop records it and retr
 import smtplib
 from dataclasses import dataclass
 
+import certifi
 import eventlet
-import requests
+import urllib3
+from requests.utils import requote_uri
 
+from services.notifications import destinations
 from services.notifications.messages import SIGNATURE_HEADER, signature
 
 USER_AGENT = "paysys-webhooks/1"
@@ -35,10 +38,13 @@ class Outcome:
         return cls("deferred", None, error)
 
 
-def post_webhook(url, secret, raw_body, timeout_s, extra_headers=None):
+def post_webhook(url, secret, raw_body, timeout_s, allowed_networks=(), extra_headers=None):
     """POSTs ``raw_body`` signed with ``secret``; a 2xx answer within ``timeout_s`` (the
-    whole exchange, however slowly the receiver drips) is delivered. Redirects are not
-    followed (a 3xx is a failure), and the response body is never read."""
+    whole exchange, DNS included, however slowly the receiver drips) is delivered.
+
+    The destination is checked first (destinations.py) and the POST goes to the addresses
+    checked, never to a name resolved again. Redirects are not followed (a 3xx is a
+    failure), no proxy of the environment is used, and the response body is never read."""
     headers = {
         "Content-Type": "application/json",
         "User-Agent": USER_AGENT,
@@ -47,23 +53,63 @@ def post_webhook(url, secret, raw_body, timeout_s, extra_headers=None):
     headers.update(extra_headers or {})
     deadline = eventlet.Timeout(timeout_s)
     try:
-        response = requests.post(url, data=raw_body, headers=headers, timeout=timeout_s,
-                                 allow_redirects=False, stream=True)
-        response.close()
+        target = destinations.target(url, allowed_networks, timeout_s)
+        status, reason = _post(target, raw_body, headers, timeout_s)
+    except destinations.Refused as refused:
+        # An address never changes its kind; a name may come to resolve elsewhere.
+        return Outcome.failed("destination refused: {}".format(refused),
+                              permanent=destinations.is_literal(url))
+    except destinations.Unresolved as error:
+        return Outcome.failed(str(error))
     except eventlet.Timeout as raised:
         if raised is not deadline:
             raise
         return Outcome.failed("timed out after {:g} s".format(timeout_s))
-    except requests.Timeout:
+    except urllib3.exceptions.TimeoutError as error:
+        if isinstance(error, urllib3.exceptions.NewConnectionError):  # (a subclass, alas)
+            return Outcome.failed("connection refused: {}".format(_first_line(error)))
         return Outcome.failed("timed out after {:g} s".format(timeout_s))
-    except requests.RequestException as error:
+    except (urllib3.exceptions.HTTPError, OSError) as error:
         return Outcome.failed("{}: {}".format(type(error).__name__, _first_line(error)))
     finally:
         deadline.cancel()
-    if 200 <= response.status_code < 300:
-        return Outcome.succeeded(response.status_code)
-    return Outcome.failed("HTTP {} {}".format(response.status_code, response.reason or "").strip(),
-                          status_code=response.status_code)
+    if 200 <= status < 300:
+        return Outcome.succeeded(status)
+    return Outcome.failed("HTTP {} {}".format(status, reason or "").strip(), status_code=status)
+
+
+def _post(target, raw_body, headers, timeout_s):
+    """``(status, reason)`` of the POST to the first of ``target.addresses`` that takes a
+    connection; the Host header and TLS (SNI, certificate) still name the URL's host."""
+    headers = dict(headers, Host=target.host_header)
+    if target.userinfo is not None:
+        headers.update(urllib3.util.make_headers(basic_auth=target.userinfo))
+    error = None
+    for address in target.addresses:
+        pool = _pool(target, address, timeout_s)
+        try:
+            response = pool.urlopen("POST", requote_uri(target.path), body=raw_body,
+                                    headers=headers, retries=False, redirect=False,
+                                    assert_same_host=False, preload_content=False)
+            response.close()
+            return response.status, response.reason
+        except urllib3.exceptions.NewConnectionError as refused:
+            error = refused  # this address takes no connection: try the next one
+        finally:
+            pool.close()
+    raise error
+
+
+def _pool(target, address, timeout_s):
+    options = dict(port=target.port, maxsize=1, retries=False,
+                   timeout=urllib3.Timeout(connect=timeout_s, read=timeout_s))
+    if target.scheme == "http":
+        return urllib3.HTTPConnectionPool(address, **options)
+    named = target.host != address
+    return urllib3.HTTPSConnectionPool(
+        address, cert_reqs="CERT_REQUIRED", ca_certs=certifi.where(),
+        server_hostname=target.host if named else None,
+        assert_hostname=target.host if named else None, **options)
 
 
 def send_email(message, host, port, timeout_s):

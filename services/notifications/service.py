@@ -12,11 +12,18 @@ from urllib.parse import urlsplit
 
 import eventlet
 from nameko.events import SERVICE_POOL, event_handler
+from nameko.timer import timer
 from sqlalchemy import exc as db_errors
 
-from services.notifications import inbox, records
+from services.notifications import destinations, inbox, records
 from services.notifications.delivery import DeliveryLoop
-from services.notifications.dependencies import NotificationSettings, poll_timer, service_calls
+from services.notifications.dependencies import (
+    NotificationSettings,
+    WebhookSecrets,
+    poll_timer,
+    service_calls,
+)
+from services.notifications.secret_box import CLEAR_PREFIX
 from shared.cursors import DEFAULT_PAGE_SIZE, page_request
 from shared.db import Database
 from shared.errors import Conflict, NotFound, ServiceUnavailable, ValidationFailed
@@ -27,13 +34,20 @@ from shared.service import ServiceBase, rpc
 log = logging.getLogger("paysys.notifications")
 
 MAX_URL_LENGTH = 2048
-SECRET_PREFIX = "whsec_"
+SECRET_PREFIX = CLEAR_PREFIX  # what a reader of the table tells clear secrets apart by
 # A transient database error while storing an event: wait this long, then give the event
 # back to the broker (requeue), so a database outage slows the redelivery loop down.
 REQUEUE_PAUSE_S = 1.0
 # (shared.db turns a database out of reach into ServiceUnavailable.)
 TRANSIENT_DB_ERRORS = (ServiceUnavailable, db_errors.OperationalError, db_errors.InterfaceError,
                        db_errors.DisconnectionError, db_errors.TimeoutError)
+# A registration waits this long for DNS; a name that gives no address by then is accepted
+# (every delivery checks it again, and sends nothing until it resolves to allowed addresses).
+REGISTRATION_DNS_TIMEOUT_S = 2.0
+# Secrets still in clear (stored before sealing) are sealed at start, then looked for again
+# this often: a process of the previous version may still be writing some during an upgrade.
+SEAL_INTERVAL_S = 300
+SEAL_BATCH = 500
 
 
 def _invalid(field, message):
@@ -47,7 +61,7 @@ def _owner(owner_id):
     return owner
 
 
-def _url(url):
+def _url(url, allowed_networks):
     if not isinstance(url, str) or not 1 <= len(url) <= MAX_URL_LENGTH:
         raise _invalid("url", "must be an http or https URL of at most {} characters".format(
             MAX_URL_LENGTH))
@@ -60,6 +74,12 @@ def _url(url):
         raise _invalid("url", "is not a valid URL") from None
     if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
         raise _invalid("url", "must be an http or https URL with a host")
+    try:
+        destinations.target(url, allowed_networks, REGISTRATION_DNS_TIMEOUT_S)
+    except destinations.Refused as refused:
+        raise _invalid("url", str(refused)) from None
+    except destinations.Unresolved:
+        pass
     return url
 
 
@@ -83,6 +103,7 @@ class NotificationsService(ServiceBase):
     db = Database(schema="notifications")
     services = service_calls()  # not `rpc`: that name is the entrypoint decorator
     settings = NotificationSettings()
+    secret_box = WebhookSecrets()
 
     # --- Webhooks -------------------------------------------------------------------------
 
@@ -90,15 +111,17 @@ class NotificationsService(ServiceBase):
     def create_webhook(self, owner_id, url, events):
         """``{id, url, events, secret}``; the secret (the HMAC key of ``X-Signature``) is
         shown here only."""
-        owner, url, event_types = _owner(owner_id), _url(url), _event_types(events)
+        owner, event_types = _owner(owner_id), _event_types(events)
+        url = _url(url, self.settings.webhook_allowed_networks)
         secret = SECRET_PREFIX + secrets.token_urlsafe(32)
+        sealed = self.secret_box.seal(secret)  # only this answer ever shows it in clear
         with self.db.transaction() as connection:
             records.lock_owner(connection, owner)
             limit = self.settings.max_webhooks_per_user
             if records.count_live_webhooks(connection, owner) >= limit:
                 raise Conflict("at most {} webhooks per user".format(limit),
                                code="webhook_limit_reached")
-            row = records.insert_webhook(connection, owner, url, event_types, secret)
+            row = records.insert_webhook(connection, owner, url, event_types, sealed)
         return dict(records.webhook_view(row), secret=secret)
 
     @rpc
@@ -172,4 +195,21 @@ class NotificationsService(ServiceBase):
     @poll_timer()
     def deliver_due(self):
         """Sends what is due; returns how many deliveries this tick took on."""
-        return DeliveryLoop(self.db, self.services, self.settings).tick()
+        return DeliveryLoop(self.db, self.services, self.settings, self.secret_box).tick()
+
+    @timer(interval=SEAL_INTERVAL_S, eager=True)
+    def seal_clear_secrets(self):
+        """Seals the webhook secrets stored in clear before sealing existed (secret_box.py);
+        returns how many."""
+        sealed = 0
+        while True:
+            with self.db.transaction() as connection:
+                rows = records.clear_secrets(connection, SEAL_BATCH)
+                records.replace_secrets(connection, {
+                    row.id: self.secret_box.seal(row.secret) for row in rows})
+            sealed += len(rows)
+            if len(rows) < SEAL_BATCH:
+                break
+        if sealed:
+            log.info("sealed %d webhook secrets stored in clear", sealed)
+        return sealed

@@ -16,8 +16,14 @@
       tick_budget_s: 2              # a tick claims new work for at most this long
       rpc_timeout_ms: 5000          # deadline of the auth lookup of a recipient's address
       max_webhooks_per_user: 25
+      webhook_allowed_networks: ""  # networks webhooks may reach besides public addresses
+                                    # (comma-separated CIDRs; empty or "none": none)
+
+The key file of webhook secrets (``webhook_key_file``) is read by secret_box.py.
 """
 from dataclasses import dataclass, fields
+
+from services.notifications.destinations import parse_networks
 
 
 @dataclass(frozen=True)
@@ -37,6 +43,15 @@ class Settings:
     tick_budget_s: float = 2.0
     rpc_timeout_ms: int = 5000
     max_webhooks_per_user: int = 25
+    # Every other non-public address is refused (destinations.py); a tuple of networks.
+    webhook_allowed_networks: tuple = ()
+
+    def __post_init__(self):
+        try:
+            networks = parse_networks(self.webhook_allowed_networks)
+        except ValueError as error:
+            raise ValueError("notifications.webhook_allowed_networks: {}".format(error)) from None
+        object.__setattr__(self, "webhook_allowed_networks", networks)
 
     @classmethod
     def from_config(cls, config):
@@ -79,6 +94,8 @@ def _coerce(kind, raw, name):
         if text in ("false", "no", "off", "0"):
             return False
         raise ValueError("notifications.{} must be true or false".format(name))
+    if kind in (tuple, "tuple"):
+        return raw  # __post_init__ parses it
     kind = {"str": str, "int": int, "float": float}.get(kind, kind)
     try:
         return kind(raw)

@@ -13,6 +13,7 @@ from nameko.testing.services import worker_factory
 from sqlalchemy import select, text
 
 from services.notifications import records
+from services.notifications.secret_box import ensure_webhook_key, load_webhook_key
 from services.notifications.service import NotificationsService
 from services.notifications.settings import Settings
 from shared.db import DatabaseAccess
@@ -22,9 +23,10 @@ from tests.support.smtp_sink import SmtpSink
 from tests.support.webhook_receiver import WebhookReceiver
 
 # Retries in tenths of seconds, so a test of several attempts runs in about a second.
+# Loopback allowed, as config.yml does for development: the receivers listen there.
 FAST = dict(retry_base_s=0.2, retry_cap_s=1.0, max_attempts=5, webhook_timeout_s=1.0,
             smtp_timeout_s=2.0, rpc_timeout_ms=1000, lease_s=30.0, poll_interval_s=0.05,
-            tick_budget_s=1.0, concurrency=10)
+            tick_budget_s=1.0, concurrency=10, webhook_allowed_networks="127.0.0.0/8")
 
 
 class Auth:
@@ -88,16 +90,31 @@ def services():
     return Services()
 
 
+def webhook_key_config(directory):
+    """A config naming a webhook-secret key file in ``directory``, made there if absent."""
+    config = {"notifications": {"webhook_key_file": str(directory / "webhook-secrets.key")}}
+    ensure_webhook_key(config)
+    return config
+
+
 @pytest.fixture
-def make_worker(engine, sink, services):
+def secret_box(tmp_path):
+    """The box of a fresh key file, as the service loads it."""
+    return load_webhook_key(webhook_key_config(tmp_path))
+
+
+@pytest.fixture
+def make_worker(engine, sink, services, secret_box):
     """``make_worker(**settings)``: a service worker on the tests' database whose e-mail
-    goes to the sink and whose auth is ``services.auth``."""
+    goes to the sink, whose auth is ``services.auth`` and whose webhook secrets are sealed
+    with ``secret_box``."""
 
     def make(**overrides):
         values = dict(FAST, smtp_host=sink.host, smtp_port=sink.port)
         values.update(overrides)
         return worker_factory(NotificationsService, db=DatabaseAccess(engine, "notifications"),
-                              services=services, settings=Settings(**values))
+                              services=services, settings=Settings(**values),
+                              secret_box=secret_box)
 
     return make
 

@@ -1,8 +1,9 @@
 """A real HTTP server on loopback that receives webhooks, for tests.
 
 It records every request (raw body, headers, arrival time) and answers each according to a
-script: a list of responses used in turn (an HTTP status, or ``("sleep", seconds)`` to answer
-200 only after that long), then ``default_status``. It can be stopped and started again on
+script: a list of responses used in turn (an HTTP status, ``("sleep", seconds)`` to answer
+200 only after that long, or ``("redirect", url)`` to answer 302 to ``url``), then
+``default_status``. It can be stopped and started again on
 the same port, to play a receiver that is down for a while.
 
     receiver = WebhookReceiver(script=[500, 503]).start()
@@ -51,14 +52,18 @@ class WebhookReceiver(LoopbackServer):
                     receiver.received.append(request)
                     action = receiver.script.pop(0) if receiver.script else \
                         receiver.default_status
-                status = action
+                status, location = action, None
                 if isinstance(action, tuple) and action[0] == "sleep":
                     time.sleep(action[1])
                     status = 200
+                if isinstance(action, tuple) and action[0] == "redirect":
+                    status, location = 302, action[1]
                 request.status = status
                 payload = b'{"ok": true}' if 200 <= status < 300 else b'{"ok": false}'
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
+                if location:
+                    self.send_header("Location", location)
                 self.send_header("Content-Length", str(len(payload)))
                 self.send_header("Connection", "close")
                 self.end_headers()

@@ -11,6 +11,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from chaos.sandbox import random_client_ip
 from tests.support.api import (
     PASSWORD, assert_problem, login, new_session, register, unique_email)
 
@@ -74,6 +75,34 @@ def test_a_wrong_password_and_an_unknown_email_look_the_same(system):
     unknown = assert_problem(system.post("/v1/auth/login", json={
         "email": unique_email(), "password": PASSWORD}), 401)
     assert wrong == unknown
+
+
+def test_bad_passwords_from_one_ip_get_429_with_a_growing_retry_after_but_not_elsewhere(
+        system):
+    email = unique_email()
+    register(system, email)
+    attacker, owner = random_client_ip(), random_client_ip()
+
+    def attempt(password, client_ip=attacker):
+        return system.post("/v1/auth/login", json={"email": email, "password": password},
+                           headers={"X-Forwarded-For": client_ip})
+
+    for _ in range(5):
+        assert_problem(attempt("wrong password!"), 401, "invalid_credentials")
+    waits = []
+    for _ in range(3):
+        limited = attempt("wrong password!")
+        assert_problem(limited, 429, "rate_limited")
+        waits.append(int(limited.headers["Retry-After"]))
+        time.sleep(waits[-1] + 0.2)
+        assert_problem(attempt("wrong password!"), 401, "invalid_credentials")
+    assert waits == [1, 2, 4]
+    # The run gets nowhere, even with the right password, while it waits...
+    assert_problem(attempt(PASSWORD), 429, "rate_limited")
+    # ...and the owner, from another address, logs in at once.
+    response = attempt(PASSWORD, client_ip=owner)
+    assert response.status_code == 200, response.text
+    assert response.json()["token_type"] == "Bearer"
 
 
 def test_me_is_the_caller(system):

@@ -4,6 +4,7 @@ import hmac
 import json
 import uuid
 
+import psycopg2
 import pytest
 
 from tests.support.api import assert_problem, new_session
@@ -111,3 +112,73 @@ def test_events_raised_while_notifications_is_down_are_all_delivered_after_its_r
     delivered = {json.loads(request.body)["data"]["id"] for request in received}
     assert delivered == set(made)
     assert len(received) == 5  # each once
+
+
+# --- Where webhooks may go (server-side request forgery) --------------------------------------
+
+
+@pytest.mark.parametrize("url, reason", [
+    ("http://10.0.0.1/hook", "10.0.0.1 is a private address"),
+    ("http://172.16.0.1/hook", "172.16.0.1 is a private address"),
+    ("http://172.31.255.254/hook", "private"),
+    ("http://192.168.1.1/hook", "192.168.1.1 is a private address"),
+    ("http://169.254.169.254/latest/meta-data/", "169.254.169.254 is a link-local address"),
+    ("http://[::1]:8080/hook", "::1 is a loopback address"),  # only 127.0.0.0/8 is allowed
+    ("http://[fc00::1]/hook", "fc00::1 is a unique local address"),
+    ("http://[fd00:ec2::254]/", "unique local"),
+    ("http://[fe80::1]/hook", "link-local"),
+    ("http://0.0.0.0:8080/", "unspecified"),
+])
+def test_a_webhook_to_a_private_link_local_or_ipv6_local_address_is_refused(alice, url,
+                                                                           reason):
+    response = alice.post("/v1/webhooks", json={"url": url, "events": ["transaction.completed"]})
+    problem = assert_problem(response, 422, "validation_error")
+    (message,) = problem["errors"]["url"]
+    assert reason in message and "public addresses only" in message, message
+    assert alice.get("/v1/webhooks").json()["items"] == []
+
+
+def test_loopback_is_let_in_by_the_development_setting_by_name_too(alice, receiver):
+    # config.yml allows 127.0.0.0/8 (production sets none): `localhost` resolves there, and
+    # the POST goes to the address checked while the Host header still names the host.
+    url = "http://localhost:{}/hook".format(receiver.port)
+    assert register_webhook(alice, url)["url"] == url
+    deposit(alice, alice.open_account()["id"], 250)
+    request = receiver.wait_for(1, timeout_s=30)[0]
+    assert request.headers["Host"] == "localhost:{}".format(receiver.port)
+
+
+def test_a_redirect_is_not_followed(alice):
+    inside = WebhookReceiver().start()
+    redirecting = WebhookReceiver(script=[("redirect", inside.url)]).start()
+    try:
+        register_webhook(alice, redirecting.url)
+        deposit(alice, alice.open_account()["id"], 400)
+        redirecting.wait_for(2, timeout_s=30)  # the 302, then the retry that succeeds
+
+        def delivered():
+            hooks = [item for item in alice.get("/v1/notifications").json()["items"]
+                     if item["channel"] == "webhook"]
+            return hooks if hooks and hooks[0]["status"] == "delivered" else None
+
+        history = wait_for(delivered, timeout_s=30, what="the delivery")[0]["history"]
+        assert [(a["outcome"], a["status_code"]) for a in history] == [
+            ("failed", 302), ("succeeded", 200)]
+        assert inside.received == []
+    finally:
+        redirecting.stop()
+        inside.stop()
+
+
+def test_the_secret_is_sealed_in_the_database_and_still_signs(system, alice, receiver):
+    webhook = register_webhook(alice, receiver.url)
+    with psycopg2.connect(system.database_url) as connection, connection.cursor() as cursor:
+        cursor.execute("SELECT w::text, w.secret FROM notifications.webhooks w WHERE id = %s",
+                       (webhook["id"],))
+        row, stored = cursor.fetchone()
+    connection.close()
+    assert webhook["secret"] not in row and not stored.startswith("whsec_")
+    deposit(alice, alice.open_account()["id"], 100)
+    request = receiver.wait_for(1, timeout_s=30)[0]
+    expected = hmac.new(webhook["secret"].encode(), request.body, hashlib.sha256).hexdigest()
+    assert request.headers["X-Signature"] == "sha256=" + expected

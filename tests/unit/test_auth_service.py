@@ -15,7 +15,7 @@ from nameko.testing.services import worker_factory
 from sqlalchemy import text
 
 from services.auth import passwords, users
-from services.auth.dependencies import TokenIssuer
+from services.auth.dependencies import LoginBrake, TokenIssuer
 from services.auth.service import AuthService
 from shared.db import DatabaseAccess
 from shared.errors import Conflict, NotFound, Unauthorized, ValidationFailed
@@ -46,8 +46,18 @@ def issuer(config):
 
 
 @pytest.fixture
-def service(engine, issuer):
-    return worker_factory(AuthService, db=DatabaseAccess(engine, "auth"), tokens=issuer)
+def brake(config):
+    """The login brake's settings as config.yml gives them."""
+    container = Mock(config=config)
+    provider = LoginBrake().bind(container, "brake")
+    provider.setup()
+    return provider.get_dependency(Mock())
+
+
+@pytest.fixture
+def service(engine, issuer, brake):
+    return worker_factory(AuthService, db=DatabaseAccess(engine, "auth"), tokens=issuer,
+                          brake=brake)
 
 
 @pytest.fixture
@@ -403,7 +413,7 @@ def test_get_user_of_an_unknown_or_malformed_id_is_not_found(service, user_id):
 
 def test_health_answers_and_deep_health_reads_the_newest_revision(service):
     assert service.health() == {"service": "auth", "status": "ok"}
-    assert service.health(deep=True)["schema_version"] == "auth_0002"
+    assert service.health(deep=True)["schema_version"] == "auth_0003"
 
 
 def test_the_token_issuer_refuses_to_start_without_a_signing_key(config, tmp_path):

@@ -42,14 +42,16 @@ def test_each_process_reads_only_the_keys_its_code_loads():
     assert PROCESSES["validator_2"].keys == (names["validator_2"],)
     assert PROCESSES["transactions"].keys == tuple(
         names[v] for v in ("validator_1", "validator_2", "validator_3"))
+    assert PROCESSES["notifications"].keys == ("webhook-secrets.key",)
     assert all(not process.keys for process in PROCESSES.values()
-               if process.service in ("accounts", "payments", "ledger", "notifications"))
+               if process.service in ("accounts", "payments", "ledger"))
 
 
 @pytest.mark.parametrize("loader, packages", [
     ("load_private_key", {"services/auth"}),
     ("load_public_key", {"gateway"}),
     ("load_validator_key", {"services/validator", "services/transactions"}),
+    ("load_webhook_key", {"services/notifications"}),
 ])
 def test_the_key_table_matches_the_code(loader, packages):
     """deploy/processes.py says who reads which key; a new reader must be added there."""

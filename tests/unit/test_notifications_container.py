@@ -25,6 +25,7 @@ from tests.support.notifications import (  # noqa: F401 - fixtures
     event,
     receiver,
     sink,
+    webhook_key_config,
 )
 
 EMAILS = {}
@@ -49,7 +50,7 @@ def wait_until(condition, timeout_s=15.0, what="the condition"):
 
 
 @pytest.fixture
-def config(database_url, sink):
+def config(database_url, sink, tmp_path):
     vhost = "paysys_unit_notifications_{}".format(os.getpid())
     servers.create_vhost(vhost)
     config = load_config()
@@ -58,7 +59,8 @@ def config(database_url, sink):
     config["notifications"] = {
         "smtp_host": sink.host, "smtp_port": sink.port, "retry_base_s": 0.2,
         "retry_cap_s": 0.5, "webhook_timeout_s": 1, "smtp_timeout_s": 2, "rpc_timeout_ms": 1000,
-        "lease_s": 4, "poll_interval_s": 0.1,
+        "lease_s": 4, "poll_interval_s": 0.1, "webhook_allowed_networks": "127.0.0.0/8",
+        **webhook_key_config(tmp_path)["notifications"],
     }
     yield config
     servers.delete_vhost(vhost)

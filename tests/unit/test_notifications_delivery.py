@@ -18,6 +18,7 @@ from tests.support.notifications import (  # noqa: F401 - fixtures
     make_worker,
     publish,
     receiver,
+    secret_box,
     services,
     sink,
     worker,

@@ -31,6 +31,7 @@ from tests.support.notifications import (  # noqa: F401 - fixtures
     make_worker,
     publish,
     receiver,
+    secret_box,
     services,
     sink,
     worker,
@@ -52,7 +53,8 @@ def count(engine, table):
 # --- create_webhook ----------------------------------------------------------------------
 
 
-def test_create_webhook_returns_the_secret_once_and_stores_it(worker, engine):
+def test_create_webhook_returns_the_secret_once_and_stores_it_sealed(worker, engine,
+                                                                      secret_box):
     owner = new_id()
     created = worker.create_webhook(owner, URL, ["transaction.completed", "payment.refunded"])
     assert set(created) == {"id", "url", "events", "secret"}
@@ -63,7 +65,8 @@ def test_create_webhook_returns_the_secret_once_and_stores_it(worker, engine):
     with engine.connect() as connection:
         row = connection.execute(select(records.webhooks)
                                  .where(records.webhooks.c.id == created["id"])).one()
-    assert (row.owner_id, row.secret, row.deleted_at) == (owner, created["secret"], None)
+    assert (row.owner_id, row.deleted_at) == (owner, None)
+    assert created["secret"] not in row.secret and secret_box.open(row.secret) == created["secret"]
     listed = worker.list_webhooks(owner)["items"]
     assert listed == [{"id": created["id"], "url": URL, "events": created["events"]}]
 
