@@ -21,7 +21,7 @@ from typing import Callable
 import requests
 
 from chaos.servers import wait_for
-from loadtests.bank import Bank, check, percentile
+from loadtests.bank import Bank, check, check_reconciliation, percentile
 
 # A tenth of the opening balance: the accounts stay funded for minutes of load, so the
 # throughput after a fault compares with the one before it.
@@ -219,7 +219,9 @@ def _check_mirror(target, timeout_s):
     try:
         wait_for(balanced, timeout_s, interval_s=2, what="a balanced reconciliation")
     except AssertionError:
-        return last.get("report"), ["reconciliation not balanced: {}".format(
-            str(last.get("report"))[:1000])]
+        report = last.get("report")
+        if report is None or "balanced" not in report:
+            return report, ["reconciliation did not answer: {}".format(str(report)[:1000])]
+        return report, check_reconciliation(report)
     mirror = last["report"]["mirror"]
     return {name: mirror[name] for name in ("ledger_postings", "kafka_postings", "duplicates")}, []

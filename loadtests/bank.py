@@ -36,6 +36,7 @@ RETRY_STATUSES = (409, 429, 503)
 # Any other 409 (a payment no longer authorized) is the answer.
 RETRY_CONFLICTS = ("idempotency_key_in_flight", "payment_busy")
 UNKNOWN_PAUSE_S = 0.5
+PAGE_SIZE = 200  # the API's largest page
 
 
 @dataclass
@@ -47,6 +48,7 @@ class Client:
     token: str = ""
     accounts: list = field(default_factory=list)
     session: requests.Session = field(default_factory=requests.Session)
+    page_size: int = PAGE_SIZE
 
     def call(self, method, path, **kwargs):
         headers = dict(kwargs.pop("headers", {}), Authorization="Bearer " + self.token)
@@ -82,18 +84,16 @@ class Client:
             time.sleep(0.2)
 
     def pages(self, path, params=None):
-        items, cursor = [], None
-        while True:
-            query = dict(params or {}, limit=200)
+        """Every item of the list at ``path``, ``page_size`` a request."""
+        def fetch_page(cursor):
+            query = dict(params or {}, limit=self.page_size)
             if cursor:
                 query["cursor"] = cursor
             response = self.call("GET", path, params=query)
             response.raise_for_status()
-            page = response.json()
-            items.extend(page["items"])
-            cursor = page["next_cursor"]
-            if not cursor:
-                return items
+            return response.json()
+
+        return read_pages(fetch_page)
 
 
 def _code(response):
@@ -282,6 +282,10 @@ class Bank:
         operation.replayed_same = (response.status_code in (201, 202) and
                                    response.json()["id"] == operation.transaction["id"])
 
+    def history(self):
+        with self._lock:
+            return History(self.deposited, list(self.operations), list(self.payments))
+
     # --- figures --------------------------------------------------------------------
 
     def figures(self, elapsed_s):
@@ -308,6 +312,55 @@ def percentile(sorted_values, p):
 
 
 # --- the checker -----------------------------------------------------------------------
+#
+# Reading and judging are apart: ``read_books`` reads what the system shows through the API
+# into ``Books``; ``judge`` and the ``check_*`` rules are pure functions of the run's
+# ``History`` and those books, so a known-bad history can be fed to them (its own tests).
+
+
+@dataclass
+class History:
+    """What the clients did and were told: the money they deposited, every transfer
+    operation and every payment."""
+
+    deposited: int
+    operations: list
+    payments: list
+
+
+@dataclass
+class Books:
+    """The system as the API shows it after the run."""
+
+    pending: list  # transactions still pending when the wait for them ended
+    accounts: dict  # account id -> the account (balance, available_balance)
+    entries: dict  # account id -> every entry of the account, all pages
+    transactions: dict  # transaction id -> the transaction, from every client's list
+    payments: dict  # payment id -> the payment, for those that answered 200
+    payment_errors: dict = field(default_factory=dict)  # payment id -> status of its GET
+
+    @property
+    def entries_by_transaction(self):
+        found = {}
+        for entries in self.entries.values():
+            for entry in entries:
+                found.setdefault(entry["transaction_id"], []).append(entry)
+        return found
+
+
+def read_pages(fetch_page):
+    """Every item of a paginated list: ``fetch_page(cursor)`` answers ``{items,
+    next_cursor}`` (cursor None for the first page); follows ``next_cursor`` to the end."""
+    items, cursor, seen = [], None, set()
+    while True:
+        page = fetch_page(cursor)
+        items.extend(page["items"])
+        cursor = page["next_cursor"]
+        if not cursor:
+            return items
+        if cursor in seen:  # a list that leads back on itself would never end
+            raise RuntimeError("pagination loops at cursor {!r}".format(cursor))
+        seen.add(cursor)
 
 
 def settle(bank, timeout_s=90):
@@ -323,36 +376,72 @@ def settle(bank, timeout_s=90):
 
 def check(bank, settle_timeout_s=90):
     """Read the books through the API; a list of problems (empty: the books are right)."""
-    problems = []
     pending = settle(bank, settle_timeout_s)
-    if pending:
+    return judge(bank.history(), read_books(bank, pending))
+
+
+def read_books(bank, pending=()):
+    """Everything the rules judge, read through the API by the clients who own it."""
+    payments, payment_errors = {}, {}
+    for payment in bank.payments:
+        if payment.payment_id is None:
+            continue
+        response = payment.payer.call("GET", "/v1/payments/" + payment.payment_id)
+        if response.status_code == 200:
+            payments[payment.payment_id] = response.json()
+        else:
+            payment_errors[payment.payment_id] = response.status_code
+    accounts, entries = {}, {}
+    for client in bank.clients:
+        for account_id in client.accounts:
+            accounts[account_id] = client.call("GET", "/v1/accounts/" + account_id).json()
+            entries[account_id] = client.pages("/v1/accounts/{}/entries".format(account_id))
+    transactions = {tx["id"]: tx for client in bank.clients
+                    for tx in client.pages("/v1/transactions")}
+    return Books(list(pending), accounts, entries, transactions, payments, payment_errors)
+
+
+def judge(history, books):
+    """Every rule over the run and the books; a list of problems, each naming its rule and
+    what broke it (empty: the books are right)."""
+    problems = []
+    if books.pending:
         problems.append("{} transactions still pending: {}".format(
-            len(pending), [tx["id"] for tx in pending[:5]]))
-    owner = {account: client for client in bank.clients for account in client.accounts}
-    entries_by_transaction = {}
-    total = 0
-    for account_id, client in owner.items():
-        account = client.call("GET", "/v1/accounts/" + account_id).json()
-        entries = client.pages("/v1/accounts/{}/entries".format(account_id))
-        total += account["balance"]
+            len(books.pending), [tx["id"] for tx in books.pending[:5]]))
+    problems.extend(check_accounts(books))
+    total = sum(account["balance"] for account in books.accounts.values())
+    if total != history.deposited:
+        problems.append("money not conserved: {} deposited, {} in the accounts".format(
+            history.deposited, total))
+    problems.extend(check_unknown(history.operations, books.transactions))
+    problems.extend(check_payments(history.payments, books))
+    problems.extend(check_transfers(history.operations, books))
+    return problems
+
+
+def check_accounts(books):
+    """No balance below zero; each account's entries sum to its balance."""
+    problems = []
+    for account_id, account in books.accounts.items():
         if account["balance"] < 0:
             problems.append("account {} is negative: {}".format(account_id, account["balance"]))
-        if sum(entry["amount"] for entry in entries) != account["balance"]:
+        entries_sum = sum(entry["amount"] for entry in books.entries.get(account_id, []))
+        if entries_sum != account["balance"]:
             problems.append("account {}: entries sum to {}, balance is {}".format(
-                account_id, sum(entry["amount"] for entry in entries), account["balance"]))
-        for entry in entries:
-            entries_by_transaction.setdefault(entry["transaction_id"], []).append(entry)
-    if total != bank.deposited:
-        problems.append("money not conserved: {} deposited, {} in the accounts".format(
-            bank.deposited, total))
-    final = {tx["id"]: tx for client in bank.clients
-             for tx in client.pages("/v1/transactions")}
-    problems.extend(check_unknown(bank.operations, final))
-    problems.extend(check_payments(bank, entries_by_transaction))
-    for operation in bank.operations:
+                account_id, entries_sum, account["balance"]))
+    return problems
+
+
+def check_transfers(operations, books):
+    """Each answered transfer: in the list; acknowledged completed still completed; a
+    completed one posted exactly once (one debit, one credit of its amount); a failed one
+    moved nothing; a replay answered the same transaction."""
+    problems = []
+    entries_by_transaction = books.entries_by_transaction
+    for operation in operations:
         if operation.transaction is None:
             continue
-        transaction = final.get(operation.transaction["id"])
+        transaction = books.transactions.get(operation.transaction["id"])
         entries = entries_by_transaction.get(operation.transaction["id"], [])
         if transaction is None:
             problems.append("transaction {} missing from the list".format(
@@ -373,22 +462,22 @@ def check(bank, settle_timeout_s=90):
     return problems
 
 
-def check_payments(bank, entries_by_transaction):
+def check_payments(payments, books):
     """Every payment is decided (none left pending); an acknowledged capture shows as
     captured with its amount, posted once; and the money each account holds
     (``balance - available_balance``) is exactly its payments still authorized, plus
     some of those whose authorization got no answer."""
     problems = []
     held_for = {}
-    for payment in bank.payments:
+    entries_by_transaction = books.entries_by_transaction
+    for payment in payments:
         if payment.payment_id is None:
             continue
-        response = payment.payer.call("GET", "/v1/payments/" + payment.payment_id)
-        if response.status_code != 200:
-            problems.append("payment {} answers {}".format(payment.payment_id,
-                                                           response.status_code))
+        if payment.payment_id in books.payment_errors:
+            problems.append("payment {} answers {}".format(
+                payment.payment_id, books.payment_errors[payment.payment_id]))
             continue
-        seen = response.json()
+        seen = books.payments[payment.payment_id]
         if seen["status"] == "authorized":
             held_for[payment.source] = held_for.get(payment.source, 0) + seen["amount"]
         if payment.captured == "ok" and (seen["status"], seen["captured_amount"]) != (
@@ -405,18 +494,16 @@ def check_payments(bank, entries_by_transaction):
                                                                     posted))
     # An authorization that got no answer may hold money too (until its hold time ends).
     unanswered = {}
-    for payment in bank.payments:
+    for payment in payments:
         if payment.payment_id is None and payment.authorized == "unknown":
             unanswered.setdefault(payment.source, []).append(payment.amount)
-    for client in bank.clients:
-        for account_id in client.accounts:
-            account = client.call("GET", "/v1/accounts/" + account_id).json()
-            extra = account["balance"] - account["available_balance"] - held_for.get(account_id, 0)
-            if extra not in subset_sums(unanswered.get(account_id, [])):
-                problems.append("account {} holds {} more than its open authorizations {}, "
-                                "which no unanswered ones {} add up to".format(
-                                    account_id, extra, held_for.get(account_id, 0),
-                                    unanswered.get(account_id, [])))
+    for account_id, account in books.accounts.items():
+        extra = account["balance"] - account["available_balance"] - held_for.get(account_id, 0)
+        if extra not in subset_sums(unanswered.get(account_id, [])):
+            problems.append("account {} holds {} more than its open authorizations {}, "
+                            "which no unanswered ones {} add up to".format(
+                                account_id, extra, held_for.get(account_id, 0),
+                                unanswered.get(account_id, [])))
     return problems
 
 
@@ -448,6 +535,30 @@ def check_unknown(operations, final):
         else:
             problems.append("transfer {} was made by no operation of the run".format(
                 transaction["id"]))
+    return problems
+
+
+def check_reconciliation(report):
+    """The reconciliation report (GET /v1/ledger/reconciliation) judged: each currency's
+    entries and accounts sum to zero, each account's entries to its balance, and the Kafka
+    mirror holds exactly the ledger's postings (a gap is a posting it is missing)."""
+    problems = []
+    for currency, sums in sorted(report["currencies"].items()):
+        if sums["entries_sum"] != 0 or sums["accounts_sum"] != 0:
+            problems.append("{} does not sum to zero: entries {}, accounts {}".format(
+                currency, sums["entries_sum"], sums["accounts_sum"]))
+    for found in report["discrepancies"]:
+        problems.append("ledger account {}: entries sum to {}, balance is {}".format(
+            found["account_id"], found["entries_sum"], found["balance"]))
+    mirror = report["mirror"]
+    if mirror["missing_count"]:
+        problems.append("the Kafka mirror is missing {} postings: {}".format(
+            mirror["missing_count"], mirror["missing"][:5]))
+    if mirror["unexpected_count"]:
+        problems.append("the Kafka mirror has {} postings the ledger does not: {}".format(
+            mirror["unexpected_count"], mirror["unexpected"][:5]))
+    if not problems and not report["balanced"]:
+        problems.append("reconciliation not balanced: {}".format(str(report)[:1000]))
     return problems
 
 

@@ -34,6 +34,10 @@ every outbox row is unpublished again, when
 * rows are marked published but nothing records what the topic holds (a new topic name,
   a checkpoint table emptied by hand).
 
+Each replay names the rule that fired (in its log line and ``Relay.replay_rules``):
+``offset_went_back``, ``partition_ends_early``, ``partitions_gone``, ``topic_gone`` or
+``no_checkpoints``.
+
 The checkpoints live in ``ledger.mirror_partitions``, written in the transaction that
 stamps the rows. After a replay the relay reconnects (new clients, a fresh view of the
 topic) and republishes from the lowest outbox id. Every round first makes sure the topic
@@ -87,6 +91,13 @@ from shared.db import make_engine
 log = logging.getLogger("paysys.ledger.relay")
 
 ROUND_GAP_S = 0.05
+
+# The rules that find the topic short (the module docstring's list), named in each replay.
+OFFSET_WENT_BACK = "offset_went_back"  # an acknowledged offset at or below an earlier one
+PARTITION_ENDS_EARLY = "partition_ends_early"  # ends at or before the newest round's start
+PARTITIONS_GONE = "partitions_gone"
+TOPIC_GONE = "topic_gone"
+NO_CHECKPOINTS = "no_checkpoints"  # rows marked published, nothing records the topic
 # pg_try_advisory_xact_lock key of the relay rounds ("ledger relay", any fixed number).
 RELAY_LOCK_KEY = 7_283_912
 
@@ -177,12 +188,17 @@ class Relay:
         self.clock = clock
         self.producer = None
         self.admin = None
-        self.replays = 0  # how many times this relay found the mirror short (tests, logs)
+        self.replay_rules = []  # the rule behind each replay of this relay, oldest first
         self._next_check = 0.0
         self._down = None  # (what, since) while something the relay needs is unavailable
         self._reconnect = False
         self._wake = threading.Event()
         self._stopping = threading.Event()
+
+    @property
+    def replays(self):
+        """How many times this relay found the mirror short."""
+        return len(self.replay_rules)
 
     # --- the loop ---------------------------------------------------------------------
 
@@ -358,7 +374,7 @@ class Relay:
                 if reset:
                     # Acknowledged into a log that started again: everything goes again,
                     # these rows included (the count says the round was not idle).
-                    self.replay(connection, reset)
+                    self.replay(connection, OFFSET_WENT_BACK, reset)
                     return len(acks)
                 self.stamp(connection, rows[:len(acks)], acks)
         if failure is not None:
@@ -444,18 +460,18 @@ class Relay:
             published = connection.execute(select(exists().where(
                 outbox.c.published_at.is_not(None)))).scalar_one()
             if published:
-                self.replay(connection, "nothing records what topic {} holds".format(
-                    self.settings.topic))
+                self.replay(connection, NO_CHECKPOINTS, "nothing records what topic {} holds"
+                            .format(self.settings.topic))
                 return True
             return False
         if created:
-            self.replay(connection, "topic {} was gone".format(self.settings.topic))
+            self.replay(connection, TOPIC_GONE, "topic {} was gone".format(self.settings.topic))
             return True
         [description] = self.admin.describe_topics([self.settings.topic])
         partitions = {found["partition_index"] for found in description["partitions"]}
         gone = sorted(set(known) - partitions)
         if gone:
-            self.replay(connection, "partitions {} are gone".format(gone))
+            self.replay(connection, PARTITIONS_GONE, "partitions {} are gone".format(gone))
             return True
         ends = self.admin.list_partition_offsets({
             TopicPartition(self.settings.topic, partition): OffsetSpec.LATEST
@@ -463,24 +479,25 @@ class Relay:
         for partition, checkpoint in sorted(known.items()):
             end = ends[TopicPartition(self.settings.topic, partition)].offset
             if end <= checkpoint.round_first_offset:
-                self.replay(connection, "partition {} ends at offset {}, it held offset {}"
-                            .format(partition, end, checkpoint.last_offset))
+                self.replay(connection, PARTITION_ENDS_EARLY,
+                            "partition {} ends at offset {}, it held offset {}".format(
+                                partition, end, checkpoint.last_offset))
                 return True
         return False
 
-    def replay(self, connection, reason):
+    def replay(self, connection, rule, detail):
         """Everything published goes again, in outbox order, through new clients (the
         old producer's view of the topic is from before the loss): the next round
-        reconnects, after this transaction commits."""
+        reconnects, after this transaction commits. ``rule``: which rule found the loss."""
         count = connection.execute(
             update(outbox).where(outbox.c.published_at.is_not(None))
             .values(published_at=None)).rowcount
         connection.execute(delete(mirror_partitions).where(
             mirror_partitions.c.topic == self.settings.topic))
-        self.replays += 1
+        self.replay_rules.append(rule)
         self._reconnect = True
-        log.warning("Kafka mirror relay: the topic lost messages (%s); replaying %d from the "
-                    "outbox", reason, count)
+        log.warning("Kafka mirror relay: the topic lost messages (%s: %s); replaying %d from "
+                    "the outbox", rule, detail, count, extra={"fields": {"replay_rule": rule}})
 
 
 class MirrorRelay(DependencyProvider):

@@ -2,9 +2,10 @@
 
 It records every request (raw body, headers, arrival time) and answers each according to a
 script: a list of responses used in turn (an HTTP status, ``("sleep", seconds)`` to answer
-200 only after that long, or ``("redirect", url)`` to answer 302 to ``url``), then
-``default_status``. It can be stopped and started again on
-the same port, to play a receiver that is down for a while.
+200 only after that long, ``("hold", event)`` to answer 200 only once the test sets the
+threading.Event, or ``("redirect", url)`` to answer 302 to ``url``), then
+``default_status``. It can be stopped and started again on the same port, to play a
+receiver that is down for a while.
 
     receiver = WebhookReceiver(script=[500, 503]).start()
     receiver.url            # http://127.0.0.1:PORT/hook
@@ -16,6 +17,10 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from tests.support.loopback import LoopbackServer
+
+
+# A held answer is released by its test; this only keeps a failed test from hanging.
+HOLD_LIMIT_S = 60
 
 
 @dataclass
@@ -56,7 +61,10 @@ class WebhookReceiver(LoopbackServer):
                 if isinstance(action, tuple) and action[0] == "sleep":
                     time.sleep(action[1])
                     status = 200
-                if isinstance(action, tuple) and action[0] == "redirect":
+                elif isinstance(action, tuple) and action[0] == "hold":
+                    action[1].wait(HOLD_LIMIT_S)
+                    status = 200
+                elif isinstance(action, tuple) and action[0] == "redirect":
                     status, location = 302, action[1]
                 request.status = status
                 payload = b'{"ok": true}' if 200 <= status < 300 else b'{"ok": false}'

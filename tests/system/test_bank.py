@@ -12,7 +12,7 @@ import time
 import pytest
 
 from chaos import faults
-from loadtests.bank import Bank, check
+from loadtests.bank import Bank, check, judge, read_books, settle
 from tests.support.api import new_session
 from chaos.servers import wait_for
 
@@ -75,6 +75,21 @@ def test_transfers_complete_on_the_quorum_while_a_validator_is_paused(system):
         if "pid" in paused:
             faults.resume(paused["pid"])
     assert_books_right(bank, figures)
+
+
+def test_the_checker_reads_every_page_of_lists_longer_than_a_page(system):
+    bank = Bank(system.url, users=2, accounts_per_user=2).open()
+    bank.run(transfers_per_client=6, replay_fraction=0, seed=3)
+    assert settle(bank) == []
+    whole = read_books(bank)  # every list in one page
+    for client in bank.clients:
+        client.page_size = 2
+    paged = read_books(bank)
+    assert max(len(entries) for entries in paged.entries.values()) > 2
+    assert len(paged.transactions) > 2 * len(bank.clients)
+    assert paged.entries == whole.entries
+    assert paged.transactions == whole.transactions
+    assert judge(bank.history(), paged) == []
 
 
 def reconciliation(auditor):

@@ -305,6 +305,29 @@ def test_captures_of_unknown_or_foreign_holds_are_rejected(service):
         {"balance": 100, "held": 0}, {"balance": 100, "held": 10}, {"balance": 0, "held": 0}]
 
 
+def test_a_capture_in_another_currency_than_its_hold_is_refused_and_keeps_the_hold(
+        service, engine):
+    payer, merchant = funded(service, 100)
+    assert post(service, deposit(merchant, 1))["status"] == "posted"  # a USD account too
+    one = authorization(payer, merchant, 60)
+    post(service, one)
+    taking = capture(payer, merchant, 60, one["transaction_id"])
+    taking["currency"] = "EUR"
+    assert post(service, taking) == {"transaction_id": taking["transaction_id"],
+                                     "status": "rejected", "reason": "currency_mismatch"}
+    # Nothing moved, nothing settled: the hold still holds.
+    assert hold_row(engine, one["transaction_id"]).status == "held"
+    assert state(service, payer, merchant) == [
+        {"balance": 100, "held": 60}, {"balance": 1, "held": 0}]
+    assert count(engine, entries, transaction_id=taking["transaction_id"]) == 0
+    assert count(engine, postings, transaction_id=taking["transaction_id"]) == 0
+    # In its own currency the same capture goes through.
+    taking["currency"] = "USD"
+    assert post(service, taking)["status"] == "posted"
+    assert state(service, payer, merchant) == [
+        {"balance": 40, "held": 0}, {"balance": 61, "held": 0}]
+
+
 def test_a_captured_or_released_hold_cannot_be_captured(service):
     payer, merchant = funded(service, 100)
     captured, released = authorization(payer, merchant, 10), authorization(payer, merchant, 20)

@@ -1,6 +1,7 @@
 """The notifications service's delivery loop against real PostgreSQL, a real HTTP receiver
 and a real SMTP sink on loopback: signed webhooks, e-mail, retries with backoff, leases."""
 import json
+import threading
 import uuid
 
 import eventlet
@@ -117,6 +118,14 @@ def test_every_user_concerned_gets_a_delivery_per_subscribed_webhook(
 def test_a_receiver_failing_its_first_two_attempts_gets_the_event_on_the_third_with_growing_backoff(
         make_worker, services, sink, engine, monkeypatch):
     monkeypatch.setattr(delivery, "jitter_fraction", lambda: 1.0)  # the ceiling: no jitter
+    scheduled = []  # (attempt, seconds to the next one) as the loop decides them
+    backoff_s = delivery.backoff_s
+
+    def recorded_backoff_s(attempt, base_s, cap_s):
+        scheduled.append((attempt, backoff_s(attempt, base_s, cap_s)))
+        return scheduled[-1][1]
+
+    monkeypatch.setattr(delivery, "backoff_s", recorded_backoff_s)
     failing = WebhookReceiver(script=[500, 503]).start()
     try:
         worker = make_worker(retry_base_s=0.3, retry_cap_s=5.0)
@@ -129,10 +138,8 @@ def test_a_receiver_failing_its_first_two_attempts_gets_the_event_on_the_third_w
         assert {r.headers["X-Signature"] for r in failing.received} == {
             messages.signature(hook["secret"], first.body)}
         assert [r.headers["X-Delivery-Attempt"] for r in failing.received] == ["1", "2", "3"]
-        # base * 2^(n-1): 0.3 s, then 0.6 s.
-        first_wait, second_wait = second.at - first.at, third.at - second.at
-        assert 0.3 <= first_wait < 0.6, first_wait
-        assert 0.6 <= second_wait < 1.0, second_wait
+        # base * 2^(n-1): 0.3 s after the first failure, then 0.6 s.
+        assert scheduled == [(1, 0.3), (2, 0.6)]
 
         row = deliveries(engine, channel="webhook")[0]
         assert (row.status, row.attempts, row.failures, row.last_error) == (
@@ -142,6 +149,10 @@ def test_a_receiver_failing_its_first_two_attempts_gets_the_event_on_the_third_w
             (1, "failed", 500), (2, "failed", 503), (3, "succeeded", 200)]
         assert "HTTP 500" in logged[0].error and "HTTP 503" in logged[1].error
         assert all(a.started_at <= a.finished_at for a in logged)
+        # No retry came before its time (one clock: PostgreSQL and this process share the
+        # machine's).
+        for before, after, (_, wait_s) in zip(logged, logged[1:], scheduled):
+            assert (after.started_at - before.finished_at).total_seconds() >= wait_s
         assert len(failing.received) == 3
     finally:
         failing.stop()
@@ -167,18 +178,23 @@ def test_a_receiver_that_is_down_gets_the_event_once_it_is_back(
 
 
 def test_a_receiver_slower_than_the_timeout_is_retried(make_worker, services, sink, engine):
-    slow = WebhookReceiver(script=[("sleep", 1.5)]).start()
+    answer = threading.Event()
+    slow = WebhookReceiver(script=[("hold", answer)]).start()  # answers when told
     try:
         worker = make_worker(webhook_timeout_s=0.3)
         user, _ = subscribe(worker, services, receiver=slow)
         publish(worker, event([user]))
-        drive(worker, until=delivered(engine), timeout_s=10)
-        row = deliveries(engine, channel="webhook")[0]
-        logged = attempts(engine, row.id)
-        assert logged[0].outcome == "failed" and "timed out" in logged[0].error
-        assert (logged[0].finished_at - logged[0].started_at).total_seconds() < 1.2
-        assert logged[-1].outcome == "succeeded"
+        webhook_row = lambda: deliveries(engine, channel="webhook")[0]  # noqa: E731
+        drive(worker, until=lambda: webhook_row().attempts >= 1, timeout_s=15)
+        [first] = attempts(engine, webhook_row().id)
+        assert first.outcome == "failed" and "timed out" in first.error
+        # The sender gave up on its own timeout: the receiver had not answered yet.
+        assert slow.received[0].status is None
+        answer.set()
+        drive(worker, until=delivered(engine), timeout_s=15)
+        assert attempts(engine, webhook_row().id)[-1].outcome == "succeeded"
     finally:
+        answer.set()
         slow.stop()
 
 
@@ -248,20 +264,29 @@ def test_a_pending_delivery_of_a_webhook_deleted_meanwhile_is_abandoned(
 # --- Leases and several processes ------------------------------------------------------------
 
 
+def lease_runs_out(engine):
+    """The time a lease lasts passes: every claimed delivery's lease ends now."""
+    with engine.begin() as connection:
+        connection.execute(update(records.deliveries)
+                           .where(records.deliveries.c.locked_until.is_not(None))
+                           .values(locked_until=text("clock_timestamp()")))
+
+
 def test_a_claimed_delivery_whose_lease_ran_out_is_retried(
         worker, services, receiver, sink, engine):
     user, _ = subscribe(worker, services, receiver=receiver)
     publish(worker, event([user]))
-    # A process claims everything, then dies before sending: its lease is 0.5 s.
+    # A process claims everything, then dies before sending.
     dead_token = str(uuid.uuid4())
     with engine.begin() as connection:
-        claimed = records.claim_due(connection, 10, 0.5, dead_token)
+        claimed = records.claim_due(connection, 10, 60, dead_token)
     assert {row.channel for row in claimed} == {"webhook", "email"}
     assert worker.deliver_due() == 0  # leased: not due for anyone else
     assert receiver.received == []
 
+    lease_runs_out(engine)
     drive(worker, until=lambda: all(r.status == "delivered" for r in deliveries(engine)),
-          timeout_s=5)
+          timeout_s=15)
     assert len(receiver.received) == 1 and len(sink.messages) == 1
     # The dead process's late write-back (it was only slow) changes nothing but the log.
     row = next(r for r in claimed if r.channel == "webhook")
@@ -277,24 +302,28 @@ def test_a_claimed_delivery_whose_lease_ran_out_is_retried(
 def test_a_tick_killed_mid_send_leaves_the_delivery_to_its_lease(make_worker, services, engine):
     # A killed container (or process) records nothing of the send it was in: the delivery
     # stays claimed until its lease runs out, then it is sent again.
-    slow = WebhookReceiver(script=[("sleep", 0.4)]).start()
+    answer = threading.Event()
+    slow = WebhookReceiver(script=[("hold", answer)]).start()  # mid-send until told
     try:
-        settings = dict(webhook_timeout_s=0.5, smtp_timeout_s=0.5, rpc_timeout_ms=200,
-                        lease_s=1.5, email_enabled=False)
+        settings = dict(webhook_timeout_s=30, smtp_timeout_s=0.5, rpc_timeout_ms=200,
+                        lease_s=60, email_enabled=False)
         dying, survivor = make_worker(**settings), make_worker(**settings)
         user, _ = subscribe(dying, services, receiver=slow)
         publish(dying, event([user]))
         tick = eventlet.spawn(dying.deliver_due)
         slow.wait_for(1)
         tick.kill()
+        answer.set()
         row = deliveries(engine)[0]
         assert (row.status, row.attempts, row.claim_token is not None) == ("pending", 0, True)
         assert attempts(engine, row.id) == []
         assert survivor.deliver_due() == 0  # still leased
-        drive(survivor, until=delivered(engine), timeout_s=5)
+        lease_runs_out(engine)
+        drive(survivor, until=delivered(engine), timeout_s=15)
         assert len(slow.received) == 2
         assert [a.outcome for a in attempts(engine, row.id)] == ["succeeded"]
     finally:
+        answer.set()
         slow.stop()
 
 

@@ -3,7 +3,6 @@
 Workers come from ``worker_factory`` with the dependencies its providers build from config,
 each validator under its own name as ``paysys serve validator_N`` runs it.
 """
-import time
 import uuid
 
 import eventlet
@@ -372,10 +371,8 @@ def test_without_redis_the_stateless_rules_still_decide(pool, config):
         transaction(amount=MAX_AMOUNT + 1, source=account(balance=2 * MAX_AMOUNT)),
         "garbage",
     ]
-    started = time.monotonic()
     for _ in range(5):  # past the circuit breaker's threshold: it stops asking
         votes = validator.vote(batch)
-    assert time.monotonic() - started < 5
     assert decisions(votes) == [
         APPROVED, APPROVED,
         rejected(rules.INSUFFICIENT_FUNDS),
