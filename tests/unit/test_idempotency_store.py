@@ -1,11 +1,12 @@
 """The Idempotency-Key store against real PostgreSQL: claims, replays, conflicts, expiry."""
 import uuid
 
+import eventlet
 import pytest
 from sqlalchemy import text
 
 from gateway.idempotency import (
-    Begin, DeferredWrites, IdempotencyStore, Lease, fingerprint, parse_key,
+    Begin, DeferredWrites, Finish, IdempotencyStore, Lease, fingerprint, parse_key,
 )
 from shared.db import DatabaseAccess
 from shared.errors import BadRequest, Conflict, ValidationFailed
@@ -210,3 +211,46 @@ def test_a_write_older_than_the_lease_is_dropped():
     deferred.add(lambda: made.append("late"))
     clock.now += 61
     assert deferred.flush() == 0 and made == []
+
+
+# --- the guard's deferred writes against a real PostgreSQL that goes away and comes back ---
+
+
+@pytest.fixture
+def database_behind_a_proxy(database_url):
+    """The tests' database reached through the harness's TCP proxy, which the test cuts
+    and heals: PostgreSQL out of reach for this store only, and then back."""
+    from urllib.parse import urlsplit
+
+    from chaos.proxy import TcpProxy
+    from shared.db import make_engine
+
+    parts = urlsplit(database_url)
+    proxy = TcpProxy((parts.hostname, parts.port or 5432)).start()
+    proxied = parts._replace(netloc="{}@127.0.0.1:{}".format(parts.username, proxy.port))
+    engine = make_engine({"url": proxied.geturl(), "connect_timeout_s": 1,
+                          "statement_timeout_ms": 5000}, 2, "paysys-tests-proxied")
+    yield proxy, DatabaseAccess(engine, "gateway")
+    engine.dispose()
+    proxy.stop()
+
+
+def test_an_answer_the_database_missed_is_stored_by_the_background_flush_once_it_is_back(
+        database_behind_a_proxy, store, user):
+    from gateway.guard import IdempotencyKeys
+
+    proxy, reachable = database_behind_a_proxy
+    proxied = IdempotencyStore(reachable, ttl_s=3600, lease_s=60)
+    deferred = DeferredWrites(lease_s=60)
+    keys = IdempotencyKeys(proxied, deferred, lambda lane: eventlet.spawn(lane), 10, 1)
+    keys.start()
+    lease = keys.begin(Begin(user, "k1", FIRST))
+    proxy.cut()  # PostgreSQL goes out of reach after the request began
+    keys.finish(Finish(user, "k1", lease.token, 201, '{"id": "a"}', {}))  # never raises
+    assert deferred.flush() == 1  # still away: kept for the next round
+    with pytest.raises(Conflict):  # and meanwhile a retry is told to wait, not re-run
+        store.begin(user, "k1", FIRST)
+    proxy.heal()
+    assert deferred.flush() == 0
+    replay = store.begin(user, "k1", FIRST)  # through the direct connection
+    assert (replay.status, replay.body) == (201, '{"id": "a"}')

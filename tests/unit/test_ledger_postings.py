@@ -5,6 +5,8 @@ import json
 import re
 import uuid
 
+import eventlet
+import psycopg2
 import pytest
 from nameko.testing.services import worker_factory
 from sqlalchemy import event, func, select, text, update
@@ -21,6 +23,7 @@ from services.ledger.service import MAX_POSTINGS, LedgerService
 from shared.db import DatabaseAccess
 from shared.errors import ServiceUnavailable, ValidationFailed
 from shared.money import settlement_account_id
+from chaos.servers import wait_for
 
 RFC3339_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
 USD_SETTLEMENT = settlement_account_id("USD")
@@ -878,27 +881,82 @@ def test_the_relay_finds_unpublished_messages_by_an_index(engine):
 # --- retries of the whole batch ----------------------------------------------------------
 
 
-class _Deadlock(Exception):
-    pgcode = "40P01"
+class Rival:
+    """Another database session that takes account rows' locks in the opposite order to
+    the ledger's, so that PostgreSQL finds a real deadlock and aborts the ledger's batch
+    (the one that has waited longer checks first, and gives way)."""
+
+    def __init__(self, database_url, first, second):
+        self.connection = psycopg2.connect(database_url, application_name="rival")
+        self.cursor = self.connection.cursor()
+        self.first, self.second = first, second
+        self.lock(second)  # held throughout: the ledger's batch waits for it
+
+    def lock(self, account):
+        self.cursor.execute("SELECT 1 FROM ledger.balances WHERE account_id = %s FOR UPDATE",
+                            (account,))
+
+    def close_the_cycle(self):
+        """Once the ledger holds ``first`` and waits for ``second``: ask for ``first``. The
+        cycle is found, the ledger's batch aborted; this session keeps ``second`` only."""
+        self.cursor.execute("SAVEPOINT meet")
+        self.lock(self.first)
+        self.cursor.execute("ROLLBACK TO SAVEPOINT meet")
+
+    def give_way(self):
+        self.connection.rollback()
+        self.connection.close()
 
 
-def test_a_batch_aborted_by_a_deadlock_runs_again(service, monkeypatch):
-    real, calls = batches.post_batch, []
+def ledger_waits_for_a_lock(engine):
+    with engine.connect() as connection:
+        return connection.execute(text(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND application_name = 'paysys-tests' AND wait_event_type = 'Lock'")).scalar_one()
 
-    def flaky(connection, given, atomic=False, look_for_replays=True):
-        calls.append(1)
-        if len(calls) == 1:
-            # Its writes vanish with the aborted transaction.
-            real(connection, given, atomic, look_for_replays)
-            raise OperationalError("SELECT", {}, _Deadlock())
-        return real(connection, given, atomic, look_for_replays)
 
-    monkeypatch.setattr(batches, "post_batch", flaky)
-    account = open_account(service)
-    [result] = service.post([deposit(account, 9)])
-    assert result["status"] == "posted" and len(calls) == 2
-    assert balance_of(service, account) == 9
-    assert service.entries(account)["items"] == result["entries"][1:]
+def deadlocked_post(service, engine, database_url, deadlocks):
+    """A transfer between two accounts posted while a rival makes ``deadlocks`` real
+    deadlocks with it; the post's outcome (a result or the error) and the accounts."""
+    alice, bob = sorted([open_account(service), open_account(service)])  # lock order
+    post(service, deposit(alice, 100))
+    rival = Rival(database_url, alice, bob)
+    outcome = {}
+
+    def run():
+        try:
+            outcome["result"] = post(service, posting(alice, bob, 60))
+        except Exception as error:  # noqa: BLE001 - the test looks at what it raised
+            outcome["error"] = error
+
+    poster = eventlet.spawn(run)
+    try:
+        for _ in range(deadlocks):
+            wait_for(lambda: ledger_waits_for_a_lock(engine), timeout_s=10,
+                     interval_s=0.02, what="the ledger waiting for the rival's lock")
+            rival.close_the_cycle()
+    finally:
+        rival.give_way()
+    poster.wait()
+    return outcome, alice, bob
+
+
+def test_a_batch_aborted_by_a_real_deadlock_runs_again(service, engine, database_url):
+    outcome, alice, bob = deadlocked_post(service, engine, database_url, deadlocks=1)
+    assert outcome["result"]["status"] == "posted"
+    assert (balance_of(service, alice), balance_of(service, bob)) == (40, 60)
+    assert len(service.entries(bob)["items"]) == 1  # posted once, not once per attempt
+
+
+def test_a_batch_that_deadlocks_on_every_attempt_gives_up_and_moves_nothing(
+        service, engine, database_url):
+    outcome, alice, bob = deadlocked_post(service, engine, database_url,
+                                          deadlocks=batches.ATTEMPTS)
+    assert "result" not in outcome
+    error = outcome["error"]
+    assert getattr(getattr(error, "orig", None), "pgcode", None) == "40P01"  # a deadlock
+    assert (balance_of(service, alice), balance_of(service, bob)) == (100, 0)
+    assert service.entries(bob)["items"] == []
 
 
 def test_other_database_errors_are_not_retried(service, monkeypatch):
