@@ -4,7 +4,11 @@ service its own process under supervisord.
 Each sandbox has its own gateway port, database, RabbitMQ vhost, Redis database,
 Kafka port and run dir, so it never meets a system a developer has running with
 `make up`, nor another sandbox.
+
+A sandbox made with ``faults=True`` lets a test switch the test-only faults of
+shared/faults.py on and off while it runs (``set_faults``); no other system can.
 """
+import json
 import os
 import random
 import re
@@ -21,7 +25,7 @@ PAYSYS = [sys.executable, "-m", "paysys.cli"]
 
 
 class System:
-    def __init__(self, label, run_dir, redis_db, env=None):
+    def __init__(self, label, run_dir, redis_db, env=None, faults=False):
         self.label = label
         self.port = servers.free_port()
         self.kafka_port = servers.free_port()
@@ -55,6 +59,10 @@ class System:
             PAYSYS_VOTE_DEADLINE_MS="3500",
         )
         self.env.update(env or {})
+        self.faults_file = None
+        if faults:
+            self.faults_file = self.run_dir / "faults.json"
+            self.env["PAYSYS_TEST_FAULTS_FILE"] = str(self.faults_file)
 
     # --- life cycle ---
 
@@ -79,7 +87,20 @@ class System:
 
     def start(self):
         self.prepare()
+        if self.faults_file is not None:
+            self.set_faults({})
         return self.paysys("up")
+
+    def set_faults(self, faults):
+        """Switch on the test-only faults ``{process name: settings}`` (shared/faults.py),
+        and every other off; ``set_faults({})`` clears them. Each process sees the change
+        at its next hooked call."""
+        if self.faults_file is None:
+            raise RuntimeError("this sandbox was made without faults=True")
+        self.faults_file.parent.mkdir(parents=True, exist_ok=True)
+        written = self.faults_file.with_name(self.faults_file.name + ".new")
+        written.write_text(json.dumps(faults))
+        os.replace(written, self.faults_file)  # whole: a process never reads half of it
 
     def stop(self):
         self.paysys("down", check=False)

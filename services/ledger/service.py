@@ -13,6 +13,7 @@ from services.ledger import postings as posting_records
 from services.ledger import reconciliation as ledger_reconciliation
 from services.ledger import totals as ledger_totals
 from services.ledger.relay import MirrorRelay
+from shared import faults
 from shared.cursors import DEFAULT_PAGE_SIZE, page_request
 from shared.db import Database
 from shared.errors import ServiceUnavailable, ValidationFailed
@@ -56,8 +57,12 @@ class LedgerService(AccountRpcs, ServiceBase):
         if not isinstance(postings, (list, tuple)) or len(postings) > MAX_POSTINGS:
             message = "must be a list of at most {} postings".format(MAX_POSTINGS)
             raise ValidationFailed("postings: " + message, errors={"postings": [message]})
+        # Test-only (shared/faults.py): refuse, or commit and answer too late to be heard.
+        lose_reply_s = faults.posting(self.name) if faults.armed else 0
         results = batches.post(self.db, list(postings), atomic=bool(atomic))
         self.relay.wake()  # committed: the mirror gets it now, not at the next interval
+        if lose_reply_s:
+            faults.sleep(lose_reply_s)
         return results
 
     @rpc

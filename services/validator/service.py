@@ -5,6 +5,7 @@ rules are in ``rules.py``, the batch and the Redis policy in ``voter.py``, the r
 in ``risk.py``.
 """
 from services.validator.dependencies import RiskChecks, VoteKey
+from shared import faults
 from shared.db import Database
 from shared.errors import ValidationFailed
 from shared.service import ServiceBase, rpc
@@ -33,7 +34,10 @@ class ValidatorService(ServiceBase):
                 "transactions: must be a list of at most {} items".format(MAX_BATCH),
                 errors={"transactions": ["must be a list of at most {} items".format(
                     MAX_BATCH)]})
-        return [
+        # Test-only (shared/faults.py): a slow validator, or one whose votes are forged.
+        forge = faults.voting(self.name) if faults.armed else None
+        votes = [
             sign_vote(self.vote_key, transaction_id, self.name, decision, reasons)
             for transaction_id, decision, reasons in self.risk.decide(transactions)
         ]
+        return forge(votes, self.vote_key) if forge else votes

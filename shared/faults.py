@@ -1,0 +1,107 @@
+"""Test-only faults: what the recovery tests (tests/system/test_recovery.py) switch on in a
+running system to make the failures recovery exists for — a ledger that refuses to post, a
+posting committed whose reply never arrives, a slow validator, a forged vote.
+
+Off unless the environment variable ``PAYSYS_TEST_FAULTS_FILE`` names a file. config.yml
+does not read it, and neither ``make up`` nor docker-compose.yml sets it: only a test
+sandbox made with ``chaos.sandbox.System(faults=True)`` does. Off, each hook point costs
+one attribute check (``faults.armed``) and nothing else.
+
+The file holds JSON, one object per process name, and is read again whenever it changes,
+so a test switches faults on and off while the system runs (``System.set_faults``):
+
+    {"ledger": {"refuse_posting": true}}             # 503 before anything is posted
+    {"ledger": {"lose_posting_reply_ms": 6000}}      # commit, then answer this much later
+    {"validator_2": {"vote_delay_ms": 5000}}         # vote this much later
+    {"validator_3": {"forge_votes": "key"}}          # sign with a key that is not its own
+    {"validator_3": {"forge_votes": "as:validator_1"}}  # claim another validator's name
+
+A setting is read when a call starts: a call already delayed stays delayed after the
+fault is switched off.
+"""
+import hashlib
+import json
+import os
+
+import eventlet
+
+from shared.errors import ServiceUnavailable
+from shared.votes import sign_vote
+
+ENV = "PAYSYS_TEST_FAULTS_FILE"
+# Not any validator's key: what a vote signed by an impostor carries.
+FORGED_KEY = hashlib.sha256(b"paysys test fault: not a validator's key").digest()
+
+
+class Faults:
+    """The faults a file asks for, read again when the file changes."""
+
+    def __init__(self, path, sleep=eventlet.sleep):
+        self.path = path
+        self.sleep = sleep
+        self._stamp = None
+        self._faults = {}
+
+    def of(self, process):
+        """The settings of ``process`` (``{}``: none)."""
+        try:
+            stat = os.stat(self.path)
+            stamp = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
+        except FileNotFoundError:
+            stamp = None
+        if stamp != self._stamp:
+            # A test replaces the file whole (write, then rename): never read half-written.
+            faults = {}
+            if stamp is not None:
+                with open(self.path, encoding="utf-8") as file:
+                    faults = json.load(file)
+            self._faults, self._stamp = faults, stamp
+        return self._faults.get(process) or {}
+
+    def posting(self, process):
+        """Before a posting: refuse it (``ServiceUnavailable``, nothing posted), or the
+        seconds to hold the reply back once it has committed (0: none)."""
+        settings = self.of(process)
+        if settings.get("refuse_posting"):
+            raise ServiceUnavailable("test fault: {} refuses to post".format(process),
+                                     retry_after_s=1)
+        return int(settings.get("lose_posting_reply_ms") or 0) / 1000
+
+    def voting(self, process):
+        """Before a vote: wait the delay asked for; what forges the votes, or None."""
+        settings = self.of(process)
+        delay_s = int(settings.get("vote_delay_ms") or 0) / 1000
+        if delay_s:
+            self.sleep(delay_s)
+        forge = settings.get("forge_votes")
+        if not forge:
+            return None
+        if forge == "key":
+            return lambda votes, key: _signed(votes, FORGED_KEY, process)
+        if forge.startswith("as:"):
+            return lambda votes, key: _signed(votes, key, forge[len("as:"):])
+        raise ValueError("test fault: forge_votes must be 'key' or 'as:<name>', not "
+                         "{!r}".format(forge))
+
+
+def _signed(votes, key, validator_id):
+    return [sign_vote(key, vote["transaction_id"], validator_id, vote["decision"],
+                      vote["reasons"]) for vote in votes]
+
+
+_faults = Faults(os.environ[ENV]) if os.environ.get(ENV) else None
+armed = _faults is not None
+
+
+def posting(process):
+    """The ledger's ``post``: see ``Faults.posting``."""
+    return _faults.posting(process)
+
+
+def voting(process):
+    """A validator's ``vote``: see ``Faults.voting``."""
+    return _faults.voting(process)
+
+
+def sleep(seconds):
+    _faults.sleep(seconds)
