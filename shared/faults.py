@@ -15,6 +15,8 @@ so a test switches faults on and off while the system runs (``System.set_faults`
     {"validator_2": {"vote_delay_ms": 5000}}         # vote this much later
     {"validator_3": {"forge_votes": "key"}}          # sign with a key that is not its own
     {"validator_3": {"forge_votes": "as:validator_1"}}  # claim another validator's name
+    {"gateway": {"hold_answer": {"key": "K", "ms": 4000}}}  # the first request with
+                                                    # Idempotency-Key K answers this late
 
 A setting is read when a call starts: a call already delayed stays delayed after the
 fault is switched off.
@@ -41,6 +43,7 @@ class Faults:
         self.sleep = sleep
         self._stamp = None
         self._faults = {}
+        self._held = set()  # the Idempotency-Keys whose first answer was held
 
     def of(self, process):
         """The settings of ``process`` (``{}``: none)."""
@@ -84,6 +87,15 @@ class Faults:
                          "{!r}".format(forge))
 
 
+    def answering(self, process, key):
+        """Before a request stores its answer under Idempotency-Key ``key``: hold it back,
+        the first time only, for as long as asked (a request that outlives its lease)."""
+        hold = self.of(process).get("hold_answer") or {}
+        if hold.get("key") == key and key not in self._held:
+            self._held.add(key)
+            self.sleep(int(hold.get("ms") or 0) / 1000)
+
+
 def _signed(votes, key, validator_id):
     return [sign_vote(key, vote["transaction_id"], validator_id, vote["decision"],
                       vote["reasons"]) for vote in votes]
@@ -101,6 +113,11 @@ def posting(process):
 def voting(process):
     """A validator's ``vote``: see ``Faults.voting``."""
     return _faults.voting(process)
+
+
+def answering(process, key):
+    """The gateway's guard, before it stores an answer: see ``Faults.answering``."""
+    _faults.answering(process, key)
 
 
 def sleep(seconds):

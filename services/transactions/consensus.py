@@ -16,7 +16,7 @@ from nameko.extensions import DependencyProvider
 from services.transactions import batches as batch_records
 from services.transactions import records
 from services.transactions.dependencies import ValidatorPool
-from services.transactions.pipeline import Owners, Pipeline
+from services.transactions.pipeline import REDRIVE_AFTER_S, Owners, Pipeline
 from shared.db import DatabaseClient
 from shared.logs import correlated, new_correlation_id
 from shared.rpc import RpcClient
@@ -36,6 +36,11 @@ class Consensus(DependencyProvider):
         self.vote_deadline_s = int(section["vote_deadline_ms"]) / 1000
         self.decision_wait_s = int(section["decision_wait_ms"]) / 1000
         self.undecided_timeout_s = int(section["undecided_timeout_s"])
+        if self.undecided_timeout_s <= REDRIVE_AFTER_S:
+            # Recovery would fail what it should first vote on again.
+            raise ValueError("transactions.undecided_timeout_s ({} s) must be longer than "
+                             "the {} s after which recovery votes again".format(
+                                 self.undecided_timeout_s, REDRIVE_AFTER_S))
         self.owners = Owners()
 
     def get_dependency(self, worker_ctx):

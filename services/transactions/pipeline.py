@@ -231,10 +231,28 @@ class Pipeline:
         finished = 0
         for rows, atomic in self._groups(stranded) + self._groups(approved):
             finished += sum(row.status != records.PENDING
-                            for row in self.process(rows, atomic=atomic).values())
+                            for row in self._recover_group(rows, atomic).values())
         if timed_out or finished:
             log.info("recovery: %d undecided failed, %d finished", len(timed_out), finished)
         return len(timed_out) + finished
+
+    def _recover_group(self, rows, atomic):
+        """``process`` a group; if that fails outright (a posting the ledger cannot take at
+        all, say), each of its transactions alone — so one bad transaction stalls only
+        itself, never the rest of the recovery. An atomic batch stays whole."""
+        try:
+            return self.process(rows, atomic=atomic)
+        except Exception:  # noqa: BLE001 - logged; the group is tried one by one
+            log.exception("recovery: a group of %d transactions failed", len(rows))
+        if atomic or len(rows) == 1:
+            return {}
+        done = {}
+        for row in rows:
+            try:
+                done.update(self.process([row]))
+            except Exception:  # noqa: BLE001 - this one stays pending; the rest go on
+                log.exception("recovery: transaction %s not finished", row.id)
+        return done
 
     def _groups(self, rows):
         """``[(rows, atomic)]``: each atomic batch whole and on its own (its items decide

@@ -24,7 +24,7 @@ import pytest
 from chaos import faults as process_faults
 from chaos.sandbox import System
 from chaos.servers import wait_for
-from loadtests.bank import INITIAL_BALANCE
+from loadtests.bank import INITIAL_BALANCE, Operation
 from services.transactions.pipeline import REDRIVE_AFTER_S, REPOST_AFTER_S
 from services.transactions.service import RECOVERY_INTERVAL_S
 from tests.support.books import (
@@ -45,6 +45,8 @@ VOTE_DEADLINE_MS = 25_000
 # The original round of the race test: its votes come after the re-run's decision, inside
 # its deadline.
 ORIGINAL_ROUND_DELAY_MS = 20_000
+# Short, so that a request can outlive its Idempotency-Key's lease and a retry take over.
+IDEMPOTENCY_LEASE_S = 2
 # How long recovery may take to finish something, process restarts included.
 RECOVERY_WAIT_S = max(REDRIVE_AFTER_S, REPOST_AFTER_S) + 2 * RECOVERY_INTERVAL_S + 20
 assert REDRIVE_AFTER_S + RECOVERY_INTERVAL_S < UNDECIDED_TIMEOUT_S
@@ -59,6 +61,7 @@ def system(tmp_path_factory):
                      redis_db=10, faults=True, env={
                          "PAYSYS_UNDECIDED_TIMEOUT_S": str(UNDECIDED_TIMEOUT_S),
                          "PAYSYS_VOTE_DEADLINE_MS": str(VOTE_DEADLINE_MS),
+                         "PAYSYS_IDEMPOTENCY_LEASE_S": str(IDEMPOTENCY_LEASE_S),
                      })
     try:
         running.start()
@@ -377,4 +380,40 @@ def test_of_two_transfers_approved_on_the_same_balance_the_ledger_refuses_the_se
     assert set(outcomes) == {"completed", "failed"}
     assert outcomes["failed"]["failure_reason"] == "insufficient_funds"
     assert account(alice, source)["balance"] == INITIAL_BALANCE - amount
+    assert_books_right(bank, admin)
+
+
+# --- an Idempotency-Key's lease outlived ------------------------------------------------
+
+
+def test_a_late_first_request_does_not_overwrite_the_answer_of_the_retry_that_took_over(
+        system, set_faults, bank, admin):
+    alice, bob = bank.clients
+    key, amount = str(uuid.uuid4()), 700
+    body = {"source_account_id": alice.accounts[0], "destination_account_id": bob.accounts[0],
+            "amount": amount, "currency": bank.currency}
+    wait_s = decision_wait_s(system)
+    # The first request: its votes come after the decision wait (it answers 202 pending),
+    # and its answer is held back past the lease before it is stored.
+    set_faults(dict(delayed_votes(int((wait_s + 2) * 1000)), gateway={
+        "hold_answer": {"key": key, "ms": int((wait_s + IDEMPOTENCY_LEASE_S + 3) * 1000)}}))
+    first = {}
+    sender = threading.Thread(target=lambda: first.setdefault("response", alice.call(
+        "POST", "/v1/transfers", json=body, headers={"Idempotency-Key": key})))
+    sender.start()
+    time.sleep(IDEMPOTENCY_LEASE_S + 0.5)  # the first request's lease has lapsed
+    retry = alice.call("POST", "/v1/transfers", json=body, headers={"Idempotency-Key": key})
+    assert retry.status_code == 201 and retry.json()["status"] == "completed", retry.text
+    sender.join(timeout=60)
+    # The first request answers last, and what it saw then was still pending.
+    assert first["response"].status_code == 202, first["response"].text
+    assert first["response"].json()["id"] == retry.json()["id"]
+    replay = alice.call("POST", "/v1/transfers", json=body, headers={"Idempotency-Key": key})
+    assert replay.headers.get("Idempotent-Replayed") == "true"
+    assert (replay.status_code, replay.json()) == (201, retry.json())  # the retry's answer
+    operation = Operation(key, body["source_account_id"], body["destination_account_id"],
+                          amount, time.monotonic())
+    operation.transaction, operation.outcome = retry.json(), "ok"
+    bank.operations.append(operation)
+    assert_moved_once(bank, retry.json())
     assert_books_right(bank, admin)

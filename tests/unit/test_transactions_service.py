@@ -425,3 +425,43 @@ def test_recovery_posts_an_approved_atomic_batch_whole(system, funded, engine):
     done = system.get_batch(pending["id"], owner)
     assert done["counts"] == {"completed": 2, "failed": 0, "pending": 0}
     assert balance(system, destination) == 2_000
+
+
+def test_one_transaction_the_ledger_cannot_take_does_not_stall_the_recovery_of_the_rest(
+        system, funded, engine):
+    owner, source, destination = funded
+    ledger = system.workers["ledger"]
+    down = type("LedgerDown", (), {
+        "snapshot": ledger.snapshot,
+        "post": lambda self, postings, atomic=False: (_ for _ in ()).throw(
+            ServiceUnavailable("ledger down")),
+    })()
+    system.workers["ledger"] = down
+    poisoned = transfer(system, owner, source, destination, 1_000)
+    healthy = transfer(system, owner, source, destination, 2_000)
+    assert poisoned["status"] == healthy["status"] == "pending"  # approved, not posted
+
+    class Choking:  # a ledger that fails outright on one posting (a bug, say)
+        def __getattr__(self, name):
+            return getattr(ledger, name)
+
+        def post(self, postings, atomic=False):
+            if any(p["transaction_id"] == poisoned["id"] for p in postings):
+                raise RuntimeError("the ledger cannot take this posting")
+            return ledger.post(postings, atomic=atomic)
+
+    system.workers["ledger"] = Choking()
+    with engine.begin() as connection:  # as if approved a while ago
+        connection.execute(text("UPDATE transactions.transactions SET decided_at = "
+                                "decided_at - interval '1 minute' WHERE id IN (:a, :b)"),
+                           {"a": poisoned["id"], "b": healthy["id"]})
+    system.recover()
+    assert system.get(healthy["id"])["status"] == "completed"
+    assert system.get(poisoned["id"])["status"] == "pending"  # it stalls only itself
+    assert balance(system, destination) == 2_000
+
+
+def test_an_undecided_timeout_shorter_than_the_revote_refuses_to_start(config, engine):
+    config["transactions"]["undecided_timeout_s"] = 5
+    with pytest.raises(ValueError, match="undecided_timeout_s"):
+        InProcessConsensus(config, engine, Local({}))
