@@ -5,6 +5,7 @@ Malformed JSON is 400 ``malformed_json``; JSON that breaks the route's schema
 are refused, never silently dropped) is 422 ``validation_error`` with the
 messages per field; a malformed id in the path is 404, like an unknown one.
 """
+import functools
 import ipaddress
 import json
 import uuid
@@ -12,6 +13,13 @@ import uuid
 from marshmallow import ValidationError
 
 from shared.errors import BadRequest, NotFound, ValidationFailed
+
+
+@functools.lru_cache(maxsize=None)
+def schema(schema_class):
+    """One instance per schema: loading keeps no state in it, and building one costs more
+    than the load itself."""
+    return schema_class()
 
 
 def _plain(value):
@@ -34,7 +42,7 @@ def load_body(route, request):
                                    errors={"_schema": ["No body is accepted here."]})
         return {}
     try:
-        return _plain(route.body().load(data))
+        return _plain(schema(route.body).load(data))
     except ValidationError as exc:
         raise ValidationFailed("The request body is not valid.", errors=flat(exc.messages))
 
@@ -66,7 +74,7 @@ def load_query(route, request):
                                    errors={name: ["Unknown field."] for name in args})
         return {}
     try:
-        return _plain(route.query().load(args.to_dict()))
+        return _plain(schema(route.query).load(args.to_dict()))
     except ValidationError as exc:
         raise ValidationFailed("The query parameters are not valid.", errors=exc.messages)
 

@@ -1,6 +1,8 @@
 """PostgreSQL access for services: one engine per service process, one schema per service."""
 from contextlib import contextmanager
 
+import psycopg2.extensions
+
 from nameko.extensions import DependencyProvider, Extension, SharedExtension
 from sqlalchemy import create_engine, event, make_url, text
 from sqlalchemy.exc import InterfaceError, OperationalError
@@ -18,15 +20,17 @@ def sqlalchemy_url(database_url):
 def make_engine(database_config, pool_size, application_name):
     """An engine whose every connection has the configured timeouts.
 
-    ``pool_pre_ping`` replaces connections that died with a PostgreSQL restart,
-    so a service survives one without being restarted itself.
+    No ``pool_pre_ping``: it costs a round trip every time a connection is taken from the
+    pool. A connection that died with a PostgreSQL restart fails its first statement
+    instead (a 503 the caller retries, every money path being idempotent), and SQLAlchemy
+    then replaces every connection of the pool made before the failure, so a service
+    survives a restart without being restarted itself.
     """
     options = "-c statement_timeout={}".format(int(database_config["statement_timeout_ms"]))
     engine = create_engine(
         sqlalchemy_url(database_config["url"]),
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
         pool_recycle=3600,
         connect_args={
             "connect_timeout": int(database_config["connect_timeout_s"]),
@@ -36,7 +40,22 @@ def make_engine(database_config, pool_size, application_name):
     )
     event.listen(engine, "commit", lambda connection: work_counters.count(
         work_counters.DB_COMMITS))
+    event.listen(engine, "connect", _uuids_as_text)
     return engine
+
+
+# Every id is text here (``UUID(as_uuid=False)``): psycopg2 hands uuid columns over as
+# text, rather than parsing each into a uuid.UUID that SQLAlchemy then turns back into
+# text — a batch's rows carry several ids each.
+UUID_AS_TEXT = psycopg2.extensions.new_type((2950,), "UUID_AS_TEXT", lambda value, cursor: value)
+UUID_ARRAY_AS_TEXT = psycopg2.extensions.new_array_type((2951,), "UUID_ARRAY_AS_TEXT",
+                                                        UUID_AS_TEXT)
+
+
+def _uuids_as_text(dbapi_connection, connection_record):
+    # After SQLAlchemy's own connect hook, which registers the uuid.UUID parser.
+    psycopg2.extensions.register_type(UUID_AS_TEXT, dbapi_connection)
+    psycopg2.extensions.register_type(UUID_ARRAY_AS_TEXT, dbapi_connection)
 
 
 def typed(table):

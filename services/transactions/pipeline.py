@@ -41,6 +41,8 @@ SOURCE_OWNED = {"withdrawal", "transfer", "payment", "refund"}
 DESTINATION_OWNED = {"deposit", "capture"}
 # What the ledger answers for a posting that did what it was asked.
 POSTED_STATUSES = {"posted", "held"}
+# Who a step was taken by when it was not the ordinary flow.
+RECOVERY = "recovery"
 # An approved item of an atomic batch that another item failed.
 BATCH_ABORTED = "batch_aborted"
 # The most postings one ledger call takes.
@@ -145,9 +147,10 @@ class Pipeline:
 
     # --- 2. Validation ------------------------------------------------------------------
 
-    def process(self, rows, snapshot=None, atomic=False):
+    def process(self, rows, snapshot=None, atomic=False, by=None):
         """Take pending ``rows`` as far as they go, together; ``{transaction_id: row}`` as
-        they end up. ``snapshot``: the accounts as preparation read them (else read now)."""
+        they end up. ``snapshot``: the accounts as preparation read them (else read now);
+        ``by``: who takes them out of the ordinary (recovery), for the steps."""
         done = {row.id: row for row in rows}
         undecided = [row for row in rows if row.status == records.PENDING
                      and row.decision is None]
@@ -155,17 +158,17 @@ class Pipeline:
             try:
                 if snapshot is None:
                     snapshot = self.snapshot([a for row in undecided for a in _accounts(row)])
-                done.update(self.decide(undecided, snapshot, atomic))
+                done.update(self.decide(undecided, snapshot, atomic, by))
             except ServiceUnavailable as exc:
                 # Nothing was voted on, nothing moved: they stay pending for the recovery.
                 log.warning("%d transactions not decided yet: %s", len(undecided), exc)
         approved = [row for row in done.values()
                     if row.status == records.PENDING and row.decision == APPROVE]
         if approved:
-            done.update(self.execute(approved, atomic))
+            done.update(self.execute(approved, atomic, by))
         return done
 
-    def decide(self, rows, snapshot, atomic=False):
+    def decide(self, rows, snapshot, atomic=False, by=None):
         """One vote round for ``rows``; their rows after the decisions are stored."""
         held_for = self._authorized_amounts(rows)
         items = [vote_item(row, snapshot, held_for.get(row.authorization_id, 0))
@@ -187,14 +190,14 @@ class Pipeline:
                 d.transaction_id, d.decision, d.votes, BATCH_ABORTED, d.source_version,
                 d.destination_version) for d in decisions]
         with self.db.transaction() as connection:
-            decided = records.record_decisions(connection, decisions)
+            decided = records.record_decisions(connection, decisions, by)
         # Missing: another worker or the recovery decided first; its decision stands.
         decided.update(self._find_many([row.id for row in rows if row.id not in decided]))
         return decided
 
     # --- 3. Execution and 4. rollback ----------------------------------------------------
 
-    def execute(self, rows, atomic=False):
+    def execute(self, rows, atomic=False, by=None):
         """Post approved ``rows`` (in order) and record how each ended."""
         endings = []
         for start in range(0, len(rows), MAX_POSTINGS_PER_CALL):
@@ -215,7 +218,7 @@ class Pipeline:
         finished = {}
         if endings:
             with self.db.transaction() as connection:
-                finished = records.finish(connection, endings)
+                finished = records.finish(connection, endings, by)
         finished.update(self._find_many([row.id for row in rows if row.id not in finished]))
         return finished
 
@@ -241,7 +244,7 @@ class Pipeline:
         all, say), each of its transactions alone — so one bad transaction stalls only
         itself, never the rest of the recovery. An atomic batch stays whole."""
         try:
-            return self.process(rows, atomic=atomic)
+            return self.process(rows, atomic=atomic, by=RECOVERY)
         except Exception:  # noqa: BLE001 - logged; the group is tried one by one
             log.exception("recovery: a group of %d transactions failed", len(rows))
         if atomic or len(rows) == 1:
@@ -249,7 +252,7 @@ class Pipeline:
         done = {}
         for row in rows:
             try:
-                done.update(self.process([row]))
+                done.update(self.process([row], by=RECOVERY))
             except Exception:  # noqa: BLE001 - this one stays pending; the rest go on
                 log.exception("recovery: transaction %s not finished", row.id)
         return done

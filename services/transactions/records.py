@@ -4,9 +4,13 @@ Every transition is a conditional UPDATE (``WHERE status = 'pending'``, or ``dec
 IS NULL``), so a worker, a redelivered message and the recovery loop can race over one
 transaction and exactly one of them moves it. Each write takes a whole batch in one
 statement (``unnest`` of arrays, one row per transaction), so a batch of a thousand
-costs the database a few statements, not thousands; each transition also appends its
-row to ``transaction_steps``, and each transaction that ends queues its event, in the
-same commit.
+costs the database a few statements, not thousands; each transaction that ends queues its
+event in the same commit.
+
+The row is the transaction's own record of its way (received ``created_at``, decided
+``decided_at`` with the decision, the counted votes and the versions they judged, ended
+``completed_at`` with its reason). ``transaction_steps`` keeps what the row cannot tell:
+what recovery did (voted again, posted again, failed for want of a decision), and when.
 """
 import json
 import uuid
@@ -189,7 +193,6 @@ def create_pending(connection, new, batch_id=None):
         "batch_indexes": [item.batch_index for item in new],
         "batch_id": batch_id,
     })}
-    record_steps(connection, [(transaction_id, "received", {}) for transaction_id in inserted])
     missing = [move for transaction_id, move in zip(ids, moves) if transaction_id not in inserted]
     existing = {}
     if missing:
@@ -233,9 +236,10 @@ class Decision:
     destination_version: Optional[int] = None
 
 
-def record_decisions(connection, decisions):
+def record_decisions(connection, decisions, by=None):
     """Store each decision unless the transaction was decided before (by another worker or
-    the recovery: that decision stands). ``{transaction_id: row}`` of those stored."""
+    the recovery: that decision stands). ``{transaction_id: row}`` of those stored.
+    ``by``: who decided out of the ordinary (recovery), for the steps."""
     if not decisions:
         return {}
     rows = connection.execute(_DECIDE, {
@@ -246,9 +250,10 @@ def record_decisions(connection, decisions):
         "source_versions": [d.source_version for d in decisions],
         "destination_versions": [d.destination_version for d in decisions],
     }).all()
-    record_steps(connection, [(row.id, "decided", {
-        "decision": row.decision, "failure_reason": row.failure_reason,
-        "validators": [vote["validator_id"] for vote in row.votes]}) for row in rows])
+    if by is not None:
+        record_steps(connection, [(row.id, "decided", {
+            "by": by, "decision": row.decision, "failure_reason": row.failure_reason,
+            "validators": [vote["validator_id"] for vote in row.votes]}) for row in rows])
     _finished(connection, rows)
     return {row.id: row for row in rows}
 
@@ -276,9 +281,9 @@ class Ending:
     detail: Optional[dict] = None
 
 
-def finish(connection, endings):
+def finish(connection, endings, by=None):
     """pending → completed | failed, once each. ``{transaction_id: row}`` of those that
-    were still pending."""
+    were still pending. ``by``: who ended them out of the ordinary (recovery)."""
     if not endings:
         return {}
     rows = connection.execute(_FINISH, {
@@ -286,11 +291,12 @@ def finish(connection, endings):
         "statuses": [e.status for e in endings],
         "reasons": [e.failure_reason for e in endings],
     }).all()
-    by_id = {e.transaction_id: e for e in endings}
-    record_steps(connection, [
-        (row.id, by_id[row.id].step or row.status,
-         dict(by_id[row.id].detail or {}, failure_reason=row.failure_reason))
-        for row in rows])
+    if by is not None:
+        by_id = {e.transaction_id: e for e in endings}
+        record_steps(connection, [
+            (row.id, by_id[row.id].step or row.status,
+             dict(by_id[row.id].detail or {}, by=by, failure_reason=row.failure_reason))
+            for row in rows])
     _finished(connection, rows)
     return {row.id: row for row in rows}
 
