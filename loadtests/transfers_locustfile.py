@@ -21,7 +21,7 @@ import random
 import time
 import uuid
 
-from locust import FastHttpUser, constant, constant_throughput, task
+from locust import FastHttpUser, task
 
 CURRENCY = "USD"
 TRANSFER_MINOR = (1, 5_000)
@@ -40,11 +40,21 @@ NEXT_PAYER = itertools.cycle(PAYERS)
 
 
 class Payer(FastHttpUser):
-    wait_time = constant_throughput(RATE_PER_USER) if RATE_PER_USER else constant(0)
+    def wait_time(self):
+        """Back to back (a saturating load), or arrivals of a Poisson process at
+        BENCH_RATE_PER_USER a second: independent of how long the last one took, and
+        never in step with the other users (users started together and paced alike would
+        all send at once, a burst every period, and measure the burst)."""
+        if not RATE_PER_USER:
+            return 0
+        now = time.monotonic()
+        self.due = max(self.due, now - 1 / RATE_PER_USER) + self.rng.expovariate(RATE_PER_USER)
+        return max(0.0, self.due - now)
 
     def on_start(self):
         self.payer = next(NEXT_PAYER)
         self.rng = random.Random()
+        self.due = time.monotonic()
         # The same regulars in every run of a benchmark (the next payers in the list): the
         # validators count new counterparties over ten minutes, and runs follow each other.
         index = PAYERS.index(self.payer)

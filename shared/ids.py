@@ -1,4 +1,5 @@
 """Ids and timestamps as they cross service boundaries: canonical UUID text, RFC 3339 UTC."""
+import functools
 import re
 import uuid
 from datetime import timezone
@@ -24,6 +25,7 @@ def parse_id(value):
         return None
 
 
+@functools.lru_cache(maxsize=4096)  # a batch's rows share their moments (one now() each)
 def rfc3339(moment):
     """``2026-11-25T21:33:20.123456Z``: UTC, always with microseconds."""
     return moment.astimezone(timezone.utc).replace(tzinfo=None).isoformat(

@@ -76,6 +76,7 @@ import eventlet
 from kafka import KafkaAdminClient, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic, OffsetSpec
 from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.partitioner.default import DefaultPartitioner
 from nameko.extensions import DependencyProvider
 from sqlalchemy import (
     BigInteger, Column, DateTime, Integer, MetaData, Table, Text, cast, delete, exists, func,
@@ -111,6 +112,28 @@ mirror_partitions = Table(
     Column("last_offset", BigInteger, nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
+
+
+class RememberedPartitions(DefaultPartitioner):
+    """Kafka's own partitioner (murmur2 of the key, as the Java client), remembered per
+    key: an account's messages go to the partition they always went to, without hashing
+    its id in Python for every message again."""
+
+    def __init__(self, size=100_000):
+        super().__init__()
+        self.size = size
+        self.known = {}
+
+    def partition(self, topic, key, serialized_key, value, serialized_value, cluster):
+        remembered = (topic, serialized_key, len(cluster.partitions_for_topic(topic) or ()))
+        found = self.known.get(remembered)
+        if found is None or serialized_key is None:
+            found = super().partition(topic, key, serialized_key, value, serialized_value,
+                                      cluster)
+            if len(self.known) >= self.size:
+                self.known.clear()
+            self.known[remembered] = found
+        return found
 
 
 class KafkaUnavailable(Exception):
@@ -307,6 +330,7 @@ class Relay:
                 bootstrap_timeout_ms=settings.timeout_ms,
                 allow_auto_create_topics=False,
                 reconnect_backoff_max_ms=1000,
+                partitioner=RememberedPartitions(),
             )
             self.ensure_topic()
         except BaseException:

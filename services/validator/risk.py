@@ -10,7 +10,7 @@ key                                        type    holds
 ``usual:<account>``                        string  EWMA of approved amounts (90 days idle)
 ``known:<account>``                        zset    destinations paid, by last payment (90 d)
 ``fresh:<account>``                        zset    destinations first paid, by when (10 min)
-``counted:<transaction>``                  string  marks an approval already recorded (2 d)
+``counted:<yyyymmdd>``                     set     approvals recorded that UTC day (2 days)
 =========================================  ======  ==========================================
 
 A batch costs two round trips whatever its size: one pipeline reads what the batch needs,
@@ -86,6 +86,13 @@ class RiskStore:
     def key(self, *parts):
         return self.prefix + ":".join(parts)
 
+    def counted_keys(self, now):
+        """Today's set of the approvals recorded, then yesterday's: a transaction voted on
+        again (a redelivered call, a recovery's re-vote) around midnight was counted in
+        one or the other."""
+        return [self.key("counted", datetime.fromtimestamp(moment, timezone.utc).strftime(
+            "%Y%m%d")) for moment in (now, now - DAY_S)]
+
     def velocity_key(self, account_id, now):
         day = datetime.fromtimestamp(now, timezone.utc).strftime("%Y%m%d")
         return self.key("velocity", account_id, day)
@@ -119,8 +126,9 @@ class RiskStore:
             pipe.zcount(self.key("fresh", account), "({}".format(now - WINDOW_S), "+inf")
             if destinations:
                 pipe.zmscore(self.key("known", account), destinations)
-        for transaction_id in ids:
-            pipe.exists(self.key("counted", transaction_id))
+        if ids:  # one look per day a re-vote may reach back to, however many there are
+            for day in self.counted_keys(now):
+                pipe.smismember(day, ids)
         replies = iter(pipe.execute())
         views = {}
         for account in accounts:
@@ -133,7 +141,10 @@ class RiskStore:
                 recent_new=int(recent_new),
                 known={d for d, score in zip(destinations, scores) if score is not None},
             )
-        counted = {transaction_id for transaction_id in ids if next(replies)}
+        counted = set()
+        if ids:
+            for found in (next(replies) for _ in self.counted_keys(now)):
+                counted.update(t for t, seen in zip(ids, found) if seen)
         return views, counted
 
     def _record(self, views, counted_ids, now):
@@ -155,7 +166,9 @@ class RiskStore:
                 pipe.zadd(key, {destination: now for destination in view.fresh})
                 pipe.zremrangebyscore(key, "-inf", now - WINDOW_S)
                 pipe.expire(key, WINDOW_S)
-        for transaction_id in counted_ids:
-            pipe.set(self.key("counted", transaction_id), 1, ex=COUNTED_TTL_S)
+        if counted_ids:
+            today = self.counted_keys(now)[0]
+            pipe.sadd(today, *counted_ids)
+            pipe.expire(today, COUNTED_TTL_S)
         if len(pipe):
             pipe.execute()

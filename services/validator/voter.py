@@ -51,20 +51,21 @@ class Voter:
         self._skipped = 0
 
     def decide(self, transactions):
-        outflows = [tx for tx in transactions
-                    if rules.is_well_formed(tx) and tx["type"] in rules.COUNTED_OUTFLOWS]
+        well_formed = [rules.is_well_formed(tx) for tx in transactions]
+        outflows = [tx for tx, good in zip(transactions, well_formed)
+                    if good and tx["type"] in rules.COUNTED_OUTFLOWS]
         if not outflows:
-            return self._judge(transactions, None)
+            return self._judge(transactions, well_formed, None)
         with self.lock:
-            return self._judge(transactions, self._risk(outflows))
+            return self._judge(transactions, well_formed, self._risk(outflows))
 
-    def _judge(self, transactions, risk):
+    def _judge(self, transactions, well_formed, risk):
         """Every item in order; the approvals recorded in the risk state."""
         decisions = []
         running = Running()
         recorded = set()
-        for tx in transactions:
-            if not rules.is_well_formed(tx):
+        for tx, good in zip(transactions, well_formed):
+            if not good:
                 # One bad item is rejected alone; the batch goes on.
                 decisions.append((rules.transaction_id(tx), REJECT,
                                   [rules.MALFORMED_TRANSACTION]))

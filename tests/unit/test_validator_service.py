@@ -343,9 +343,10 @@ def test_every_key_is_this_validators_own_and_expires(pool, redis_client):
     payer = account()
     tx = transaction(amount=100, source=payer)
     validator.vote([tx])
-    keys = sorted(redis_client.scan_iter(match="*{}*".format(payer["id"]))) + sorted(
-        redis_client.scan_iter(match="*{}*".format(tx["id"])))
     prefix = "paysys:validator_2:"
+    counted = prefix + "counted:20260301"  # the day of the workers' clock (NOON)
+    assert redis_client.sismember(counted, tx["id"])  # one set of the day's approvals
+    keys = sorted(redis_client.scan_iter(match="*{}*".format(payer["id"]))) + [counted]
     assert [key[len(prefix):].split(":")[0] for key in keys] == [
         "fresh", "known", "usual", "velocity", "counted"]
     assert all(key.startswith(prefix) for key in keys)
