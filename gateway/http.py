@@ -6,7 +6,6 @@ re-raised from a service's RPC reply) to its status and ``code``, and never
 leaks a traceback: anything else is a 500 with a correlation id to look up in
 the logs.
 """
-import json
 import logging
 import time
 from functools import partial
@@ -18,6 +17,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Request, Response
 
 from gateway.metrics import observe_request
+from shared.wire_json import compact
 from shared.errors import PaysysError, RateLimited, ServiceUnavailable, Unauthorized
 from shared.logs import CORRELATION_ID_KEY, new_correlation_id
 
@@ -28,7 +28,7 @@ PROBLEM_JSON = "application/problem+json"
 
 
 def json_response(payload, status=200, headers=None):
-    return Response(json.dumps(payload, default=str), status=status, headers=headers,
+    return Response(compact(payload, default=str), status=status, headers=headers,
                     mimetype="application/json")
 
 
@@ -36,7 +36,7 @@ def problem_response(status, code, title, detail, extra=None, headers=None):
     body = {"type": "about:blank", "title": title, "status": status, "detail": detail,
             "code": code}
     body.update(extra or {})
-    return Response(json.dumps(body), status=status, headers=headers, mimetype=PROBLEM_JSON)
+    return Response(compact(body), status=status, headers=headers, mimetype=PROBLEM_JSON)
 
 
 def response_for_error(exc):

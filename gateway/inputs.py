@@ -13,6 +13,7 @@ import uuid
 from marshmallow import ValidationError
 
 from shared.errors import BadRequest, NotFound, ValidationFailed
+from shared.wire_json import compact, parse
 
 
 @functools.lru_cache(maxsize=None)
@@ -24,7 +25,7 @@ def schema(schema_class):
 
 def _plain(value):
     """Loaded values as JSON types (UUIDs and dates as strings), ready for an RPC."""
-    return json.loads(json.dumps(value, default=str))
+    return parse(compact(value, default=str))
 
 
 def load_body(route, request):

@@ -5,7 +5,7 @@ the transactions service receives it as a plain dict (``to_wire``) and reads it 
 ``Movement.from_wire``, which refuses anything malformed, so no HTTP field name or
 unchecked value reaches the consensus protocol.
 """
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Optional
 
 from shared.errors import ValidationFailed
@@ -45,7 +45,9 @@ class Movement:
     request_id: Optional[str] = None
 
     def to_wire(self):
-        return asdict(self)
+        # The fields as they are (``asdict`` deep-copies each, a tenth of the gateway's CPU
+        # on a batch): every one is a plain JSON value.
+        return dict(vars(self))
 
     @classmethod
     def from_wire(cls, data):

@@ -9,6 +9,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from shared import work_counters
 from shared.errors import unanswered
+from shared.wire_json import compact, parse
 
 
 def sqlalchemy_url(database_url):
@@ -32,6 +33,9 @@ def make_engine(database_config, pool_size, application_name):
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_recycle=3600,
+        # jsonb read and written by orjson (votes, events, metadata come back by the batch).
+        json_serializer=compact,
+        json_deserializer=parse,
         connect_args={
             "connect_timeout": int(database_config["connect_timeout_s"]),
             "application_name": application_name,

@@ -14,7 +14,6 @@ a thousand transactions finished together cost the broker and the consumer one m
 
 Each service keeps its own ``outbox`` table in its own schema (its migration makes it).
 """
-import json
 import uuid
 
 from sqlalchemy import BigInteger, Column, DateTime, Identity, MetaData, Table, Text, func
@@ -22,6 +21,7 @@ from sqlalchemy import select, text, update
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 
 from shared.ids import rfc3339
+from shared.wire_json import compact
 
 RELAY_BATCH = 1000
 # The Nameko event type every batch of outbox events is dispatched under.
@@ -71,7 +71,7 @@ def append_many(connection, table, payloads):
     """.format(schema=table.schema)), {
         "ids": [payload["id"] for payload in payloads],
         "types": [payload["type"] for payload in payloads],
-        "payloads": [json.dumps(payload, separators=(",", ":")) for payload in payloads],
+        "payloads": [compact(payload) for payload in payloads],
     })
 
 

@@ -1,10 +1,11 @@
 """The outbox: one message per entry for the Kafka mirror, written in the same commit as
 the entry itself, so a posting and its messages commit or vanish together. The relay
 (relay.py) publishes the unpublished rows in id order and stamps ``published_at``."""
-import json
 
 from sqlalchemy import BigInteger, Column, DateTime, MetaData, Table, func, text
 from sqlalchemy.dialects.postgresql import JSONB, UUID
+
+from shared.wire_json import compact
 
 metadata = MetaData(schema="ledger")
 outbox = Table(
@@ -61,5 +62,5 @@ def append(connection, rows):
         "account_ids": [row["account_id"] for row in rows],
         "seqs": [row["account_seq"] for row in rows],
         "transaction_ids": [row["transaction_id"] for row in rows],
-        "payloads": [json.dumps(row["payload"], separators=(",", ":")) for row in rows],
+        "payloads": [compact(row["payload"]) for row in rows],
     })

@@ -12,7 +12,6 @@ The row is the transaction's own record of its way (received ``created_at``, dec
 ``completed_at`` with its reason). ``transaction_steps`` keeps what the row cannot tell:
 what recovery did (voted again, posted again, failed for want of a decision), and when.
 """
-import json
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -20,14 +19,15 @@ from typing import Optional
 
 from sqlalchemy import (
     CHAR, BigInteger, Boolean, Column, DateTime, Identity, Integer, MetaData, Table, Text,
-    func, literal, or_, select, text, tuple_,
+    any_, cast, func, literal, or_, select, text, tuple_,
 )
-from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 
 from services.transactions import events
 from shared import cursors
 from shared.db import typed
 from shared.ids import parse_id, rfc3339
+from shared.wire_json import compact
 
 PENDING, COMPLETED, FAILED = "pending", "completed", "failed"
 
@@ -73,6 +73,15 @@ steps = Table(
     Column("step", Text, nullable=False),
     Column("detail", JSONB, nullable=False),
     Column("at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+# Every pending transaction, kept by triggers of ``transactions`` (migration
+# transactions_0006): recovery finds its work here, and no index of ``transactions``
+# names ``status``, so deciding and finishing update a row in place.
+in_flight = Table(
+    "in_flight",
+    metadata,
+    Column("transaction_id", UUID(as_uuid=False), primary_key=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
 )
 
 
@@ -133,7 +142,7 @@ def record_steps(connection, rows):
     connection.execute(_STEPS, {
         "ids": [transaction_id for transaction_id, _, _ in rows],
         "steps": [step for _, step, _ in rows],
-        "details": [json.dumps(detail, separators=(",", ":")) for _, _, detail in rows],
+        "details": [compact(detail) for _, _, detail in rows],
     })
 
 
@@ -204,7 +213,7 @@ def create_pending(connection, new, batch_id=None):
         "amounts": [move.amount for move in moves],
         "currencies": [move.currency for move in moves],
         "descriptions": [move.description for move in moves],
-        "metadata": [json.dumps(move.metadata) if move.metadata else None for move in moves],
+        "metadata": [compact(move.metadata) if move.metadata else None for move in moves],
         "holds": [move.hold for move in moves],
         "authorizations": [move.authorization_id if move.kind == "capture" else None
                            for move in moves],
@@ -263,7 +272,7 @@ def record_decisions(connection, decisions, by=None):
     rows = connection.execute(_DECIDE, {
         "ids": [d.transaction_id for d in decisions],
         "decisions": [d.decision for d in decisions],
-        "votes": [json.dumps(d.votes, separators=(",", ":")) for d in decisions],
+        "votes": [compact(d.votes) for d in decisions],
         "reasons": [d.failure_reason for d in decisions],
         "source_versions": [d.source_version for d in decisions],
         "destination_versions": [d.destination_version for d in decisions],
@@ -322,17 +331,54 @@ def finish(connection, endings, by=None):
 # --- 5. recovery ----------------------------------------------------------------------------
 
 
+OVERDUE_CHUNK = 2000
+
+_TIME_OUT = text("""
+    UPDATE transactions.transactions
+       SET status = 'failed', decision = 'timeout', failure_reason = 'decision_timeout',
+           decided_at = now(), completed_at = now()
+     WHERE id = ANY(CAST(:ids AS uuid[])) AND status = 'pending' AND decision IS NULL
+    RETURNING *
+""").columns(**typed(transactions))
+
+
+def _overdue(connection, older_than_s):
+    """Chunks of the ids of transactions pending for longer than ``older_than_s``, oldest
+    first. Recovery reads ``in_flight`` and then the transactions by primary key: one
+    statement joining the two may be planned as a scan of every transaction ever made
+    (the planner cannot know how few are in flight)."""
+    cutoff = func.now() - func.make_interval(0, 0, 0, 0, 0, 0, older_than_s)
+    after = None
+    while True:
+        query = select(in_flight.c.transaction_id, in_flight.c.created_at).where(
+            in_flight.c.created_at < cutoff)
+        if after is not None:
+            query = query.where(tuple_(in_flight.c.created_at, in_flight.c.transaction_id)
+                                > tuple_(literal(after[0]), literal(after[1])))
+        chunk = connection.execute(query.order_by(in_flight.c.created_at,
+                                                  in_flight.c.transaction_id)
+                                   .limit(OVERDUE_CHUNK)).all()
+        if not chunk:
+            return
+        yield [row.transaction_id for row in chunk]
+        if len(chunk) < OVERDUE_CHUNK:
+            return
+        after = tuple(chunk[-1])
+
+
+def _pending_by_ids(connection, ids, *conditions):
+    return connection.execute(
+        select(transactions).where(transactions.c.id == any_(cast(
+            literal(ids, ARRAY(UUID(as_uuid=False))), ARRAY(UUID(as_uuid=False)))),
+            transactions.c.status == PENDING, *conditions)).all()
+
+
 def time_out_undecided(connection, older_than_s):
     """Fail every transaction still undecided after ``older_than_s``: its vote round died
     with a process. Returns the rows failed."""
-    rows = connection.execute(text("""
-        UPDATE transactions.transactions
-           SET status = 'failed', decision = 'timeout', failure_reason = 'decision_timeout',
-               decided_at = now(), completed_at = now()
-         WHERE status = 'pending' AND decision IS NULL
-           AND created_at < now() - make_interval(secs => :older_than_s)
-        RETURNING *
-    """).columns(**typed(transactions)), {"older_than_s": older_than_s}).all()
+    rows = []
+    for ids in _overdue(connection, older_than_s):
+        rows += connection.execute(_TIME_OUT, {"ids": ids}).all()
     record_steps(connection, [(row.id, "failed", {"failure_reason": "decision_timeout",
                                                   "by": "recovery"}) for row in rows])
     _finished(connection, rows)
@@ -340,27 +386,29 @@ def time_out_undecided(connection, older_than_s):
 
 
 def undecided_in_flight(connection, older_than_s, limit=500):
-    """Transactions still undecided after ``older_than_s``: their vote round may have died."""
-    return connection.execute(
-        select(transactions)
-        .where(transactions.c.status == PENDING, transactions.c.decision.is_(None),
-               transactions.c.created_at < func.now() - func.make_interval(
-                   0, 0, 0, 0, 0, 0, older_than_s))
-        .order_by(transactions.c.created_at)
-        .limit(limit)
-    ).all()
+    """Transactions still undecided after ``older_than_s`` (their vote round may have
+    died), oldest first."""
+    return _first(connection, older_than_s, limit, transactions.c.decision.is_(None))
 
 
 def approved_in_flight(connection, older_than_s, limit=500):
-    """Approved transactions not yet completed: their posting may have been lost."""
-    return connection.execute(
-        select(transactions)
-        .where(transactions.c.status == PENDING, transactions.c.decision == "approve",
-               transactions.c.decided_at < func.now() - func.make_interval(
-                   0, 0, 0, 0, 0, 0, older_than_s))
-        .order_by(transactions.c.decided_at)
-        .limit(limit)
-    ).all()
+    """Transactions approved more than ``older_than_s`` ago and not yet completed (their
+    posting may have been lost), oldest first."""
+    decided_before = func.now() - func.make_interval(0, 0, 0, 0, 0, 0, older_than_s)
+    # Every transaction in flight is looked at: their age is that of their creation.
+    return _first(connection, 0, limit, transactions.c.decision == "approve",
+                  transactions.c.decided_at < decided_before)
+
+
+def _first(connection, older_than_s, limit, *conditions):
+    found = []
+    for ids in _overdue(connection, older_than_s):
+        order = {transaction_id: place for place, transaction_id in enumerate(ids)}
+        found += sorted(_pending_by_ids(connection, ids, *conditions),
+                        key=lambda row: order[row.id])
+        if len(found) >= limit:
+            break
+    return found[:limit]
 
 
 def pending_of_batches(connection, batch_ids):

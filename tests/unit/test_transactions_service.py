@@ -223,6 +223,40 @@ def test_recovery_posts_an_approved_transaction_whose_posting_was_lost(system, f
     assert len(ledger.posting(transaction["id"])["entries"]) == 2
 
 
+def test_in_flight_lists_exactly_the_pending_transactions(system, funded, engine):
+    owner, source, destination = funded
+
+    def in_flight_and_pending():
+        with engine.connect() as connection:
+            listed = set(connection.execute(text(
+                "SELECT transaction_id FROM transactions.in_flight")).scalars())
+            pending = set(connection.execute(text(
+                "SELECT id FROM transactions.transactions WHERE status = 'pending'")).scalars())
+        return listed, pending
+
+    completed = transfer(system, owner, source, destination)
+    rejected = transfer(system, owner, source, destination, amount=50_000)
+    ledger = system.workers["ledger"]
+    system.workers["ledger"] = type("LedgerDown", (), {
+        "snapshot": ledger.snapshot,
+        "post": lambda self, postings, atomic=False: (_ for _ in ()).throw(
+            ServiceUnavailable("ledger down")),
+    })()
+    stuck = transfer(system, owner, source, destination)
+    assert [t["status"] for t in (completed, rejected, stuck)] == ["completed", "failed",
+                                                                   "pending"]
+    listed, pending = in_flight_and_pending()
+    assert stuck["id"] in listed and listed == pending
+    system.workers["ledger"] = ledger
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE transactions.transactions SET decided_at = "
+                                "decided_at - interval '1 minute' WHERE id = :id"),
+                           {"id": stuck["id"]})
+    system.recover()
+    assert system.get(stuck["id"])["status"] == "completed"
+    assert in_flight_and_pending() == (set(), set())
+
+
 def test_recovery_fails_a_transaction_left_undecided_by_a_crash(system, funded, engine):
     owner, source, destination = funded
     with engine.begin() as connection:
