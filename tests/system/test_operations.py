@@ -5,6 +5,7 @@ import uuid
 import pytest
 
 from chaos.servers import wait_for
+from tests.support.api import new_session
 
 pytestmark = pytest.mark.system
 
@@ -82,19 +83,36 @@ def test_metrics_count_requests_by_route_and_status_with_latency_histograms(syst
     assert after[bucket] - before[bucket] == 3
 
 
+def _logged_under(system, program, correlation_id):
+    """``program``'s log lines about ``correlation_id``: its own, or a batch carrying it."""
+    return [entry for entry in map(json.loads, filter(None, system.log_lines(program)))
+            if correlation_id in (entry.get("correlation_id"), *entry.get("request_ids", ()))]
+
+
 def test_the_correlation_id_of_a_request_reaches_the_logs_of_the_services_it_calls(system):
+    # What an operator greps for one request: the gateway's access line, the batch of the
+    # transactions service that decided its transfer, and the line of any call that failed
+    # (calls that went well log at debug only: at hundreds a second, a line each cost more
+    # than the work).
+    user = new_session(system)
+    account = user.open_account()
     correlation_id = "test-" + uuid.uuid4().hex
-    response = system.get("/ready", headers={"X-Request-ID": correlation_id})
-    assert response.headers["X-Request-ID"] == correlation_id
-    for program in ("auth", "ledger", "validator_2"):
-        # supervisord copies each process's stdout into its log file as it comes.
-        mine = wait_for(lambda: [
-            entry for entry in map(json.loads, filter(None, system.log_lines(program)))
-            if entry.get("correlation_id") == correlation_id
-        ], timeout_s=10, what="a log line of {} carrying {}".format(program, correlation_id))
-        assert mine[0]["service"] == program
-        assert mine[0]["message"] == "{}.health".format(program)
-        assert mine[0]["outcome"] == "ok"
+    response = user.post("/v1/deposits", json={
+        "account_id": account["id"], "amount": 500, "currency": "USD"}, headers={
+        "Idempotency-Key": str(uuid.uuid4()), "X-Request-ID": correlation_id})
+    assert response.status_code == 201 and response.headers["X-Request-ID"] == correlation_id
+    for program, message in (("gateway", "gateway.deposit"), ("transactions", "decided in")):
+        mine = wait_for(lambda: _logged_under(system, program, correlation_id), timeout_s=10,
+                        what="a log line of {} carrying {}".format(program, correlation_id))
+        assert mine[0]["service"] == program and message in mine[0]["message"], mine
+
+    refused_id = "test-" + uuid.uuid4().hex
+    refused = system.post("/v1/auth/login", json={"email": user.email, "password": "not it"},
+                          headers={"X-Request-ID": refused_id})
+    assert refused.status_code == 401
+    mine = wait_for(lambda: _logged_under(system, "auth", refused_id), timeout_s=10,
+                    what="a log line of auth carrying {}".format(refused_id))
+    assert (mine[0]["message"], mine[0]["outcome"] != "ok") == ("auth.login", True), mine
 
 
 def test_a_request_without_an_id_gets_one(system):
