@@ -33,7 +33,8 @@ def parse(argv):
                         help="run this experiment (repeatable); default: all of them")
     parser.add_argument("--list", action="store_true", help="list the experiments and exit")
     parser.add_argument("--clients", type=int, default=4, help="concurrent bank clients")
-    parser.add_argument("--before", type=float, default=6.0, help="seconds of load before the fault")
+    parser.add_argument("--before", type=float, default=6.0,
+                        help="seconds of load before the fault")
     parser.add_argument("--after", type=float, default=8.0,
                         help="seconds of load after the system is ready again")
     parser.add_argument("--reports", type=Path, default=Path("reports"),

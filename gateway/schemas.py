@@ -294,7 +294,8 @@ class MirrorReport(Schema):
 
 class Reconciliation(Schema):
     balanced = fields.Boolean(required=True)
-    currencies = fields.Dict(keys=fields.String(), values=fields.Nested(CurrencyTotals), required=True)
+    currencies = fields.Dict(keys=fields.String(), values=fields.Nested(CurrencyTotals),
+                             required=True)
     accounts_checked = fields.Integer(required=True)
     discrepancies = fields.List(fields.Dict(), required=True)
     mirror = fields.Nested(MirrorReport, required=True)

@@ -212,7 +212,8 @@ class Bank:
                 continue
             source = rng.choice(client.accounts)
             destination = rng.choice([a for a in self.all_accounts if a != source])
-            operation = self.transfer(client, source, destination, rng.randint(1, self.max_transfer))
+            operation = self.transfer(client, source, destination,
+                                      rng.randint(1, self.max_transfer))
             if rng.random() < replay_fraction and operation.transaction is not None:
                 self.replay(client, operation)
             if operation.outcome == "unknown":

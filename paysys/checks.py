@@ -38,7 +38,8 @@ def check_postgresql(config):
         problem = str(exc).strip().splitlines()[0]
     return Finding(
         "PostgreSQL", _address(url, 5432), problem,
-        "Debian: `apt-get install postgresql` then `pg_ctlcluster $(ls /etc/postgresql) main start`; "
+        "Debian: `apt-get install postgresql` then "
+        "`pg_ctlcluster $(ls /etc/postgresql) main start`; "
         "or `docker compose up -d postgres`; or point PAYSYS_DATABASE_URL at a server.",
     )
 

@@ -17,7 +17,8 @@ SERVICES = (
     Service("validator", "services.validator.service:ValidatorService", "validator"),
     Service("payments", "services.payments.service:PaymentsService", "payments"),
     Service("ledger", "services.ledger.service:LedgerService", "ledger"),
-    Service("notifications", "services.notifications.service:NotificationsService", "notifications"),
+    Service("notifications", "services.notifications.service:NotificationsService",
+            "notifications"),
     Service("gateway", "gateway.service:GatewayService", "gateway"),
 )
 BY_NAME = {service.name: service for service in SERVICES}

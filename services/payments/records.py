@@ -167,8 +167,9 @@ def add_operation(connection, payment_id, kind, amount, initiator_id, idempotenc
                   operation_id=None):
     return connection.execute(
         insert(operations)
-        .values(id=operation_id or str(uuid.uuid4()), payment_id=payment_id, kind=kind, status=PENDING,
-                amount=amount, initiator_id=initiator_id, idempotency_key=idempotency_key)
+        .values(id=operation_id or str(uuid.uuid4()), payment_id=payment_id, kind=kind,
+                status=PENDING, amount=amount, initiator_id=initiator_id,
+                idempotency_key=idempotency_key)
         .returning(operations)
     ).one()
 

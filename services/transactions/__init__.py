@@ -1,1 +1,2 @@
-"""Transactions: owns transaction records and runs the consensus protocol for every money movement."""
+"""Transactions: owns the transaction records and runs the consensus protocol for every
+money movement."""

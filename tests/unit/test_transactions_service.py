@@ -200,14 +200,21 @@ def test_another_users_source_account_is_not_found(system, funded):
         transfer(system, str(uuid.uuid4()), source, destination)
 
 
-def test_recovery_posts_an_approved_transaction_whose_posting_was_lost(system, funded, engine):
-    owner, source, destination = funded
+def take_the_ledger_down(system):
+    """Put ``LedgerDown`` in the ledger's place: it answers snapshots and refuses every
+    posting. The real ledger, to put back."""
     ledger = system.workers["ledger"]
     system.workers["ledger"] = type("LedgerDown", (), {
         "snapshot": ledger.snapshot,
         "post": lambda self, postings, atomic=False: (_ for _ in ()).throw(
             ServiceUnavailable("ledger down")),
     })()
+    return ledger
+
+
+def test_recovery_posts_an_approved_transaction_whose_posting_was_lost(system, funded, engine):
+    owner, source, destination = funded
+    ledger = take_the_ledger_down(system)
     transaction = transfer(system, owner, source, destination)
     assert transaction["status"] == "pending"  # approved, not posted
     system.workers["ledger"] = ledger
@@ -236,12 +243,7 @@ def test_in_flight_lists_exactly_the_pending_transactions(system, funded, engine
 
     completed = transfer(system, owner, source, destination)
     rejected = transfer(system, owner, source, destination, amount=50_000)
-    ledger = system.workers["ledger"]
-    system.workers["ledger"] = type("LedgerDown", (), {
-        "snapshot": ledger.snapshot,
-        "post": lambda self, postings, atomic=False: (_ for _ in ()).throw(
-            ServiceUnavailable("ledger down")),
-    })()
+    ledger = take_the_ledger_down(system)
     stuck = transfer(system, owner, source, destination)
     assert [t["status"] for t in (completed, rejected, stuck)] == ["completed", "failed",
                                                                    "pending"]
@@ -448,12 +450,7 @@ def test_a_batch_naming_anothers_account_is_refused_whole(system, funded):
 
 def test_recovery_posts_an_approved_atomic_batch_whole(system, funded, engine):
     owner, source, destination = funded
-    ledger = system.workers["ledger"]
-    system.workers["ledger"] = type("LedgerDown", (), {
-        "snapshot": ledger.snapshot,
-        "post": lambda self, postings, atomic=False: (_ for _ in ()).throw(
-            ServiceUnavailable("ledger down")),
-    })()
+    ledger = take_the_ledger_down(system)
     pending = system.submit_batch(batch(owner, [(source, destination, 1_000)] * 2,
                                         atomic=True))
     assert pending["status"] == "pending"
@@ -471,13 +468,7 @@ def test_recovery_posts_an_approved_atomic_batch_whole(system, funded, engine):
 def test_one_transaction_the_ledger_cannot_take_does_not_stall_the_recovery_of_the_rest(
         system, funded, engine):
     owner, source, destination = funded
-    ledger = system.workers["ledger"]
-    down = type("LedgerDown", (), {
-        "snapshot": ledger.snapshot,
-        "post": lambda self, postings, atomic=False: (_ for _ in ()).throw(
-            ServiceUnavailable("ledger down")),
-    })()
-    system.workers["ledger"] = down
+    ledger = take_the_ledger_down(system)
     poisoned = transfer(system, owner, source, destination, 1_000)
     healthy = transfer(system, owner, source, destination, 2_000)
     assert poisoned["status"] == healthy["status"] == "pending"  # approved, not posted

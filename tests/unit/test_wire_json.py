@@ -11,7 +11,8 @@ from shared import wire_json
 from shared.config import load_config
 
 MESSAGES = [
-    {"args": [], "kwargs": {"items": [{"id": "t-1", "amount": 1250, "hold": False, "source": None}]}},
+    {"args": [], "kwargs": {"items": [{"id": "t-1", "amount": 1250, "hold": False,
+                                       "source": None}]}},
     {"at": datetime.datetime(2026, 11, 29, 12, 30, 5, 123456, tzinfo=datetime.timezone.utc)},
     {"day": datetime.date(2026, 11, 29), "rate": decimal.Decimal("0.0125")},
     {"raw": b"\x00\xffbinary", "text": b"plain"},
