@@ -24,11 +24,12 @@ from werkzeug.wrappers import Response
 from gateway import idempotency, inputs
 from gateway.http import GatewayEndpoint, response_for_error
 from gateway.metrics import rate_limit_skipped
-from gateway.ratelimit import RateLimiter, limiter_client, limits_from_config
+from gateway.ratelimit import RateLimiter, limits_from_config
 from shared import faults
 from shared.coalesce import Coalescer
 from shared.db import DatabaseClient
 from shared.errors import Forbidden, PaysysError, Unauthorized
+from shared.redis import redis_client
 from shared.tokens import VerifiedTokens, load_public_key
 
 log = logging.getLogger(__name__)
@@ -85,6 +86,10 @@ def authorize(route, user):
 class GuardAccess:
     def __init__(self, provider):
         self.provider = provider
+
+    def ping_redis(self):
+        """/ready's Redis check, on the client rate limiting uses (its short timeout too)."""
+        return self.provider.redis.ping()
 
     def handle(self, route, handler, service, request, path_values):
         provider = self.provider
@@ -178,7 +183,8 @@ class Guard(DependencyProvider):
         self.trusted_proxies = frozenset(p.strip() for p in proxies.split(",") if p.strip())
         limits = config["rate_limits"]
         timeout_s = int(limits["redis_timeout_ms"]) / 1000
-        self.redis = limiter_client(config["redis"]["url"], timeout_s)
+        # The gateway's one Redis client: /ready pings it too (``GuardAccess.ping_redis``).
+        self.redis = redis_client(config["redis"]["url"], timeout_s)
         self.limiter = RateLimiter(self.redis, limits_from_config(limits),
                                    on_skip=lambda scope: rate_limit_skipped.labels(scope).inc())
         max_batch = int(config["gateway"]["coalesce_max_batch"])

@@ -18,8 +18,6 @@ import math
 from dataclasses import dataclass
 
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from shared.circuit import CircuitBreaker
 from shared.errors import RateLimited, ServiceUnavailable, unanswered
@@ -137,13 +135,6 @@ class RateLimiter:
             return self.script(keys=[redis_key], args=args)
         except redis.RedisError as exc:
             raise unanswered("Redis: {}".format(exc))
-
-
-def limiter_client(url, timeout_s):
-    """A Redis client that answers within ``timeout_s`` or fails: no retries, since a
-    rate-limit check that cannot be made at once is skipped rather than waited for."""
-    return redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
-                                retry=Retry(NoBackoff(), 0))
 
 
 def limits_from_config(section):

@@ -4,7 +4,6 @@ Each handler gets a ``Call`` the guard (gateway/guard.py) has already
 authenticated, rate-limited, authorized and validated, asks the services over
 RPC, and shapes their answer into the contract's JSON.
 """
-import inspect
 import json
 import logging
 
@@ -14,7 +13,7 @@ from werkzeug.wrappers import Response
 
 from gateway.desk import MoneyDesk
 from gateway.guard import Guard, endpoint
-from gateway.http import GatewayEndpoint, json_response
+from gateway.http import json_response
 from gateway.idempotency import IdempotencyStore
 from gateway.metrics import exposition
 from gateway.openapi import build_spec
@@ -24,7 +23,6 @@ from shared.catalog import rpc_identities
 from shared.commands import Movement, TransferBatch
 from shared.config import kafka_bootstrap_servers
 from shared.db import Database
-from shared.redis import Redis
 from shared.rpc import ServiceRpc
 from shared.service import ServiceBase
 
@@ -38,16 +36,17 @@ def _no_content():
     return Response(status=204)
 
 
-def _owner_filter(call):
-    """Staff (admin, auditor) read any account; anyone else only their own, and the ledger
-    answers 404 for another's, never revealing it exists."""
+def _viewer(call):
+    """Whose things the caller may read, for the service that owns them: None for staff
+    (admin, auditor: anyone's), else the caller's own id. Accounts, transactions, batches
+    and payments all answer 404 for another's, never revealing it exists."""
     return None if call.user.is_staff else call.user.id
 
 
-_viewer = _owner_filter  # the same rule for transactions, batches and payments
-
-
 def _movement(call, kind, source_id, destination_id, body, key):
+    # ``acting_as_admin`` is the command's flag (the transactions service then skips its
+    # ownership check); here it follows the caller's role, ``is_admin``. The payments
+    # service raises the flag for movements it has authorized itself.
     return Movement(kind=kind, initiator_id=call.user.id, source_account_id=source_id,
                     destination_account_id=destination_id, amount=body["amount"],
                     currency=body["currency"], idempotency_key=key,
@@ -60,7 +59,6 @@ class GatewayService(ServiceBase):
 
     config = Config()
     db = Database(schema="gateway")
-    redis = Redis()
     rpc = ServiceRpc("gateway")
     guard = Guard()
     desk = MoneyDesk()
@@ -105,12 +103,12 @@ class GatewayService(ServiceBase):
     @endpoint(BY_OPERATION["get_account"])
     def get_account(self, call):
         return json_response(self.rpc.ledger.get_account(call.path["account_id"],
-                                                         owner_id=_owner_filter(call)))
+                                                         owner_id=_viewer(call)))
 
     @endpoint(BY_OPERATION["list_entries"])
     def list_entries(self, call):
         account_id = call.path["account_id"]
-        self.rpc.ledger.get_account(account_id, owner_id=_owner_filter(call))  # 404 if not
+        self.rpc.ledger.get_account(account_id, owner_id=_viewer(call))  # 404 if not
         return json_response(self.rpc.ledger.entries(
             account_id, call.query["limit"], call.query.get("cursor")))
 
@@ -165,7 +163,7 @@ class GatewayService(ServiceBase):
     def list_transactions(self, call):
         account_id = call.query.get("account_id")
         if account_id is not None:
-            self.rpc.ledger.get_account(account_id, owner_id=_owner_filter(call))  # 404 if not
+            self.rpc.ledger.get_account(account_id, owner_id=_viewer(call))  # 404 if not
         return json_response(self.rpc.transactions.list(
             call.user.id, account_id=account_id, status=call.query.get("status"),
             limit=call.query["limit"], cursor=call.query.get("cursor")))
@@ -269,7 +267,7 @@ class GatewayService(ServiceBase):
         checks = {
             "rabbitmq": lambda: check_rabbitmq(config["AMQP_URI"], timeout_s),
             "postgresql": self.db.schema_version,
-            "redis": self.redis.ping,
+            "redis": self.guard.ping_redis,
             "kafka": lambda: check_kafka(kafka_bootstrap_servers(config), timeout_s),
         }
         for identity in rpc_identities(config):
@@ -299,14 +297,3 @@ class GatewayService(ServiceBase):
         deleted = IdempotencyStore(self.db, config["ttl_s"], config["lease_s"]).purge_expired()
         if deleted:
             log.info("purged %d expired idempotency keys", deleted)
-
-
-def routes_with_handlers(service_cls):
-    """The operation ids the service answers (every route of the contract: a unit test
-    holds the table and the handlers together)."""
-    return {
-        entrypoint.route.operation_id
-        for _, member in inspect.getmembers(service_cls)
-        for entrypoint in getattr(member, "nameko_entrypoints", ())
-        if isinstance(entrypoint, GatewayEndpoint)
-    }

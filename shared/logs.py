@@ -53,7 +53,7 @@ class correlated:
         _current.correlation_id = self.outer
 
 
-log = logging.getLogger("paysys.worker")
+log = logging.getLogger(__name__)
 
 
 class CorrelationId(DependencyProvider):

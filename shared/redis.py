@@ -1,29 +1,16 @@
-"""Redis for services: one connection pool per process, every call bounded by a timeout."""
+"""The one way the system builds a Redis client.
+
+Every user of Redis here (the gateway's rate limits, each validator's risk state) keeps
+going without it: a check Redis cannot answer at once is skipped, not waited for. So a
+client answers within its timeout or fails, and never retries.
+"""
 import redis
-from nameko.extensions import DependencyProvider
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 
-class Redis(DependencyProvider):
-    def __init__(self):
-        self.client = None
-
-    def setup(self):
-        config = self.container.config["redis"]
-        timeout_s = float(config["socket_timeout_s"])
-        self.client = redis.Redis.from_url(
-            config["url"],
-            socket_timeout=timeout_s,
-            socket_connect_timeout=timeout_s,
-            health_check_interval=30,
-            decode_responses=True,
-        )
-
-    def stop(self):
-        if self.client is not None:
-            self.client.close()
-
-    def kill(self):
-        self.stop()
-
-    def get_dependency(self, worker_ctx):
-        return self.client
+def redis_client(url, timeout_s, decode_responses=False):
+    """A client of ``url`` whose every call (connecting included) is bounded by
+    ``timeout_s``, with no retries."""
+    return redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
+                                retry=Retry(NoBackoff(), 0), decode_responses=decode_responses)

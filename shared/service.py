@@ -21,11 +21,17 @@ class ServiceBase:
     @rpc
     def health(self, deep=False):
         """``health()`` answers from the process alone (is it up and serving RPC?);
-        ``health(deep=True)`` also reads the service's migration revision from its schema."""
+        ``health(deep=True)`` adds what ``deep_health`` finds of what the service needs."""
         report = {"service": self.name, "status": "ok"}
         if deep:
-            report["schema_version"] = self.db.schema_version()
+            report.update(self.deep_health())
         return report
+
+    def deep_health(self):
+        """The service's migration revision, read from its schema: PostgreSQL answers and
+        the schema is there. A service that keeps nothing in PostgreSQL says instead what
+        it does depend on."""
+        return {"schema_version": self.db.schema_version()}
 
     @rpc
     def work_counters(self):

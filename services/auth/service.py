@@ -14,7 +14,7 @@ from shared.db import Database
 from shared.errors import Conflict, NotFound, RateLimited, Unauthorized, ValidationFailed
 from shared.service import ServiceBase, rpc
 
-log = logging.getLogger("paysys.auth")
+log = logging.getLogger(__name__)
 PURGE_INTERVAL_S = 600  # the login brake forgets quiet pairs this often
 
 

@@ -1,5 +1,5 @@
-"""The ledger's account RPCs: open, read, list, freeze and unfreeze accounts, set their
-overdraft limits, and the snapshot transactions judge money movements on.
+"""The ledger's account RPCs: open, read, list, freeze and unfreeze accounts, and the
+snapshot transactions judge money movements on.
 
 Every RPC returns plain JSON-able dicts (an account as the contract shows it, its money
 included) and raises ``shared.errors`` types. Ownership is checked here: another
@@ -10,7 +10,7 @@ from services.ledger import balances as balance_records
 from shared.cursors import DEFAULT_PAGE_SIZE, page_request
 from shared.errors import Conflict, NotFound, ValidationFailed
 from shared.ids import parse_id
-from shared.money import CURRENCIES, MAX_AMOUNT_MINOR
+from shared.money import CURRENCIES
 from shared.service import rpc
 
 MAX_NAME_LENGTH = 100
@@ -107,16 +107,6 @@ class AccountRpcs:
                 ", ".join(account_records.SETTABLE_STATUSES)))
         return self._change(account_id, _expected_version(expected_version),
                             lambda row: {} if row.status == status else {"status": status})
-
-    @rpc
-    def set_overdraft_limit(self, account_id, overdraft_limit, expected_version=None):
-        if not (_is_int(overdraft_limit) and 0 <= overdraft_limit <= MAX_AMOUNT_MINOR):
-            raise invalid("overdraft_limit", "must be an integer from 0 to {}".format(
-                MAX_AMOUNT_MINOR))
-        return self._change(
-            account_id, _expected_version(expected_version),
-            lambda row: ({} if row.overdraft_limit == overdraft_limit
-                         else {"overdraft_limit": overdraft_limit}))
 
     def _change(self, account_id, expected_version, changes_of):
         """Apply ``changes_of(row)`` under the account's lock, bumping its version; no

@@ -9,9 +9,7 @@ from services.ledger import batches
 from services.ledger.account_rpcs import AccountRpcs
 from services.ledger import entries as entry_records
 from services.ledger import holds as hold_records
-from services.ledger import postings as posting_records
 from services.ledger import reconciliation as ledger_reconciliation
-from services.ledger import totals as ledger_totals
 from services.ledger.relay import MirrorRelay
 from shared import faults
 from shared.cursors import DEFAULT_PAGE_SIZE, page_request
@@ -75,26 +73,6 @@ class LedgerService(AccountRpcs, ServiceBase):
             return {"transaction_id": transaction_id, "status": hold_records.UNKNOWN}
         with self.db.transaction() as connection:
             return hold_records.release(connection, transaction)
-
-    @rpc
-    def posting(self, transaction_id):
-        """The result the transaction's posting answered, or None if it was never posted
-        (rejected postings leave nothing behind)."""
-        transaction = parse_id(transaction_id)
-        if transaction is None:
-            return None
-        with self.db.connection() as connection:
-            return posting_records.stored_results(connection, [transaction]).get(transaction)
-
-    @rpc
-    def totals(self):
-        """``{currencies: {CUR: {entries_sum, accounts_sum}}, accounts_checked,
-        discrepancies: [{account_id, balance, entries_sum}]}`` from one snapshot."""
-        with self.db.connection() as connection:
-            connection.execution_options(isolation_level="REPEATABLE READ",
-                                         postgresql_readonly=True)
-            with connection.begin():
-                return ledger_totals.totals(connection)
 
     @rpc
     def reconciliation(self):

@@ -22,7 +22,7 @@ from services.notifications import messages, records
 from services.notifications.senders import Outcome, post_webhook, send_email
 from shared.errors import NotFound
 
-log = logging.getLogger("paysys.notifications")
+log = logging.getLogger(__name__)
 
 # Full jitter draws from [0, 1); the tests replace it to make the backoff predictable.
 jitter_fraction = random.random
@@ -44,9 +44,9 @@ def now():
 class DeliveryLoop:
     """One tick of the loop, run by the service's timer (one tick at a time per process)."""
 
-    def __init__(self, db, services, settings, secret_box):
+    def __init__(self, db, rpc, settings, secret_box):
         self.db = db
-        self.services = services
+        self.rpc = rpc
         self.settings = settings
         self.secret_box = secret_box
 
@@ -160,7 +160,7 @@ class DeliveryLoop:
         address = row.target
         if not address:
             try:
-                user = self.services.auth.get_user(row.user_id)
+                user = self.rpc.auth.get_user(row.user_id)
             except NotFound:
                 return Outcome.failed("recipient: no such user", permanent=True), None
             except Exception as error:  # noqa: BLE001 - ServiceUnavailable, RemoteError…

@@ -10,7 +10,7 @@ import logging
 from services.notifications import records
 from shared.ids import parse_id, rfc3339
 
-log = logging.getLogger("paysys.notifications")
+log = logging.getLogger(__name__)
 
 MAX_USERS_PER_EVENT = 100
 

@@ -29,7 +29,6 @@ from shared.ids import rfc3339
 
 EVENT_TYPES = ("transaction.completed", "transaction.failed", "payment.captured",
                "payment.refunded")
-CHANNELS = ("email", "webhook")
 STATUSES = ("pending", "delivered", "failed")
 MAX_ERROR_LENGTH = 500
 

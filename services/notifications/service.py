@@ -24,14 +24,14 @@ from services.notifications.dependencies import (
     service_calls,
 )
 from services.notifications.secret_box import CLEAR_PREFIX
+from shared import service
 from shared.cursors import DEFAULT_PAGE_SIZE, page_request
 from shared.db import Database
 from shared.errors import Conflict, NotFound, ServiceUnavailable, ValidationFailed
 from shared.event_outbox import BATCH_EVENT
 from shared.ids import parse_id
-from shared.service import ServiceBase, rpc
 
-log = logging.getLogger("paysys.notifications")
+log = logging.getLogger(__name__)
 
 MAX_URL_LENGTH = 2048
 SECRET_PREFIX = CLEAR_PREFIX  # what a reader of the table tells clear secrets apart by
@@ -98,16 +98,17 @@ def _page(rows, more, view):
             "next_cursor": records.encode_cursor(rows[-1]) if more else None}
 
 
-class NotificationsService(ServiceBase):
+class NotificationsService(service.ServiceBase):
     name = "notifications"
     db = Database(schema="notifications")
-    services = service_calls()  # not `rpc`: that name is the entrypoint decorator
+    # Calls to other services; so the entrypoint decorator is spelt ``service.rpc`` here.
+    rpc = service_calls()
     settings = NotificationSettings()
     secret_box = WebhookSecrets()
 
     # --- Webhooks -------------------------------------------------------------------------
 
-    @rpc
+    @service.rpc
     def create_webhook(self, owner_id, url, events):
         """``{id, url, events, secret}``; the secret (the HMAC key of ``X-Signature``) is
         shown here only."""
@@ -124,7 +125,7 @@ class NotificationsService(ServiceBase):
             row = records.insert_webhook(connection, owner, url, event_types, sealed)
         return dict(records.webhook_view(row), secret=secret)
 
-    @rpc
+    @service.rpc
     def list_webhooks(self, owner_id, limit=DEFAULT_PAGE_SIZE, cursor=None):
         """``{items: [{id, url, events}], next_cursor}``, oldest first; never the secret."""
         owner = _owner(owner_id)
@@ -133,7 +134,7 @@ class NotificationsService(ServiceBase):
             rows, more = records.page_of_webhooks(connection, owner, limit, after)
         return _page(rows, more, records.webhook_view)
 
-    @rpc
+    @service.rpc
     def delete_webhook(self, owner_id, webhook_id):
         """Deletes the owner's webhook (its pending deliveries fail with "webhook deleted");
         NotFound for an unknown id, another user's webhook, or one already deleted."""
@@ -147,7 +148,7 @@ class NotificationsService(ServiceBase):
 
     # --- The delivery log ------------------------------------------------------------------
 
-    @rpc
+    @service.rpc
     def list_deliveries(self, owner_id, limit=DEFAULT_PAGE_SIZE, cursor=None):
         """``{items, next_cursor}``: the owner's deliveries, newest first, each ``{id, channel,
         event_type, event_id, status, attempts, created_at, webhook_id, target, last_error,
@@ -195,7 +196,7 @@ class NotificationsService(ServiceBase):
     @poll_timer()
     def deliver_due(self):
         """Sends what is due; returns how many deliveries this tick took on."""
-        return DeliveryLoop(self.db, self.services, self.settings, self.secret_box).tick()
+        return DeliveryLoop(self.db, self.rpc, self.settings, self.secret_box).tick()
 
     @timer(interval=SEAL_INTERVAL_S, eager=True)
     def seal_clear_secrets(self):

@@ -33,23 +33,23 @@ HOLD_NOT_ACTIVE = "hold_not_active"
 
 
 class Lifecycle:
-    def __init__(self, db, services, hold_time_s, submit_timeout_s):
+    def __init__(self, db, rpc, hold_time_s, submit_timeout_s):
         self.db = db
-        self.services = services
+        self.rpc = rpc
         self.hold_time_s = hold_time_s
         self.submit_timeout_s = submit_timeout_s
 
     # --- requests ------------------------------------------------------------------------
 
-    def create(self, initiator_id, body, idempotency_key, is_admin=False):
+    def create(self, initiator_id, body, idempotency_key, initiator_is_admin=False):
         """Authorize (``capture`` false: hold only) or charge; the payment as decided."""
         payer_id, merchant_id = body["payer_account_id"], body["merchant_account_id"]
         if payer_id == merchant_id:
             raise ValidationFailed("The payer and merchant accounts must differ.", errors={
                 "merchant_account_id": ["Same as the payer account."]})
-        accounts = self.services.ledger.snapshot([payer_id, merchant_id])
+        accounts = self.rpc.ledger.snapshot([payer_id, merchant_id])
         payer, merchant = accounts.get(payer_id), accounts.get(merchant_id)
-        if payer is None or (payer["owner_id"] != initiator_id and not is_admin):
+        if payer is None or (payer["owner_id"] != initiator_id and not initiator_is_admin):
             raise NotFound("No such payer account.")  # another's looks like none
         if merchant is None:
             raise NotFound("No such merchant account.")
@@ -68,8 +68,8 @@ class Lifecycle:
             })
         return self._conclude(payment.id, operation)
 
-    def capture(self, payment_id, actor_id, is_admin, amount, idempotency_key):
-        payment = self._for_merchant(payment_id, actor_id, is_admin)
+    def capture(self, payment_id, actor_id, actor_is_admin, idempotency_key, amount=None):
+        payment = self._for_merchant(payment_id, actor_id, actor_is_admin)
         amount = payment.amount if amount is None else amount
         with self.db.transaction() as connection:
             operation = records.find_operation(connection, payment.id, CAPTURE, idempotency_key)
@@ -83,8 +83,8 @@ class Lifecycle:
                                          idempotency_key)
         return self._conclude(payment.id, operation)
 
-    def void(self, payment_id, actor_id, is_admin, idempotency_key):
-        payment = self._for_merchant(payment_id, actor_id, is_admin)
+    def void(self, payment_id, actor_id, actor_is_admin, idempotency_key):
+        payment = self._for_merchant(payment_id, actor_id, actor_is_admin)
         with self.db.transaction() as connection:
             operation = records.find_operation(connection, payment.id, VOID, idempotency_key)
             if operation is None:
@@ -92,8 +92,8 @@ class Lifecycle:
                                          idempotency_key)
         return self._conclude(payment.id, operation)
 
-    def refund(self, payment_id, actor_id, is_admin, amount, idempotency_key):
-        payment = self._for_merchant(payment_id, actor_id, is_admin)
+    def refund(self, payment_id, actor_id, actor_is_admin, idempotency_key, amount=None):
+        payment = self._for_merchant(payment_id, actor_id, actor_is_admin)
         with self.db.transaction() as connection:
             operation = records.find_operation(connection, payment.id, REFUND, idempotency_key)
             if operation is None:
@@ -187,7 +187,7 @@ class Lifecycle:
             hold=operation.kind == AUTHORIZE and not payment.capture,
             authorization_id=payment.authorization_id if operation.kind == CAPTURE else None)
         try:
-            transaction = self.services.transactions.submit(
+            transaction = self.rpc.transactions.submit(
                 movement.to_wire(), timeout_s=self.submit_timeout_s)
         except ServiceUnavailable as exc:
             log.warning("payment operation %s not submitted yet: %s", operation.id, exc)
@@ -209,7 +209,7 @@ class Lifecycle:
 
     def _release(self, payment):
         try:
-            result = self.services.ledger.release_hold(payment.authorization_id)
+            result = self.rpc.ledger.release_hold(payment.authorization_id)
         except ServiceUnavailable as exc:
             log.warning("hold of payment %s not released yet: %s", payment.id, exc)
             return None
@@ -295,14 +295,15 @@ class Lifecycle:
         return records.add_operation(connection, payment.id, kind, amount, actor_id,
                                      idempotency_key, operation_id=operation_id)
 
-    def _for_merchant(self, payment_id, actor_id, is_admin):
+    def _for_merchant(self, payment_id, actor_id, actor_is_admin):
         """The payment, if the actor may capture, void or refund it: the merchant account's
         owner or an admin. The payer sees it (403); anyone else does not (404)."""
         payment = self._find(payment_id)
-        if payment is None or not (is_admin or actor_id in (payment.payer_owner_id,
-                                                              payment.merchant_owner_id)):
+        if payment is None or not (
+                actor_is_admin or actor_id in (payment.payer_owner_id,
+                                               payment.merchant_owner_id)):
             raise NotFound("No such payment.")
-        if not is_admin and actor_id != payment.merchant_owner_id:
+        if not actor_is_admin and actor_id != payment.merchant_owner_id:
             raise Forbidden("Only the merchant captures, voids or refunds a payment.")
         return payment
 

@@ -11,9 +11,9 @@ from nameko.timer import timer
 
 from services.payments import events
 from services.payments.lifecycle import Lifecycle
+from shared import service
 from shared.db import Database
 from shared.rpc import ServiceRpc
-from shared.service import ServiceBase, rpc
 
 EXPIRY_INTERVAL_S = 1
 RECOVERY_INTERVAL_S = 5
@@ -22,38 +22,39 @@ RECOVER_AFTER_S = 5
 EVENT_RELAY_INTERVAL_S = 0.5
 
 
-class PaymentsService(ServiceBase):
+class PaymentsService(service.ServiceBase):
     name = "payments"
     db = Database(schema="payments")
-    services = ServiceRpc("payments")  # not `rpc`: that name is the entrypoint decorator
+    # Calls to other services; so the entrypoint decorator is spelt ``service.rpc`` here.
+    rpc = ServiceRpc("payments")
     config = Config()
     dispatch = EventDispatcher()
 
-    @rpc
-    def create(self, initiator_id, body, idempotency_key, is_admin=False):
+    @service.rpc
+    def create(self, initiator_id, body, idempotency_key, initiator_is_admin=False):
         """``body``: ``{payer_account_id, merchant_account_id, amount, currency, capture,
         reference}``; the payment once its authorization is decided (authorized, captured
         or failed). One payment per (initiator, idempotency key)."""
-        return self._lifecycle().create(initiator_id, body, idempotency_key, is_admin)
+        return self._lifecycle().create(initiator_id, body, idempotency_key, initiator_is_admin)
 
-    @rpc
-    def capture(self, payment_id, actor_id, is_admin, idempotency_key, amount=None):
+    @service.rpc
+    def capture(self, payment_id, actor_id, actor_is_admin, idempotency_key, amount=None):
         """Capture all of the authorization, or ``amount`` of it (the rest is released)."""
-        return self._lifecycle().capture(payment_id, actor_id, is_admin, amount,
-                                         idempotency_key)
+        return self._lifecycle().capture(payment_id, actor_id, actor_is_admin, idempotency_key,
+                                         amount)
 
-    @rpc
-    def void(self, payment_id, actor_id, is_admin, idempotency_key):
+    @service.rpc
+    def void(self, payment_id, actor_id, actor_is_admin, idempotency_key):
         """Release an authorization's hold."""
-        return self._lifecycle().void(payment_id, actor_id, is_admin, idempotency_key)
+        return self._lifecycle().void(payment_id, actor_id, actor_is_admin, idempotency_key)
 
-    @rpc
-    def refund(self, payment_id, actor_id, is_admin, idempotency_key, amount=None):
+    @service.rpc
+    def refund(self, payment_id, actor_id, actor_is_admin, idempotency_key, amount=None):
         """Refund ``amount``, or all that is left; never more than was captured (422)."""
-        return self._lifecycle().refund(payment_id, actor_id, is_admin, amount,
-                                        idempotency_key)
+        return self._lifecycle().refund(payment_id, actor_id, actor_is_admin, idempotency_key,
+                                        amount)
 
-    @rpc
+    @service.rpc
     def get(self, payment_id, viewer_id=None):
         """One payment; ``viewer_id`` None is staff, else the payer's or merchant's owner."""
         return self._lifecycle().get(payment_id, viewer_id)
@@ -75,5 +76,5 @@ class PaymentsService(ServiceBase):
         # A submit waits up to the decision wait, then answers; allow for the queue.
         submit_timeout_s = (int(config["transactions"]["decision_wait_ms"])
                             + int(config["payments"]["rpc_timeout_ms"])) / 1000
-        return Lifecycle(self.db, self.services, int(config["payments"]["hold_time_s"]),
+        return Lifecycle(self.db, self.rpc, int(config["payments"]["hold_time_s"]),
                          submit_timeout_s)

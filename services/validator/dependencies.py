@@ -1,9 +1,10 @@
 """Dependency providers of the validator: its vote-signing key, and its voter."""
 from nameko.extensions import DependencyProvider
 
-from services.validator.risk import RiskStore, risk_client
+from services.validator.risk import RiskStore
 from services.validator.rules import Policy
 from services.validator.voter import Voter
+from shared.redis import redis_client
 from shared.votes import key_file, load_validator_key
 
 # A vote must arrive within the transactions service's vote deadline (2 s by default), so
@@ -43,7 +44,8 @@ class VoteKey(DependencyProvider):
 
 class RiskChecks(DependencyProvider):
     """Gives workers the ``Voter``: the limits parsed from config once, and a Redis client
-    of its own with a short timeout and no retries (see ``risk_client``)."""
+    of its own with a short timeout and no retries (``shared.redis.redis_client``): a vote
+    has a deadline, and a stateful check that cannot be made at once is skipped instead."""
 
     voter = None
     client = None
@@ -52,7 +54,7 @@ class RiskChecks(DependencyProvider):
         config = self.container.config
         section = config["validators"]
         timeout_s = int(section.get("redis_timeout_ms") or DEFAULT_REDIS_TIMEOUT_MS) / 1000
-        self.client = risk_client(config["redis"]["url"], timeout_s)
+        self.client = redis_client(config["redis"]["url"], timeout_s, decode_responses=True)
         store = RiskStore(self.client, self.container.service_name)
         self.voter = Voter(Policy.from_config(section), store)
 

@@ -22,8 +22,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from shared.circuit import CircuitBreaker
 from shared.errors import unanswered
@@ -33,13 +31,6 @@ VELOCITY_TTL_S = 2 * DAY_S  # a day's total outlives its day, for late readers a
 MEMORY_TTL_S = 90 * DAY_S  # the usual amount and known counterparties of an idle account
 COUNTED_TTL_S = 2 * DAY_S  # longer than any re-vote of the same transaction happens
 WINDOW_S = 600  # "new counterparties within ten minutes"
-
-
-def risk_client(url, timeout_s):
-    """A Redis client that answers within ``timeout_s`` or fails, without retrying: a vote
-    has a deadline, and a stateful check that cannot be made at once is skipped instead."""
-    return redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
-                                retry=Retry(NoBackoff(), 0), decode_responses=True)
 
 
 @dataclass
@@ -82,6 +73,14 @@ class RiskStore:
         self.client = client
         self.prefix = "paysys:{}:".format(validator_id)
         self.breaker = CircuitBreaker("redis", failure_threshold=3, reset_timeout_s=5)
+
+    def reachability(self):
+        """``"ok"`` if Redis answers now, else why not (the validator's deep health)."""
+        try:
+            self.client.ping()
+        except redis.RedisError as exc:
+            return "unavailable: {}".format(exc)
+        return "ok"
 
     def key(self, *parts):
         return self.prefix + ":".join(parts)

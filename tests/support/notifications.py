@@ -54,7 +54,7 @@ class Auth:
 
 
 class Services:
-    """The ``services`` dependency with auth only."""
+    """The ``rpc`` dependency with auth only."""
 
     def __init__(self):
         self.auth = Auth()
@@ -113,7 +113,7 @@ def make_worker(engine, sink, services, secret_box):
         values = dict(FAST, smtp_host=sink.host, smtp_port=sink.port)
         values.update(overrides)
         return worker_factory(NotificationsService, db=DatabaseAccess(engine, "notifications"),
-                              services=services, settings=Settings(**values),
+                              rpc=services, settings=Settings(**values),
                               secret_box=secret_box)
 
     return make

@@ -16,8 +16,10 @@ from services.ledger.service import LedgerService
 from shared.db import DatabaseAccess
 from tests.support.concurrency import run_together
 from tests.unit.test_ledger_postings import (
-    count, deposit, new_id, open_account, posting, rejected,
+    count, deposit, new_id, open_account, posting, rejected, set_overdraft_limit,
+    stored_result,
 )
+from tests.unit.test_ledger_totals import books
 
 WAIT_S = 10
 
@@ -189,7 +191,7 @@ def test_two_posts_of_one_transaction_started_together_post_it_once(engine, ledg
     assert first["status"] == "posted" and second == first
     assert ledger.balances([account])[account]["balance"] == 705
     assert count(engine, entries, transaction_id=one["transaction_id"]) == 2
-    assert ledger.posting(one["transaction_id"]) == first
+    assert stored_result(engine, one["transaction_id"]) == first
 
 
 def test_one_transaction_id_raced_for_other_accounts_posts_once(engine, ledger):
@@ -278,7 +280,7 @@ def test_concurrent_transfers_in_opposite_directions_never_deadlock(engine, ledg
                 running += row.amount
                 assert row.balance_after == running
             assert running == expected[account]
-    totals = ledger.totals()
+    totals = books(engine)
     assert all(sums["entries_sum"] == 0 for sums in totals["currencies"].values())
     assert not {d["account_id"] for d in totals["discrepancies"]} & set(expected)
 
@@ -369,10 +371,10 @@ def test_a_lowered_limit_racing_a_debit_never_lets_the_debit_use_the_old_limit(
         engine, ledger, round):
     # The same lock orders a change of overdraft limit with the postings.
     alice, bob = funded(ledger, 0, 0)
-    ledger.set_overdraft_limit(alice, 100)
+    set_overdraft_limit(ledger, alice, 100)
     spend = posting(alice, bob, 60)
     calls = [lambda: service_on(DatabaseAccess(engine, "ledger")).post([spend]),
-             lambda: service_on(DatabaseAccess(engine, "ledger")).set_overdraft_limit(alice, 0)]
+             lambda: set_overdraft_limit(service_on(DatabaseAccess(engine, "ledger")), alice, 0)]
     if round % 2:
         calls.reverse()
     outcomes = run_together(*calls)

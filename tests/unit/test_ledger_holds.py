@@ -14,7 +14,8 @@ from services.ledger.service import LedgerService
 from shared.db import DatabaseAccess
 from tests.support.concurrency import run_together
 from tests.unit.test_ledger_postings import (
-    count, deposit, new_id, open_account, post, posting, rejected, withdrawal,
+    count, deposit, new_id, open_account, post, posting, rejected, set_overdraft_limit,
+    stored_result, withdrawal,
 )
 
 
@@ -85,7 +86,7 @@ def test_a_hold_beyond_the_available_money_is_rejected(service, engine):
     assert state(service, payer) == [{"balance": 100, "held": 100}]
     assert post(service, authorization(payer, merchant, 1))["reason"] == "insufficient_funds"
     # The account's overdraft limit counts as for any debit.
-    service.set_overdraft_limit(payer, 5)
+    set_overdraft_limit(service, payer, 5)
     assert post(service, authorization(payer, merchant, 5))["status"] == "held"
     assert state(service, payer) == [{"balance": 100, "held": 105}]
     assert service.get_account(payer)["available_balance"] == 0
@@ -211,7 +212,7 @@ def test_a_full_capture_moves_the_money_and_clears_the_hold(service, engine):
     assert row.settled_at is not None
     # Exactly once, like any posting.
     assert post(service, taking) == result
-    assert service.posting(taking["transaction_id"]) == result
+    assert stored_result(engine, taking["transaction_id"]) == result
     assert state(service, payer, merchant) == [
         {"balance": 20, "held": 0}, {"balance": 80, "held": 0}]
 
@@ -244,12 +245,12 @@ def test_a_capture_beyond_the_money_after_the_hold_is_rejected_and_keeps_the_hol
     # The balance fell below the hold (the overdraft limit it was placed on lowered since):
     # the capture is refused as a whole, the hold stays.
     payer, merchant = funded(service, 100)
-    service.set_overdraft_limit(payer, 50)
+    set_overdraft_limit(service, payer, 50)
     one = authorization(payer, merchant, 100)
     post(service, one)
     assert post(service, withdrawal(payer, 50))["status"] == "posted"
     assert state(service, payer) == [{"balance": 50, "held": 100}]
-    service.set_overdraft_limit(payer, 0)
+    set_overdraft_limit(service, payer, 0)
     taking = capture(payer, merchant, 100, one["transaction_id"])
     assert post(service, taking)["reason"] == "insufficient_funds"
     assert hold_row(engine, one["transaction_id"]).status == "held"

@@ -8,8 +8,11 @@ import json
 import pytest
 from nameko.testing.services import worker_factory
 
+from services.ledger import reconciliation
 from services.ledger.balances import balances
+from services.ledger.mirror import MirrorContents
 from services.ledger.service import LedgerService
+from services.ledger.totals import totals as books_totals
 from shared.db import DatabaseAccess
 from shared.money import settlement_account_id
 from tests.unit.test_ledger_postings import deposit, new_id, open_account, posting, withdrawal
@@ -20,13 +23,23 @@ def service(engine):
     return worker_factory(LedgerService, db=DatabaseAccess(engine, "ledger"))
 
 
+def books(engine):
+    """The books' totals (services/ledger/totals.py) in one REPEATABLE READ snapshot, as
+    reconciliation reads them."""
+    with engine.connect() as connection:
+        connection.execution_options(isolation_level="REPEATABLE READ",
+                                     postgresql_readonly=True)
+        with connection.begin():
+            return books_totals(connection)
+
+
 def sums(totals, currency):
     return totals["currencies"].get(currency, {"entries_sum": 0, "accounts_sum": 0})
 
 
-def test_totals_have_the_promised_shape(service):
+def test_totals_have_the_promised_shape(service, engine):
     service.post([deposit(open_account(service), 1)])
-    totals = service.totals()
+    totals = books(engine)
     assert set(totals) == {"currencies", "accounts_checked", "discrepancies"}
     assert set(totals["currencies"]["USD"]) == {"entries_sum", "accounts_sum"}
     assert all(type(value) is int
@@ -35,8 +48,8 @@ def test_totals_have_the_promised_shape(service):
     json.dumps(totals)  # what crosses the wire is plain JSON
 
 
-def test_postings_keep_every_currency_balanced(service):
-    before = service.totals()
+def test_postings_keep_every_currency_balanced(service, engine):
+    before = books(engine)
     alice, bob, yen = open_account(service), open_account(service), open_account(service, "JPY")
     results = service.post([
         deposit(alice, 5_000), posting(alice, bob, 1_200), withdrawal(bob, 200),
@@ -47,7 +60,7 @@ def test_postings_keep_every_currency_balanced(service):
     for result in results:
         if result["status"] == "posted":
             assert sum(entry["amount"] for entry in result["entries"]) == 0
-    after = service.totals()
+    after = books(engine)
     for currency in ("USD", "JPY"):
         # Per currency all entries ever posted sum to zero; so do the balances they made.
         assert sums(after, currency)["entries_sum"] == 0
@@ -66,7 +79,7 @@ def test_a_balance_that_differs_from_its_entries_is_a_discrepancy(service, engin
         connection.execute(balances.update().where(balances.c.account_id == account)
                            .values(balance=55))
     try:
-        totals = service.totals()
+        totals = books(engine)
         assert {"account_id": account, "balance": 55, "entries_sum": 50} in (
             totals["discrepancies"])
         json.dumps(totals)
@@ -74,7 +87,7 @@ def test_a_balance_that_differs_from_its_entries_is_a_discrepancy(service, engin
         with engine.begin() as connection:
             connection.execute(balances.update().where(balances.c.account_id == account)
                                .values(balance=50))
-    assert account not in {d["account_id"] for d in service.totals()["discrepancies"]}
+    assert account not in {d["account_id"] for d in books(engine)["discrepancies"]}
 
 
 def test_entries_without_a_balances_row_are_a_discrepancy(service, engine):
@@ -84,14 +97,14 @@ def test_entries_without_a_balances_row_are_a_discrepancy(service, engine):
         row = connection.execute(balances.select().where(balances.c.account_id == account)).one()
         connection.execute(balances.delete().where(balances.c.account_id == account))
     try:
-        totals = service.totals()
+        totals = books(engine)
         assert {"account_id": account, "balance": 0, "entries_sum": 80} in (
             totals["discrepancies"])
         assert sums(totals, "GBP")["entries_sum"] == 0
     finally:
         with engine.begin() as connection:
             connection.execute(balances.insert().values(**row._mapping))
-    assert account not in {d["account_id"] for d in service.totals()["discrepancies"]}
+    assert account not in {d["account_id"] for d in books(engine)["discrepancies"]}
 
 
 def test_a_balance_without_entries_is_a_discrepancy(service, engine):
@@ -100,7 +113,7 @@ def test_a_balance_without_entries_is_a_discrepancy(service, engine):
         connection.execute(balances.insert().values(
             account_id=account, currency="CHF", balance=9))
     try:
-        totals = service.totals()
+        totals = books(engine)
         assert {"account_id": account, "balance": 9, "entries_sum": 0} in (
             totals["discrepancies"])
         assert sums(totals, "CHF")["accounts_sum"] - sums(totals, "CHF")["entries_sum"] >= 9
@@ -109,17 +122,19 @@ def test_a_balance_without_entries_is_a_discrepancy(service, engine):
             connection.execute(balances.delete().where(balances.c.account_id == account))
 
 
-def test_totals_leave_their_connection_fit_for_postings(database_url):
-    # totals() reads in a REPEATABLE READ, read-only transaction; the connection must come
-    # back to the pool as it was, or the next posting on it would be refused.
+def test_reconciliation_leaves_its_connection_fit_for_postings(database_url):
+    # Reconciliation reads the totals in a REPEATABLE READ, read-only transaction; the
+    # connection must come back to the pool as it was, or the next posting on it would be
+    # refused.
     from sqlalchemy import create_engine
 
     from shared.db import sqlalchemy_url
 
     one_connection = create_engine(sqlalchemy_url(database_url), pool_size=1, max_overflow=0)
     try:
-        ledger = worker_factory(LedgerService, db=DatabaseAccess(one_connection, "ledger"))
-        ledger.totals()
+        db = DatabaseAccess(one_connection, "ledger")
+        reconciliation.reconcile(db, lambda: MirrorContents("paysys.ledger"), wait_s=0)
+        ledger = worker_factory(LedgerService, db=db)
         [result] = ledger.post([deposit(open_account(ledger), 5)])
         assert result["status"] == "posted"
     finally:

@@ -94,7 +94,7 @@ def test_another_key_opens_nothing_and_its_deliveries_wait_for_the_right_key(
     # A process started with the wrong key file sends nothing it could not sign: deferred
     # (our side's fault, not the receiver's), so the right key heals it.
     wrong = worker_factory(NotificationsService, db=DatabaseAccess(engine, "notifications"),
-                           services=services, secret_box=stranger,
+                           rpc=services, secret_box=stranger,
                            settings=Settings(**dict(FAST, email_enabled=False)))
     publish(wrong, event([user]))
     drive(wrong, until=lambda: deliveries(engine)[0].attempts >= 1)

@@ -7,7 +7,8 @@ import uuid
 import pytest
 import redis
 
-from gateway.ratelimit import Limit, RateLimiter, limiter_client
+from gateway.ratelimit import Limit, RateLimiter
+from shared.redis import redis_client
 from shared.errors import RateLimited
 from chaos.servers import free_port
 
@@ -104,7 +105,7 @@ def test_without_a_clock_it_reads_the_time_of_redis(client):
 
 
 def test_without_redis_it_fails_open_and_counts_each_skip():
-    dead = limiter_client("redis://127.0.0.1:{}/0".format(free_port()), timeout_s=0.2)
+    dead = redis_client("redis://127.0.0.1:{}/0".format(free_port()), timeout_s=0.2)
     skipped = []
     limiter = RateLimiter(dead, {"user": Limit(1, 1)}, on_skip=skipped.append)
     for _ in range(10):
@@ -130,7 +131,7 @@ def test_many_checks_survive_redis_forgetting_the_script(client):
 
 
 def test_many_checks_fail_open_together_without_redis():
-    dead = limiter_client("redis://127.0.0.1:{}/0".format(free_port()), timeout_s=0.2)
+    dead = redis_client("redis://127.0.0.1:{}/0".format(free_port()), timeout_s=0.2)
     skipped = []
     limiter = RateLimiter(dead, {"user": Limit(1, 1), "ip": Limit(1, 1)},
                           on_skip=skipped.append)

@@ -24,6 +24,7 @@ from shared.errors import NotFound, ServiceUnavailable
 from shared.event_outbox import BATCH_EVENT
 from shared.votes import ensure_validator_keys, sign_vote
 from tests.support.workers import InProcessConsensus, ValidatorWorkers
+from tests.unit.test_ledger_postings import stored_result
 
 POOL = ("validator_1", "validator_2", "validator_3")
 
@@ -227,7 +228,7 @@ def test_recovery_posts_an_approved_transaction_whose_posting_was_lost(system, f
     assert system.get(transaction["id"])["status"] == "completed"
     assert steps(engine, transaction["id"]) == ["posted"]  # by the recovery, once
     assert (balance(system, source), balance(system, destination)) == (9_000, 1_000)
-    assert len(ledger.posting(transaction["id"])["entries"]) == 2
+    assert len(stored_result(engine, transaction["id"])["entries"]) == 2
 
 
 def test_in_flight_lists_exactly_the_pending_transactions(system, funded, engine):

@@ -421,3 +421,19 @@ def test_a_hold_reserves_money_for_the_items_after_it(validator):
     after = transaction("transfer", 300, source=dict(payer))
     assert decisions(validator.vote([hold, after])) == [
         APPROVED, rejected("insufficient_funds")]
+
+
+# --- health ----------------------------------------------------------------------------
+
+
+def test_deep_health_reports_the_redis_of_the_risk_state_and_no_database(validator):
+    assert not hasattr(validator, "db")  # the validator keeps nothing in PostgreSQL
+    assert validator.health(deep=True) == {
+        "service": "validator_1", "status": "ok", "risk_state": "ok"}
+
+
+def test_without_redis_deep_health_says_so_and_does_not_fail(pool, config):
+    config["redis"]["url"] = "redis://127.0.0.1:{}/0".format(free_port())
+    health = pool.worker("validator_1").health(deep=True)
+    assert health["status"] == "ok"
+    assert health["risk_state"].startswith("unavailable: ")

@@ -1,4 +1,6 @@
-"""The validator schema; its tables arrive with the features that need them.
+"""The validator schema: only its version table. A validator keeps its state in Redis and
+holds no database connection; the schema is there because every service of the catalog
+(shared/catalog.py) owns one, and `paysys migrate` brings each to its newest revision.
 
 Revision ID: validator_0001
 Revises:
