@@ -9,7 +9,7 @@ import redis
 
 from gateway.ratelimit import Limit, RateLimiter, limiter_client
 from shared.errors import RateLimited
-from chaos.servers import free_port
+from harness.servers import free_port
 
 
 @pytest.fixture
