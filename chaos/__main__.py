@@ -7,7 +7,7 @@ checker; a report folder per experiment and a table of all of them.
     python -m chaos --list
 
 Some experiments stop and start the machine's RabbitMQ, PostgreSQL and Redis (with the
-commands of chaos/servers.py): run them where that is yours to do.
+commands of harness/servers.py): run them where that is yours to do.
 """
 import argparse
 import json
@@ -21,8 +21,8 @@ from pathlib import Path
 from chaos import report
 from chaos.experiment import Target, Timings, run
 from chaos.experiments import catalogue
-from chaos.proxy import TcpProxy
-from chaos.sandbox import System
+from harness.proxy import TcpProxy
+from harness.sandbox import System
 
 
 def parse(argv):

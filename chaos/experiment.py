@@ -2,7 +2,7 @@
 
     healthy load ──> inject ──(hold)──> heal ──> ready again ──> load after ──> checker
 
-The load is the bank workload (loadtests/bank.py): transfers, and now and then a
+The load is the bank workload (harness/bank.py): transfers, and now and then a
 payment the merchant captures part of; every client operation is recorded, Jepsen style,
 as invoked and then ok, fail or unknown. After the run the checker reads the books
 through the API (conservation, no negative balance, acknowledged transfers posted exactly
@@ -20,8 +20,10 @@ from typing import Callable
 
 import requests
 
-from chaos.servers import wait_for
-from loadtests.bank import Bank, check, check_reconciliation, percentile
+from harness.bank import Bank, percentile
+from harness.bank_checker import check
+from harness.bank_rules import check_reconciliation
+from harness.servers import wait_for
 
 # A tenth of the opening balance: the accounts stay funded for minutes of load, so the
 # throughput after a fault compares with the one before it.
@@ -105,8 +107,8 @@ class Result:
 
 
 class Target:
-    """What the faults act on: a running sandbox (chaos/sandbox.py) and, when the sandbox
-    reaches a dependency through one, its TCP proxies (chaos/proxy.py) by name."""
+    """What the faults act on: a running sandbox (harness/sandbox.py) and, when the sandbox
+    reaches a dependency through one, its TCP proxies (harness/proxy.py) by name."""
 
     def __init__(self, sandbox, proxies=None):
         self.sandbox = sandbox

@@ -2,11 +2,11 @@
 
 A killed service (SIGKILL: no cleanup) is started again by supervisord, so its heal is
 waiting for the new process; the shared servers (RabbitMQ, PostgreSQL, Redis) are
-stopped and started with the commands of chaos/servers.py; the network to a dependency
-is slowed or cut by the sandbox's TCP proxy in front of it (chaos/proxy.py).
+stopped and started with the commands of harness/servers.py; the network to a dependency
+is slowed or cut by the sandbox's TCP proxy in front of it (harness/proxy.py).
 """
-from chaos import faults, servers
 from chaos.experiment import Experiment
+from harness import process_faults, servers
 
 SERVICES = ("gateway", "transactions", "ledger", "payments", "notifications", "auth")
 
@@ -14,7 +14,7 @@ SERVICES = ("gateway", "transactions", "ledger", "payments", "notifications", "a
 def _kill(program):
     def inject(target):
         pid = target.pid(program)
-        faults.kill(pid)
+        process_faults.kill(pid)
         target.killed = (program, pid)
     return inject
 
@@ -27,12 +27,12 @@ def _restarted(target):
 def _pause(program):
     def inject(target):
         target.paused = target.pid(program)
-        faults.pause(target.paused)
+        process_faults.pause(target.paused)
     return inject
 
 
 def _resume(target):
-    faults.resume(target.paused)
+    process_faults.resume(target.paused)
 
 
 def _supervisorctl(action, program):
@@ -80,6 +80,3 @@ def catalogue():
 
 # Run on every CI run (tests/system/test_chaos.py), a few seconds of load each.
 CI_SUBSET = ("validator-kill", "rabbitmq-restart", "postgres-restart")
-# Need the sandbox to reach a dependency through a proxy (python -m chaos sets that up).
-NEEDS_PROXIES = {"postgres-slow": "postgresql", "postgres-cut": "postgresql",
-                 "redis-cut": "redis"}

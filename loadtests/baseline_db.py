@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import psycopg2
 from psycopg2 import errors, sql
 
-from loadtests.bank import percentile
+from harness.bank import percentile
 
 SCHEMA = "bench_baseline"
 OPENING_BALANCE_MINOR = 1_000_000

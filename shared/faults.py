@@ -4,7 +4,7 @@ posting committed whose reply never arrives, a slow validator, a forged vote.
 
 Off unless the environment variable ``PAYSYS_TEST_FAULTS_FILE`` names a file. config.yml
 does not read it, and neither ``make up`` nor docker-compose.yml sets it: only a test
-sandbox made with ``chaos.sandbox.System(faults=True)`` does. Off, each hook point costs
+sandbox made with ``harness.sandbox.System(faults=True)`` does. Off, each hook point costs
 one attribute check (``faults.armed``) and nothing else.
 
 The file holds JSON, one object per process name, and is read again whenever it changes,

@@ -8,7 +8,7 @@ import os  # noqa: E402
 
 import pytest  # noqa: E402
 
-from chaos.sandbox import System  # noqa: E402
+from harness.sandbox import System  # noqa: E402
 
 
 @pytest.fixture(scope="session")

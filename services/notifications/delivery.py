@@ -18,7 +18,7 @@ import eventlet
 from cryptography.fernet import InvalidToken
 from greenlet import GreenletExit
 
-from services.notifications import messages, records
+from services.notifications import delivery_leases, messages
 from services.notifications.senders import Outcome, post_webhook, send_email
 from shared.errors import NotFound
 
@@ -66,7 +66,7 @@ class DeliveryLoop:
                     continue
                 token = str(uuid.uuid4())
                 with self.db.transaction() as connection:
-                    rows = records.claim_due(connection, free, settings.lease_s, token)
+                    rows = delivery_leases.claim_due(connection, free, settings.lease_s, token)
                 if not rows:
                     break
                 claimed += len(rows)
@@ -91,7 +91,7 @@ class DeliveryLoop:
         try:
             if row.channel == "webhook" and row.webhook_deleted_at is not None:
                 with self.db.transaction() as connection:
-                    records.abandon(connection, row, token, "webhook deleted")
+                    delivery_leases.abandon(connection, row, token, "webhook deleted")
                 return
             started_at = now()
             target = None
@@ -107,7 +107,7 @@ class DeliveryLoop:
             attempt = self.settle(row, outcome)
             attempt.update(started_at=started_at, finished_at=finished_at, target=target)
             with self.db.transaction() as connection:
-                current = records.finish_attempt(connection, row, token, attempt)
+                current = delivery_leases.finish_attempt(connection, row, token, attempt)
             if not current:
                 log.warning("delivery %s: its lease ran out during the attempt; another "
                             "process has it now", row.id)

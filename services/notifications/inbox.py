@@ -7,7 +7,7 @@ still unacknowledged and comes back.
 """
 import logging
 
-from services.notifications import records
+from services.notifications import records, webhook_records
 from shared.ids import parse_id, rfc3339
 
 log = logging.getLogger(__name__)
@@ -78,8 +78,8 @@ def accept_many(db, settings, source, events):
     if not events:
         return 0
     with db.transaction() as connection:
-        hooks = records.subscriptions(connection, {user for _, body, users in events
-                                                   for user in users})
+        hooks = webhook_records.subscriptions(connection, {
+            user for _, body, users in events for user in users})
         planned = []
         for event_id, body, user_ids in events:
             rows = [

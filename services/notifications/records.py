@@ -1,5 +1,9 @@
-"""The notifications tables and what may be done to them: webhooks, received events (the
-dedupe record), deliveries with their lease, and the log of every attempt."""
+"""The notifications tables (webhooks, received events, deliveries with their lease, and the
+log of every attempt); the events received (the dedupe record) and the deliveries they make;
+a user's deliveries with their attempts, as the API shows them.
+
+A user's webhooks are kept by webhook_records.py; the delivery loop leases and settles
+deliveries through delivery_leases.py."""
 import uuid
 
 from sqlalchemy import (
@@ -11,15 +15,11 @@ from sqlalchemy import (
     MetaData,
     Table,
     Text,
-    bindparam,
     func,
     insert,
     literal,
-    or_,
     select,
-    text,
     tuple_,
-    update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -98,123 +98,6 @@ def _time(moment):
     return rfc3339(moment) if moment is not None else None
 
 
-def _seconds(seconds):
-    """An SQL interval of ``seconds`` (times are the database's clock, one for every process)."""
-    return func.make_interval(0, 0, 0, 0, 0, 0, float(seconds))
-
-
-def clip(message):
-    if message is None:
-        return None
-    message = str(message)
-    return message if len(message) <= MAX_ERROR_LENGTH else message[:MAX_ERROR_LENGTH - 1] + "…"
-
-
-# --- Webhooks ------------------------------------------------------------------------------
-
-
-def webhook_view(row):
-    """A webhook as its owner sees it in lists: never the secret."""
-    return {"id": row.id, "url": row.url, "events": list(row.events)}
-
-
-def lock_owner(connection, owner_id):
-    """Serializes webhook creation per owner (the per-user limit holds under concurrency)."""
-    connection.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
-                       {"key": "notifications.webhooks:" + owner_id})
-
-
-def count_live_webhooks(connection, owner_id):
-    return connection.execute(
-        select(func.count()).select_from(webhooks)
-        .where(webhooks.c.owner_id == owner_id, webhooks.c.deleted_at.is_(None))
-    ).scalar_one()
-
-
-def insert_webhook(connection, owner_id, url, event_types, secret):
-    """``secret``: as stored, sealed (secret_box.py)."""
-    return connection.execute(
-        insert(webhooks)
-        .values(id=str(uuid.uuid4()), owner_id=owner_id, url=url, events=list(event_types),
-                secret=secret)
-        .returning(webhooks)
-    ).one()
-
-
-def page_of_webhooks(connection, owner_id, limit, after=None):
-    """Up to ``limit`` of the owner's live webhooks, oldest first, after ``(created_at, id)``;
-    and whether more follow."""
-    query = select(webhooks).where(webhooks.c.owner_id == owner_id,
-                                   webhooks.c.deleted_at.is_(None))
-    if after is not None:
-        created_at, webhook_id = after
-        query = query.where(
-            tuple_(webhooks.c.created_at, webhooks.c.id)
-            > tuple_(literal(created_at, DateTime(timezone=True)), literal(webhook_id, ID)))
-    rows = connection.execute(
-        query.order_by(webhooks.c.created_at, webhooks.c.id).limit(limit + 1)).all()
-    return rows[:limit], len(rows) > limit
-
-
-def delete_webhook(connection, owner_id, webhook_id):
-    """Soft-deletes the owner's live webhook and fails its pending deliveries; False when
-    there is no such live webhook of that owner."""
-    deleted = connection.execute(
-        update(webhooks)
-        .where(webhooks.c.id == webhook_id, webhooks.c.owner_id == owner_id,
-               webhooks.c.deleted_at.is_(None))
-        .values(deleted_at=func.now())
-        .returning(webhooks.c.id)
-    ).one_or_none()
-    if deleted is None:
-        return False
-    connection.execute(
-        update(deliveries)
-        .where(deliveries.c.webhook_id == webhook_id, deliveries.c.status == "pending")
-        .values(status="failed", last_error="webhook deleted", locked_until=None,
-                claim_token=None)
-    )
-    return True
-
-
-# A secret stored before sealing existed (secret_box.py); the same expression as the partial
-# index of notifications_0003, so finding them reads that index, empty once all are sealed.
-CLEAR_SECRET = text("left(notifications.webhooks.secret, 6) = 'whsec_'")
-
-
-def clear_secrets(connection, limit):
-    """Up to ``limit`` ``(id, secret)`` of webhooks whose secret is in clear, locked for this
-    transaction (another process sealing at the same time skips them)."""
-    return connection.execute(
-        select(webhooks.c.id, webhooks.c.secret).where(CLEAR_SECRET).limit(limit)
-        .with_for_update(skip_locked=True)
-    ).all()
-
-
-def replace_secrets(connection, sealed):
-    """``sealed``: ``{webhook_id: stored secret}``."""
-    if sealed:
-        connection.execute(
-            update(webhooks).where(webhooks.c.id == bindparam("webhook_id"))
-            .values(secret=bindparam("sealed")),
-            [{"webhook_id": key, "sealed": value} for key, value in sealed.items()])
-
-
-def subscriptions(connection, user_ids):
-    """``{owner_id: [webhook rows (id, owner_id, url, events)]}``: the live webhooks of
-    ``user_ids``, oldest first, in one query."""
-    if not user_ids:
-        return {}
-    found = {}
-    for row in connection.execute(
-        select(webhooks.c.id, webhooks.c.owner_id, webhooks.c.url, webhooks.c.events)
-        .where(webhooks.c.owner_id.in_(list(user_ids)), webhooks.c.deleted_at.is_(None))
-        .order_by(webhooks.c.owner_id, webhooks.c.created_at, webhooks.c.id)
-    ):
-        found.setdefault(row.owner_id, []).append(row)
-    return found
-
-
 # --- Events and the deliveries they make ---------------------------------------------------
 
 
@@ -239,96 +122,6 @@ def insert_deliveries(connection, rows):
         insert(deliveries).returning(deliveries.c.id, sort_by_parameter_order=True),
         [dict(row, id=str(uuid.uuid4())) for row in rows],
     ).scalars().all()
-
-
-# --- The delivery loop -----------------------------------------------------------------------
-
-
-def claim_due(connection, limit, lease_s, token):
-    """Leases up to ``limit`` due deliveries to the caller (``token``) for ``lease_s``.
-
-    Due: pending, its next attempt time reached, and no live lease on it. ``SKIP LOCKED``
-    lets several processes claim at once without waiting for each other or taking the same
-    row; a lease that ran out (its holder died) makes the delivery due again. Returns what
-    a send needs: the delivery, its event's body and, for webhooks, the URL and secret."""
-    due = (
-        select(deliveries.c.id)
-        .where(deliveries.c.status == "pending",
-               deliveries.c.next_attempt_at <= func.clock_timestamp(),
-               or_(deliveries.c.locked_until.is_(None),
-                   deliveries.c.locked_until <= func.clock_timestamp()))
-        .order_by(deliveries.c.next_attempt_at)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-        .scalar_subquery()
-    )
-    claimed = connection.execute(
-        update(deliveries)
-        .where(deliveries.c.id.in_(due))
-        .values(claim_token=token,
-                locked_until=func.clock_timestamp() + _seconds(lease_s))
-        .returning(deliveries.c.id)
-    ).scalars().all()
-    if not claimed:
-        return []
-    return connection.execute(
-        select(deliveries, events.c.body, webhooks.c.url.label("webhook_url"),
-               webhooks.c.secret.label("webhook_secret"),
-               webhooks.c.deleted_at.label("webhook_deleted_at"))
-        .join(events, events.c.id == deliveries.c.event_id)
-        .outerjoin(webhooks, webhooks.c.id == deliveries.c.webhook_id)
-        .where(deliveries.c.id.in_(claimed))
-        .order_by(deliveries.c.next_attempt_at, deliveries.c.id)
-    ).all()
-
-
-def finish_attempt(connection, delivery, token, attempt):
-    """Records one attempt and applies its outcome to the delivery, if the caller still holds
-    the lease (else another process has taken the delivery over: only the attempt is logged).
-
-    ``attempt``: dict of started_at, finished_at, outcome, status_code, error, and for the
-    delivery: status, retry_in_s (the backoff when still pending), target (resolved address
-    or None). Returns True when the delivery was updated."""
-    values = dict(
-        attempts=deliveries.c.attempts + 1,
-        failures=deliveries.c.failures + (1 if attempt["outcome"] == "failed" else 0),
-        status=attempt["status"],
-        locked_until=None,
-        claim_token=None,
-        last_error=clip(attempt.get("error")),
-    )
-    if attempt["status"] == "delivered":
-        values["delivered_at"] = attempt["finished_at"]
-    if attempt["status"] == "pending":
-        values["next_attempt_at"] = func.clock_timestamp() + _seconds(attempt["retry_in_s"])
-    if attempt.get("target"):
-        values["target"] = attempt["target"]
-    updated = connection.execute(
-        update(deliveries)
-        .where(deliveries.c.id == delivery.id, deliveries.c.claim_token == token)
-        .values(**values)
-        .returning(deliveries.c.attempts)
-    ).one_or_none()
-    connection.execute(insert(delivery_attempts).values(
-        delivery_id=delivery.id,
-        attempt=updated.attempts if updated is not None else delivery.attempts + 1,
-        started_at=attempt["started_at"],
-        finished_at=attempt["finished_at"],
-        outcome=attempt["outcome"],
-        status_code=attempt.get("status_code"),
-        error=clip(attempt.get("error")),
-    ))
-    return updated is not None
-
-
-def abandon(connection, delivery, token, reason):
-    """Fails a claimed delivery that can no longer be sent (its webhook was deleted) without
-    an attempt."""
-    connection.execute(
-        update(deliveries)
-        .where(deliveries.c.id == delivery.id, deliveries.c.claim_token == token)
-        .values(status="failed", last_error=reason, locked_until=None, claim_token=None)
-    )
 
 
 # --- A user's deliveries ---------------------------------------------------------------------

@@ -15,7 +15,7 @@ from nameko.events import SERVICE_POOL, event_handler
 from nameko.timer import timer
 from sqlalchemy import exc as db_errors
 
-from services.notifications import destinations, inbox, records
+from services.notifications import destinations, inbox, records, webhook_records
 from services.notifications.delivery import DeliveryLoop
 from services.notifications.dependencies import (
     NotificationSettings,
@@ -117,13 +117,13 @@ class NotificationsService(service.ServiceBase):
         secret = SECRET_PREFIX + secrets.token_urlsafe(32)
         sealed = self.secret_box.seal(secret)  # only this answer ever shows it in clear
         with self.db.transaction() as connection:
-            records.lock_owner(connection, owner)
+            webhook_records.lock_owner(connection, owner)
             limit = self.settings.max_webhooks_per_user
-            if records.count_live_webhooks(connection, owner) >= limit:
+            if webhook_records.count_live_webhooks(connection, owner) >= limit:
                 raise Conflict("at most {} webhooks per user".format(limit),
                                code="webhook_limit_reached")
-            row = records.insert_webhook(connection, owner, url, event_types, sealed)
-        return dict(records.webhook_view(row), secret=secret)
+            row = webhook_records.insert_webhook(connection, owner, url, event_types, sealed)
+        return dict(webhook_records.webhook_view(row), secret=secret)
 
     @service.rpc
     def list_webhooks(self, owner_id, limit=DEFAULT_PAGE_SIZE, cursor=None):
@@ -131,8 +131,8 @@ class NotificationsService(service.ServiceBase):
         owner = _owner(owner_id)
         limit, after = page_request(limit, cursor, records.decode_cursor)
         with self.db.connection() as connection:
-            rows, more = records.page_of_webhooks(connection, owner, limit, after)
-        return _page(rows, more, records.webhook_view)
+            rows, more = webhook_records.page_of_webhooks(connection, owner, limit, after)
+        return _page(rows, more, webhook_records.webhook_view)
 
     @service.rpc
     def delete_webhook(self, owner_id, webhook_id):
@@ -142,7 +142,7 @@ class NotificationsService(service.ServiceBase):
         if owner is None or webhook is None:
             raise NotFound("webhook not found")
         with self.db.transaction() as connection:
-            if not records.delete_webhook(connection, owner, webhook):
+            if not webhook_records.delete_webhook(connection, owner, webhook):
                 raise NotFound("webhook not found")
         return None
 
@@ -205,8 +205,8 @@ class NotificationsService(service.ServiceBase):
         sealed = 0
         while True:
             with self.db.transaction() as connection:
-                rows = records.clear_secrets(connection, SEAL_BATCH)
-                records.replace_secrets(connection, {
+                rows = webhook_records.clear_secrets(connection, SEAL_BATCH)
+                webhook_records.replace_secrets(connection, {
                     row.id: self.secret_box.seal(row.secret) for row in rows})
             sealed += len(rows)
             if len(rows) < SEAL_BATCH:

@@ -8,7 +8,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-from services.transactions import records
+from services.transactions import views
 from services.transactions.records import COMPLETED, FAILED, PENDING, transactions
 from shared.ids import parse_id, rfc3339
 
@@ -75,7 +75,7 @@ def view(batch, items):
         "status": COMPLETED if done else PENDING,
         "atomic": batch.atomic,
         "counts": counts,
-        "items": [records.view(item) for item in items],
+        "items": [views.view(item) for item in items],
         "created_at": rfc3339(batch.created_at),
         "completed_at": rfc3339(max((item.completed_at for item in items),
                                     default=batch.created_at)) if done else None,

@@ -26,8 +26,9 @@ from dataclasses import dataclass, field
 import eventlet
 
 from services.transactions import batches as batch_records
-from services.transactions import records
-from services.transactions.records import Decision, Ending, NewTransaction
+from services.transactions import overdue, records, transitions
+from services.transactions.records import NewTransaction
+from services.transactions.transitions import Decision, Ending
 from services.transactions.voting import collect_votes
 from shared.errors import NotFound, ServiceUnavailable
 from shared.ids import rfc3339
@@ -51,7 +52,7 @@ MAX_POSTINGS_PER_CALL = 1000
 REPOST_AFTER_S = 10
 # Undecided transactions older than this lost their vote round (a process died with them
 # queued or voting): voted on again. Deciding twice is harmless — the first decision
-# recorded stands (records.record_decisions) and the posting is exactly once.
+# recorded stands (transitions.record_decisions) and the posting is exactly once.
 REDRIVE_AFTER_S = 10
 
 
@@ -190,7 +191,7 @@ class Pipeline:
                 d.transaction_id, d.decision, d.votes, BATCH_ABORTED, d.source_version,
                 d.destination_version) for d in decisions]
         with self.db.transaction() as connection:
-            decided = records.record_decisions(connection, decisions, by)
+            decided = transitions.record_decisions(connection, decisions, by)
         # Missing: another worker or the recovery decided first; its decision stands.
         decided.update(self._find_many([row.id for row in rows if row.id not in decided]))
         return decided
@@ -218,7 +219,7 @@ class Pipeline:
         finished = {}
         if endings:
             with self.db.transaction() as connection:
-                finished = records.finish(connection, endings, by)
+                finished = transitions.finish(connection, endings, by)
         finished.update(self._find_many([row.id for row in rows if row.id not in finished]))
         return finished
 
@@ -227,10 +228,10 @@ class Pipeline:
     def recover(self, undecided_timeout_s):
         """Finish what crashes left in flight; the number of transactions finished."""
         with self.db.transaction() as connection:
-            timed_out = records.time_out_undecided(connection, undecided_timeout_s)
+            timed_out = overdue.time_out_undecided(connection, undecided_timeout_s)
         with self.db.connection() as connection:
-            stranded = records.undecided_in_flight(connection, REDRIVE_AFTER_S)
-            approved = records.approved_in_flight(connection, REPOST_AFTER_S)
+            stranded = overdue.undecided_in_flight(connection, REDRIVE_AFTER_S)
+            approved = overdue.approved_in_flight(connection, REPOST_AFTER_S)
         finished = 0
         for rows, atomic in self._groups(stranded) + self._groups(approved):
             finished += sum(row.status != records.PENDING
@@ -265,7 +266,7 @@ class Pipeline:
         with self.db.connection() as connection:
             atomic = batch_records.atomic_ones(
                 connection, {row.batch_id for row in rows if row.batch_id})
-            whole = records.pending_of_batches(connection, atomic)
+            whole = overdue.pending_of_batches(connection, atomic)
         loose = [row for row in rows if row.batch_id not in atomic]
         groups = [(loose, False)] if loose else []
         for batch_id in sorted(atomic):

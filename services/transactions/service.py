@@ -12,7 +12,7 @@ from nameko.exceptions import serialize
 from nameko.timer import timer
 
 from services.transactions import batches as batch_records
-from services.transactions import events, records
+from services.transactions import events, records, views
 from services.transactions.consensus import Consensus
 from shared.commands import Movement, TransferBatch
 from shared.cursors import DEFAULT_PAGE_SIZE, page_request
@@ -51,7 +51,7 @@ class TransactionsService(ServiceBase):
             for (index, _), outcome in zip(read, outcomes):
                 answers[index] = ({"error": serialize(outcome)}
                                   if isinstance(outcome, Exception)
-                                  else {"transaction": records.view(outcome)})
+                                  else {"transaction": views.view(outcome)})
         return answers
 
     @rpc
@@ -60,7 +60,7 @@ class TransactionsService(ServiceBase):
         [outcome] = self.consensus.submit([Movement.from_wire(movement)])
         if isinstance(outcome, Exception):
             raise outcome
-        return records.view(outcome)
+        return views.view(outcome)
 
     @rpc
     def submit_batch(self, batch):
@@ -83,22 +83,22 @@ class TransactionsService(ServiceBase):
         """One transaction; ``viewer_id`` None is staff, else it must be the viewer's."""
         with self.db.connection() as connection:
             row = records.find(connection, transaction_id)
-        if row is None or (viewer_id is not None and not records.visible_to(row, viewer_id)):
+        if row is None or (viewer_id is not None and not views.visible_to(row, viewer_id)):
             raise NotFound("No such transaction.")
-        return records.view(row)
+        return views.view(row)
 
     @rpc
     def list(self, viewer_id, account_id=None, status=None, limit=DEFAULT_PAGE_SIZE,
              cursor=None):
         """Newest first: the transactions of ``account_id`` (whose ownership the gateway
         has checked), or of every account of the viewer."""
-        limit, before = page_request(limit, cursor, records.decode_cursor)
+        limit, before = page_request(limit, cursor, views.decode_cursor)
         with self.db.connection() as connection:
-            rows, more = records.page_for(connection, limit, viewer_id=parse_id(viewer_id),
-                                          account_id=parse_id(account_id), status=status,
-                                          before=before)
-        return {"items": [records.view(row) for row in rows],
-                "next_cursor": records.encode_cursor(rows[-1]) if more else None}
+            rows, more = views.page_for(connection, limit, viewer_id=parse_id(viewer_id),
+                                        account_id=parse_id(account_id), status=status,
+                                        before=before)
+        return {"items": [views.view(row) for row in rows],
+                "next_cursor": views.encode_cursor(rows[-1]) if more else None}
 
     @timer(interval=RECOVERY_INTERVAL_S, eager=True)
     def recover(self):

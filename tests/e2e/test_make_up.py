@@ -7,8 +7,8 @@ import subprocess
 
 import pytest
 
-from chaos import servers
-from chaos.sandbox import System
+from harness import servers
+from harness.sandbox import System
 
 pytestmark = pytest.mark.system
 

@@ -1,16 +1,17 @@
-"""The bank checker (loadtests/bank.py) for a system test's own few transfers: a small bank
+"""The bank checker (harness/bank_checker.py) for a system test's own few transfers: a small bank
 of users and funded accounts, each transfer the test makes recorded as the checker's
 operation, then the checker's verdict on the books and the Kafka mirror's."""
 import time
 import uuid
 
-from chaos.servers import wait_for
-from loadtests.bank import Bank, Operation, check
+from harness.bank import Bank, Operation
+from harness.bank_checker import check
+from harness.servers import wait_for
 
 
 def open_bank(system, users=2, accounts_per_user=2):
     """Users with ``accounts_per_user`` accounts each, every one funded with
-    ``loadtests.bank.INITIAL_BALANCE``."""
+    ``harness.bank.INITIAL_BALANCE``."""
     return Bank(system.url, users=users, accounts_per_user=accounts_per_user).open()
 
 

@@ -7,7 +7,7 @@ ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 @contextmanager
 def migrated_database(name):
     """The URL of database ``name``, created afresh with every service's migrations."""
-    from chaos.servers import drop_database
+    from harness.servers import drop_database
     from paysys.database import ensure_database, migrate
 
     url = "postgresql://postgres@127.0.0.1:5432/{}".format(name)

@@ -11,8 +11,8 @@ from contextlib import contextmanager
 
 import requests
 
-from chaos.sandbox import ROOT, random_client_ip
-from chaos.servers import free_port, wait_for
+from harness.sandbox import ROOT, random_client_ip
+from harness.servers import free_port, wait_for
 
 
 class Gateway:

@@ -4,7 +4,7 @@ brings it back empty, which is exactly the failure the mirror's relay must survi
 import subprocess
 from contextlib import contextmanager
 
-from chaos.servers import free_port, port_open, wait_for
+from harness.servers import free_port, port_open, wait_for
 
 
 class Broker:

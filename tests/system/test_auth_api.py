@@ -11,7 +11,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from chaos.sandbox import random_client_ip
+from harness.sandbox import random_client_ip
 from tests.support.api import (
     PASSWORD, assert_problem, login, new_session, register, unique_email)
 

@@ -11,10 +11,12 @@ import time
 
 import pytest
 
-from chaos import faults
-from loadtests.bank import Bank, check, judge, read_books, settle
+from harness import process_faults
+from harness.bank import Bank
+from harness.bank_checker import check, read_books, settle
+from harness.bank_rules import judge
+from harness.servers import wait_for
 from tests.support.api import new_session
-from chaos.servers import wait_for
 
 pytestmark = pytest.mark.system
 
@@ -61,7 +63,7 @@ def test_transfers_complete_on_the_quorum_while_a_validator_is_paused(system):
 
     def pause():
         paused["pid"] = system.process_ids()["validator_2"]
-        faults.pause(paused["pid"])
+        process_faults.pause(paused["pid"])
         paused["at"] = time.monotonic()
 
     try:
@@ -73,7 +75,7 @@ def test_transfers_complete_on_the_quorum_while_a_validator_is_paused(system):
         assert "validator_2" not in votes
     finally:
         if "pid" in paused:
-            faults.resume(paused["pid"])
+            process_faults.resume(paused["pid"])
     assert_books_right(bank, figures)
 
 

@@ -1,7 +1,7 @@
 """The bank test for POST /v1/transfers/batch: concurrent batches over HTTP, then the books.
 
-Money is conserved and every account's entries sum to its balance (loadtests.bank's
-checker); every completed item is posted exactly once and every failed one moved
+Money is conserved and every account's entries sum to its balance (the bank
+checker's rules); every completed item is posted exactly once and every failed one moved
 nothing; an atomic batch completes whole or fails whole; a batch replayed under its key
 answers the same batch and moves nothing again. Then a batch caught mid-way by a killed
 transactions or ledger process: the system finishes it by itself, each item once.
@@ -13,9 +13,10 @@ import uuid
 
 import pytest
 
-from chaos import faults
-from chaos.servers import wait_for
-from loadtests.bank import Bank, Operation, check
+from harness import process_faults
+from harness.bank import Bank, Operation
+from harness.bank_checker import check
+from harness.servers import wait_for
 
 pytestmark = pytest.mark.system
 
@@ -170,17 +171,17 @@ def test_a_batch_caught_by_a_killed_process_is_finished_by_the_system_each_item_
     sender = threading.Thread(target=send)
     # Paused validators hold the batch in its vote round, recorded but undecided (the
     # round's deadline is seconds away: the steps below take well under one).
-    with faults.paused(*[pids[name] for name in VALIDATORS]):
+    with process_faults.paused(*[pids[name] for name in VALIDATORS]):
         sender.start()
         wait_for(lambda: client.pages("/v1/transactions", {"status": "pending"}),
                  timeout_s=30, interval_s=0.05, what="the batch recorded pending")
         if killed == "transactions":
-            faults.kill(pids["transactions"])  # mid vote round
+            process_faults.kill(pids["transactions"])  # mid vote round
         else:
-            faults.pause(pids["ledger"])  # the votes go on; the posting will hang
+            process_faults.pause(pids["ledger"])  # the votes go on; the posting will hang
     if killed == "ledger":
         time.sleep(1)  # approved, and the posting call is with the paused ledger
-        faults.kill(pids["ledger"])  # mid posting (its commit never made)
+        process_faults.kill(pids["ledger"])  # mid posting (its commit never made)
     sender.join(timeout=150)
     assert not sender.is_alive(), "the batch was never decided"
     _, batch = answer["batch"]

@@ -8,7 +8,7 @@ import psycopg2
 import pytest
 from nameko.standalone.rpc import ClusterRpcProxy
 
-from chaos.servers import wait_for
+from harness.servers import wait_for
 
 pytestmark = pytest.mark.system
 

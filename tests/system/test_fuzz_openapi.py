@@ -18,7 +18,7 @@ from schemathesis.checks import (
 )
 
 from tests.support.api import new_session
-from chaos.sandbox import random_client_ip
+from harness.sandbox import random_client_ip
 
 pytestmark = pytest.mark.system
 

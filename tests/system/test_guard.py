@@ -7,7 +7,7 @@ import pytest
 
 from tests.support.api import assert_problem, new_session
 from tests.support.gateway import another_gateway
-from chaos.servers import wait_for
+from harness.servers import wait_for
 
 pytestmark = pytest.mark.system
 

@@ -3,9 +3,9 @@ import uuid
 
 import pytest
 
-from chaos import faults
+from harness import process_faults
 from tests.support.api import assert_problem
-from chaos.servers import wait_for
+from harness.servers import wait_for
 
 pytestmark = pytest.mark.system
 
@@ -203,7 +203,7 @@ def test_without_a_quorum_in_time_the_answer_is_202_and_the_system_fails_it_itse
         system, alice):
     account = alice.open_account()
     pids = system.process_ids()
-    with faults.paused(pids["validator_1"], pids["validator_2"]):
+    with process_faults.paused(pids["validator_1"], pids["validator_2"]):
         response = move(alice, "/v1/deposits", {"account_id": account["id"], "amount": 100,
                                                 "currency": "USD"})
         assert response.status_code == 202, response.text

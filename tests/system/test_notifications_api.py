@@ -8,7 +8,7 @@ import psycopg2
 import pytest
 
 from tests.support.api import assert_problem, new_session
-from chaos.servers import wait_for
+from harness.servers import wait_for
 from tests.support.webhook_receiver import WebhookReceiver
 
 pytestmark = pytest.mark.system

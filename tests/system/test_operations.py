@@ -4,7 +4,7 @@ import uuid
 
 import pytest
 
-from chaos.servers import wait_for
+from harness.servers import wait_for
 from tests.support.api import new_session
 
 pytestmark = pytest.mark.system

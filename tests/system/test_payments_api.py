@@ -10,7 +10,7 @@ import pytest
 
 from tests.conftest import PAYMENT_HOLD_S
 from tests.support.api import assert_problem
-from chaos.servers import wait_for
+from harness.servers import wait_for
 from tests.support.webhook_receiver import WebhookReceiver
 
 pytestmark = pytest.mark.system

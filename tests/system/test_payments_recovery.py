@@ -9,7 +9,7 @@ is read only to know which operation settles a payment."""
 import psycopg2
 import pytest
 
-from chaos.servers import wait_for
+from harness.servers import wait_for
 from tests.conftest import PAYMENT_HOLD_S
 from tests.support.api import assert_problem
 from tests.system.test_payments_api import act, authorized, balances, funded_account

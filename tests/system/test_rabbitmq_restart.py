@@ -1,8 +1,8 @@
 """/ready tells when RabbitMQ is gone, and the system comes back by itself when it returns."""
 import pytest
 
-from chaos import servers
-from chaos.servers import wait_for
+from harness import servers
+from harness.servers import wait_for
 
 pytestmark = pytest.mark.system
 

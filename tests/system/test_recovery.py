@@ -3,7 +3,7 @@
 Each test makes one failure the consensus protocol must survive, with the chaos tools (a
 process killed or kept down) or a test-only fault (shared/faults.py: a ledger that
 refuses to post or loses its reply, a slow validator, a forged vote), watches what a
-client sees, and then has the bank checker (loadtests/bank.py) read the books: money
+client sees, and then has the bank checker (harness/bank_checker.py) read the books: money
 conserved, no balance negative, entries equal to balances, each transfer exactly once or
 not at all, nothing left pending, and the Kafka mirror equal to the ledger.
 
@@ -21,10 +21,10 @@ from datetime import datetime
 
 import pytest
 
-from chaos import faults as process_faults
-from chaos.sandbox import System
-from chaos.servers import wait_for
-from loadtests.bank import INITIAL_BALANCE, Operation
+from harness import process_faults
+from harness.sandbox import System
+from harness.bank import INITIAL_BALANCE, Operation
+from harness.servers import wait_for
 from services.transactions.pipeline import REDRIVE_AFTER_S, REPOST_AFTER_S
 from services.transactions.service import RECOVERY_INTERVAL_S
 from tests.support.books import (

@@ -1,16 +1,16 @@
 """The bank checker checks itself: it is fed a run and the books that run should leave, then
 the same with one rule broken at a time, and must name that rule and nothing else.
 
-The checker decides whether every chaos experiment passes (loadtests/bank.py); a rule that
-never fires would pass a broken system. Each world below is consistent (balances follow the
+The checker (harness/bank_rules.py) decides whether every chaos experiment passes; a rule
+that never fires would pass a broken system. Each world below is consistent (balances follow the
 entries, money is conserved) except for the one thing a test breaks."""
 import copy
 
 import pytest
 
-from loadtests.bank import (
-    Books, History, Operation, Payment, check_reconciliation, judge, read_pages,
-)
+from harness.bank import History, Operation, Payment, read_pages
+from harness.bank_checker import Books
+from harness.bank_rules import check_reconciliation, judge
 
 INITIAL = 1_000
 ALICE_1, ALICE_2, BOB_1, BOB_2 = "acc-alice-1", "acc-alice-2", "acc-bob-1", "acc-bob-2"

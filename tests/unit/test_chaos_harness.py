@@ -6,8 +6,9 @@ import time
 
 import pytest
 
-from chaos.proxy import TcpProxy
-from loadtests.bank import Operation, check_unknown
+from harness.proxy import TcpProxy
+from harness.bank import Operation
+from harness.bank_rules import check_unknown
 
 
 @pytest.fixture

@@ -222,7 +222,7 @@ def database_behind_a_proxy(database_url):
     and heals: PostgreSQL out of reach for this store only, and then back."""
     from urllib.parse import urlsplit
 
-    from chaos.proxy import TcpProxy
+    from harness.proxy import TcpProxy
     from shared.db import make_engine
 
     parts = urlsplit(database_url)

@@ -587,7 +587,7 @@ ACCOUNTS_SERVICE_SCHEMA = """
 @pytest.fixture
 def scratch_url():
     """An empty database of this test's own (the shared one is migrated already)."""
-    from chaos.servers import drop_database
+    from harness.servers import drop_database
     from paysys.database import ensure_database
 
     name = "paysys_unit_migration_{}".format(os.getpid())

@@ -24,7 +24,7 @@ from services.ledger.service import MAX_POSTINGS, LedgerService
 from shared.db import DatabaseAccess
 from shared.errors import ServiceUnavailable, ValidationFailed
 from shared.money import settlement_account_id
-from chaos.servers import wait_for
+from harness.servers import wait_for
 
 RFC3339_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
 USD_SETTLEMENT = settlement_account_id("USD")

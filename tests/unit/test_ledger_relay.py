@@ -31,8 +31,8 @@ from services.ledger.service import LedgerService
 from shared.db import DatabaseAccess
 from shared.money import settlement_account_id
 from tests.support.kafka import Broker, running_broker
-from chaos import faults
-from chaos.servers import wait_for
+from harness import process_faults
+from harness.servers import wait_for
 from tests.unit.test_ledger_postings import deposit, new_id, posting
 
 USD_SETTLEMENT = settlement_account_id("USD")
@@ -278,7 +278,7 @@ def test_a_round_acknowledged_in_part_stamps_only_that_part_and_sends_the_rest_a
         if len(futures) == acknowledged:
             for future in futures:
                 future.get(timeout=10)
-            faults.pause(kafka_broker.process.pid)
+            process_faults.pause(kafka_broker.process.pid)
         futures.append(send(*args, **kwargs))
         return futures[-1]
 
@@ -287,7 +287,7 @@ def test_a_round_acknowledged_in_part_stamps_only_that_part_and_sends_the_rest_a
         with pytest.raises(KafkaUnavailable, match="3 of 6 messages acknowledged"):
             relay.step()
     finally:
-        faults.resume(kafka_broker.process.pid)
+        process_faults.resume(kafka_broker.process.pid)
     assert stamped(engine, rows) == {row: index < acknowledged for index, row in enumerate(rows)}
 
     relay.close()  # what the loop does after a failed round

@@ -18,7 +18,7 @@ from nameko.standalone.rpc import ClusterRpcProxy
 from services.notifications.service import NotificationsService
 from shared.config import load_config
 from shared.event_outbox import BATCH_EVENT
-from chaos import servers
+from harness import servers
 from tests.support.notifications import (  # noqa: F401 - fixtures
     clean_notifications,
     deliveries,

@@ -8,7 +8,7 @@ import eventlet
 import pytest
 from sqlalchemy import text, update
 
-from services.notifications import delivery, messages, records
+from services.notifications import delivery, delivery_leases, messages, records
 from tests.support.concurrency import run_together
 from tests.support.notifications import (  # noqa: F401 - fixtures
     attempts,
@@ -279,7 +279,7 @@ def test_a_claimed_delivery_whose_lease_ran_out_is_retried(
     # A process claims everything, then dies before sending.
     dead_token = str(uuid.uuid4())
     with engine.begin() as connection:
-        claimed = records.claim_due(connection, 10, 60, dead_token)
+        claimed = delivery_leases.claim_due(connection, 10, 60, dead_token)
     assert {row.channel for row in claimed} == {"webhook", "email"}
     assert worker.deliver_due() == 0  # leased: not due for anyone else
     assert receiver.received == []
@@ -291,7 +291,7 @@ def test_a_claimed_delivery_whose_lease_ran_out_is_retried(
     # The dead process's late write-back (it was only slow) changes nothing but the log.
     row = next(r for r in claimed if r.channel == "webhook")
     with engine.begin() as connection:
-        applied = records.finish_attempt(connection, row, dead_token, {
+        applied = delivery_leases.finish_attempt(connection, row, dead_token, {
             "outcome": "failed", "status": "pending", "retry_in_s": 1, "error": "late",
             "started_at": row.created_at, "finished_at": row.created_at})
     assert applied is False

@@ -13,7 +13,7 @@ from nameko.timer import Timer
 from sqlalchemy import insert, select, text
 
 from paysys import cli
-from services.notifications import messages, records
+from services.notifications import messages, records, webhook_records
 from services.notifications.dependencies import WebhookSecrets
 from services.notifications.secret_box import (
     SecretBox,
@@ -135,7 +135,7 @@ def test_a_secret_stored_in_clear_before_the_upgrade_still_signs_and_gets_sealed
 
 def test_looking_for_clear_secrets_reads_their_partial_index(engine):
     # The query's predicate must be the index's, or every look is a scan of all webhooks.
-    query = select(records.webhooks.c.id).where(records.CLEAR_SECRET)
+    query = select(records.webhooks.c.id).where(webhook_records.CLEAR_SECRET)
     compiled = str(query.compile(engine, compile_kwargs={"literal_binds": True}))
     with engine.begin() as connection:
         connection.execute(text("SET LOCAL enable_seqscan = off"))

@@ -10,7 +10,7 @@ import redis
 from gateway.ratelimit import Limit, RateLimiter
 from shared.redis import redis_client
 from shared.errors import RateLimited
-from chaos.servers import free_port
+from harness.servers import free_port
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from services.validator.dependencies import VoteKey
 from services.validator.risk import MEMORY_TTL_S, VELOCITY_TTL_S, WINDOW_S
 from shared.errors import ValidationFailed
 from shared.votes import ensure_validator_keys, key_file, load_validator_key, verify_vote
-from chaos.servers import free_port
+from harness.servers import free_port
 from tests.support.workers import NOON, bound
 from tests.support.workers import ValidatorWorkers as Pool
 

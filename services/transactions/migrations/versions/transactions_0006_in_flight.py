@@ -15,7 +15,7 @@ table's eight indexes, twice per transaction. Now:
   then makes heap-only (HOT): no index is touched.
 
 Recovery reads ``in_flight`` first and the transactions by primary key after
-(services/transactions/records.py, ``_overdue``).
+(services/transactions/overdue.py, ``_overdue``).
 
 Revision ID: transactions_0006
 Revises: transactions_0005

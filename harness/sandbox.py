@@ -18,7 +18,7 @@ from pathlib import Path
 
 import requests
 
-from chaos import servers
+from harness import servers
 
 ROOT = Path(__file__).resolve().parents[1]
 PAYSYS = [sys.executable, "-m", "paysys.cli"]
