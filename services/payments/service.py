@@ -2,16 +2,16 @@
 
 The payer authorizes (a hold) or pays at once; the merchant's owner (or an admin)
 captures, voids and refunds. A timer voids authorizations past their hold time, another
-drives on operations a crash or a slow decision left pending, a third relays the payment
-events from the outbox.
+drives on operations a crash or a slow decision left pending; the outbox relay
+(shared/outbox_relay) sends the payment events (events.py).
 """
 from nameko.dependency_providers import Config
-from nameko.events import EventDispatcher
 from nameko.timer import timer
 
 from services.payments import events
 from services.payments.lifecycle import Lifecycle
 from shared.db import Database
+from shared.outbox_relay.events import EventRelay
 from shared.rpc import ServiceRpc
 from shared.service import ServiceBase, rpc
 
@@ -27,7 +27,7 @@ class PaymentsService(ServiceBase):
     db = Database(schema="payments")
     services = ServiceRpc("payments")  # not `rpc`: that name is the entrypoint decorator
     config = Config()
-    dispatch = EventDispatcher()
+    event_relay = EventRelay(events.outbox, interval_s=EVENT_RELAY_INTERVAL_S)
 
     @rpc
     def create(self, initiator_id, body, idempotency_key, is_admin=False):
@@ -65,10 +65,6 @@ class PaymentsService(ServiceBase):
     @timer(interval=RECOVERY_INTERVAL_S, eager=True)
     def recover(self):
         self._lifecycle().recover(RECOVER_AFTER_S)
-
-    @timer(interval=EVENT_RELAY_INTERVAL_S)
-    def relay_events(self):
-        events.relay(self.db, self.dispatch)
 
     def _lifecycle(self):
         config = self.config
