@@ -41,6 +41,7 @@ COPY shared shared
 COPY services services
 COPY gateway gateway
 COPY paysys paysys
+COPY paysys_mirror paysys_mirror
 RUN /opt/paysys/bin/pip install --quiet --no-deps . \
     && /opt/paysys/bin/pip uninstall --quiet --yes pip
 

@@ -16,7 +16,8 @@ def run(config, as_json=False, wait_s=None, out=None, err=None):
     """Reconcile, print the report; the exit status."""
     from sqlalchemy.exc import SQLAlchemyError
 
-    from services.ledger.reconciliation import MirrorUnavailable, reconcile_with_config
+    from paysys_mirror import MirrorUnavailable
+    from services.ledger.reconciliation import reconcile_with_config
     from shared.db import DatabaseAccess, make_engine
     from shared.errors import ServiceUnavailable
 

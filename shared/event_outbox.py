@@ -1,9 +1,9 @@
 """A service's transactional outbox of Nameko events.
 
 Events are written in the same commit as the change they tell of, so a committed change
-always has its events; a relay then dispatches the unsent ones and marks them sent. A
-crash between the two sends an event twice, never zero times: consumers deduplicate by
-``id``.
+always has its events; the service's relay (shared/outbox_relay/events.py) then
+dispatches the unsent ones and marks them sent. A crash between the two sends an event
+twice, never zero times: consumers deduplicate by ``id``.
 
     {"id": event id, "type": "transaction.completed", "created_at": …,
      "data": <the object as the API shows it>, "user_ids": [the users concerned]}
@@ -17,13 +17,12 @@ Each service keeps its own ``outbox`` table in its own schema (its migration mak
 import uuid
 
 from sqlalchemy import BigInteger, Column, DateTime, Identity, MetaData, Table, Text, func
-from sqlalchemy import select, text, update
+from sqlalchemy import text
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 
 from shared.ids import rfc3339
 from shared.wire_json import compact
 
-RELAY_BATCH = 1000
 # The Nameko event type every batch of outbox events is dispatched under.
 BATCH_EVENT = "events.batch"
 
@@ -73,20 +72,3 @@ def append_many(connection, table, payloads):
         "types": [payload["type"] for payload in payloads],
         "payloads": [compact(payload) for payload in payloads],
     })
-
-
-def relay(db, table, dispatch, limit=RELAY_BATCH):
-    """Dispatch unsent events in order, as one batch message, and mark them sent in the
-    commit after its dispatch. ``SKIP LOCKED`` lets several processes of a service relay
-    side by side. The number dispatched."""
-    with db.transaction() as connection:
-        rows = connection.execute(
-            select(table.c.id, table.c.payload)
-            .where(table.c.dispatched_at.is_(None))
-            .order_by(table.c.id).limit(limit)
-            .with_for_update(skip_locked=True)).all()
-        if rows:
-            dispatch(BATCH_EVENT, {"events": [row.payload for row in rows]})
-            connection.execute(update(table).where(table.c.id.in_([row.id for row in rows]))
-                               .values(dispatched_at=func.now()))
-    return len(rows)

@@ -1,6 +1,6 @@
 """The outbox: one message per entry for the Kafka mirror, written in the same commit as
 the entry itself, so a posting and its messages commit or vanish together. The relay
-(relay.py) publishes the unpublished rows in id order and stamps ``published_at``."""
+(mirror_relay/) publishes the unpublished rows in id order and stamps ``published_at``."""
 
 from sqlalchemy import BigInteger, Column, DateTime, MetaData, Table, func, text
 from sqlalchemy.dialects.postgresql import JSONB, UUID

@@ -42,15 +42,12 @@ import time
 from sqlalchemy import BigInteger, bindparam, func, select, text
 from sqlalchemy.dialects.postgresql import ARRAY, UUID
 
+from paysys_mirror import MirrorUnavailable, probe, read_mirror
 from services.ledger import totals as ledger_totals
 from services.ledger.entries import entries
-from services.ledger.mirror import MirrorUnavailable, read_mirror
 from services.ledger.outbox import outbox
-from services.ledger.relay import probe
 from shared.config import kafka_bootstrap_servers
 from shared.ids import parse_id
-
-__all__ = ["MirrorUnavailable", "reconcile", "reconcile_with_config"]
 
 MAX_LISTED = 100
 _CHUNK = 10_000

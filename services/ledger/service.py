@@ -1,16 +1,17 @@
 """The ledger: accounts and their money — double-entry postings and the balances they keep,
 checked under one row lock (batches.py, accounts.py) — the Kafka mirror's relay
-(relay.py) and reconciliation (reconciliation.py). The account RPCs are in
+(mirror_relay/) and reconciliation (reconciliation.py). The account RPCs are in
 account_rpcs.py."""
 from nameko.dependency_providers import Config
 
+from paysys_mirror import MirrorUnavailable
 from services.ledger import balances as balance_records
 from services.ledger import batches
 from services.ledger.account_rpcs import AccountRpcs
 from services.ledger import entries as entry_records
 from services.ledger import holds as hold_records
 from services.ledger import reconciliation as ledger_reconciliation
-from services.ledger.relay import MirrorRelay
+from services.ledger.mirror_relay import MirrorRelay
 from shared import faults
 from shared.cursors import DEFAULT_PAGE_SIZE, page_request
 from shared.db import Database
@@ -83,7 +84,7 @@ class LedgerService(AccountRpcs, ServiceBase):
         ServiceUnavailable when Kafka does not answer: no report beats a false one."""
         try:
             return ledger_reconciliation.reconcile_with_config(self.db, self.config)
-        except ledger_reconciliation.MirrorUnavailable as error:
+        except MirrorUnavailable as error:
             raise ServiceUnavailable(
                 "The Kafka mirror cannot be read: {}".format(error), retry_after_s=5)
 

@@ -1,6 +1,7 @@
 """Payment events (captured, refunded), through the payments schema's outbox
 (shared/event_outbox.py): written in the commit that changes the payment. The payer's and
-the merchant's owners are the users concerned."""
+the merchant's owners are the users concerned. The service's EventRelay
+(shared/outbox_relay/events.py) sends them."""
 from services.payments import records
 from shared import event_outbox
 
@@ -21,7 +22,3 @@ def _append(connection, event_type, payment):
     data = records.view(payment, records.transaction_ids(connection, payment.id))
     event_outbox.append(connection, outbox, event_type, payment.updated_at, data,
                         [payment.payer_owner_id, payment.merchant_owner_id])
-
-
-def relay(db, dispatch):
-    return event_outbox.relay(db, outbox, dispatch)

@@ -2,17 +2,17 @@
 
 The payer authorizes (a hold) or pays at once; the merchant's owner (or an admin)
 captures, voids and refunds. A timer voids authorizations past their hold time, another
-drives on operations a crash or a slow decision left pending, a third relays the payment
-events from the outbox.
+drives on operations a crash or a slow decision left pending; the outbox relay
+(shared/outbox_relay) sends the payment events (events.py).
 """
 from nameko.dependency_providers import Config
-from nameko.events import EventDispatcher
 from nameko.timer import timer
 
 from services.payments import events
 from services.payments.lifecycle import Lifecycle
 from shared import service
 from shared.db import Database
+from shared.outbox_relay.events import EventRelay
 from shared.rpc import ServiceRpc
 
 EXPIRY_INTERVAL_S = 1
@@ -28,7 +28,7 @@ class PaymentsService(service.ServiceBase):
     # Calls to other services; so the entrypoint decorator is spelt ``service.rpc`` here.
     rpc = ServiceRpc("payments")
     config = Config()
-    dispatch = EventDispatcher()
+    event_relay = EventRelay(events.outbox, interval_s=EVENT_RELAY_INTERVAL_S)
 
     @service.rpc
     def create(self, initiator_id, body, idempotency_key, initiator_is_admin=False):
@@ -66,10 +66,6 @@ class PaymentsService(service.ServiceBase):
     @timer(interval=RECOVERY_INTERVAL_S, eager=True)
     def recover(self):
         self._lifecycle().recover(RECOVER_AFTER_S)
-
-    @timer(interval=EVENT_RELAY_INTERVAL_S)
-    def relay_events(self):
-        events.relay(self.db, self.dispatch)
 
     def _lifecycle(self):
         config = self.config

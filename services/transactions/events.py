@@ -1,5 +1,6 @@
 """Transaction events (completed, failed), through the transactions schema's outbox
-(shared/event_outbox.py): written in the commit that finishes the transactions."""
+(shared/event_outbox.py): written in the commit that finishes the transactions, sent by
+the service's EventRelay (shared/outbox_relay/events.py)."""
 from shared import event_outbox
 
 COMPLETED, FAILED = "transaction.completed", "transaction.failed"
@@ -15,7 +16,3 @@ def record_finished(connection, finished):
                            row.completed_at, view,
                            [row.initiator_id, row.source_owner_id, row.destination_owner_id])
         for row, view in finished])
-
-
-def relay(db, dispatch):
-    return event_outbox.relay(db, outbox, dispatch)

@@ -4,10 +4,9 @@
 them as one batch (consensus.py); ``submit_batch`` runs a client's batch of transfers.
 Each caller waits for the decisions up to ``decision_wait_ms`` and otherwise gets the
 pending transactions back, which this service then finishes by itself. A timer finishes
-whatever a crash left in flight; another relays the events of finished transactions from
-the outbox (events.py).
+whatever a crash left in flight; the outbox relay (shared/outbox_relay) sends the events
+of finished transactions (events.py).
 """
-from nameko.events import EventDispatcher
 from nameko.exceptions import serialize
 from nameko.timer import timer
 
@@ -19,6 +18,7 @@ from shared.cursors import DEFAULT_PAGE_SIZE, page_request
 from shared.db import Database
 from shared.errors import NotFound, ValidationFailed
 from shared.ids import parse_id
+from shared.outbox_relay.events import EventRelay
 from shared.service import ServiceBase, rpc
 
 RECOVERY_INTERVAL_S = 5
@@ -30,7 +30,7 @@ class TransactionsService(ServiceBase):
     name = "transactions"
     db = Database(schema="transactions")
     consensus = Consensus()
-    dispatch = EventDispatcher()
+    event_relay = EventRelay(events.outbox, interval_s=EVENT_RELAY_INTERVAL_S)
 
     @rpc
     def submit_many(self, movements):
@@ -103,7 +103,3 @@ class TransactionsService(ServiceBase):
     @timer(interval=RECOVERY_INTERVAL_S, eager=True)
     def recover(self):
         self.consensus.recover()
-
-    @timer(interval=EVENT_RELAY_INTERVAL_S)
-    def relay_events(self):
-        events.relay(self.db, self.dispatch)

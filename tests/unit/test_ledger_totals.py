@@ -10,7 +10,7 @@ from nameko.testing.services import worker_factory
 
 from services.ledger import reconciliation
 from services.ledger.balances import balances
-from services.ledger.mirror import MirrorContents
+from paysys_mirror import MirrorContents
 from services.ledger.service import LedgerService
 from services.ledger.totals import totals as books_totals
 from shared.db import DatabaseAccess

@@ -1,4 +1,4 @@
-"""Reading the Kafka mirror (services/ledger/mirror.py) from a real broker of the test's
+"""Reading the Kafka mirror (paysys_mirror) from a real broker of the test's
 own: the whole-topic reader finds duplicates, gaps and order breaks, and the consumer
 loop a downstream team copies applies each posting once, in its account's order."""
 import json
@@ -9,7 +9,7 @@ import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 
-from services.ledger.mirror import (
+from paysys_mirror import (
     DUPLICATE, GAP, NEW, AccountSequences, MirrorUnavailable, follow, read_mirror,
 )
 from tests.support.kafka import Broker, running_broker

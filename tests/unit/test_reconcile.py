@@ -22,7 +22,7 @@ from paysys import reconcile as cli_reconcile
 from services.ledger import reconciliation
 from services.ledger.entries import entries
 from services.ledger.outbox import outbox
-from services.ledger.relay import Relay, RelaySettings
+from services.ledger.mirror_relay import RelaySettings, mirror_relay
 from services.ledger.service import LedgerService
 from shared.db import DatabaseAccess
 from shared.errors import ServiceUnavailable
@@ -71,7 +71,7 @@ def ledger(engine, config):
 
 @pytest.fixture
 def relay(engine, config):
-    relay = Relay(engine, RelaySettings.from_config(config))
+    relay = mirror_relay(engine, RelaySettings.from_config(config))
     yield relay
     relay.close()
 

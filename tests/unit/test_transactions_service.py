@@ -22,6 +22,7 @@ from shared.commands import Movement, TransferBatch
 from shared.db import DatabaseAccess
 from shared.errors import NotFound, ServiceUnavailable
 from shared.event_outbox import BATCH_EVENT
+from shared.outbox_relay.events import event_relay
 from shared.votes import ensure_validator_keys, sign_vote
 from tests.support.workers import InProcessConsensus, ValidatorWorkers
 from tests.unit.test_ledger_postings import stored_result
@@ -303,7 +304,9 @@ def test_every_finished_transaction_queues_one_event_that_the_relay_sends_once(
     done = transfer(system, owner, source, destination)
     refused = transfer(system, owner, source, destination, 10**6)
     sent = []
-    while events.relay(system.db, lambda kind, payload: sent.append((kind, payload))):
+    relay = event_relay(engine, events.outbox, lambda kind, payload: sent.append((kind, payload)),
+                        interval_s=0.2)
+    while relay.step():
         pass
     assert {kind for kind, _ in sent} == {BATCH_EVENT}
     ours = {event["data"]["id"]: event for _, payload in sent for event in payload["events"]}
@@ -311,7 +314,7 @@ def test_every_finished_transaction_queues_one_event_that_the_relay_sends_once(
     assert ours[refused["id"]]["type"] == "transaction.failed"
     assert ours[done["id"]]["data"] == done
     assert ours[done["id"]]["user_ids"] == [owner]
-    assert events.relay(system.db, lambda kind, payload: sent.append(payload)) == 0
+    assert relay.step() == 0
 
 
 class MeddlingLedger:

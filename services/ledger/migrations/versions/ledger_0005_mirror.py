@@ -20,7 +20,7 @@ def upgrade():
         sa.Column("partition", sa.Integer(), primary_key=True),
         # The lowest offset the broker acknowledged to the newest relay round that wrote
         # to this partition: however the broker counts its end offset, a partition that
-        # still holds that round ends after this offset (services/ledger/relay.py).
+        # still holds that round ends after this offset (services/ledger/mirror_relay/).
         sa.Column("round_first_offset", sa.BigInteger(), nullable=False),
         # The highest offset ever acknowledged: a later acknowledgement at or below it
         # means the partition's log started again.

@@ -1,0 +1,58 @@
+"""``OutboxRelay``: the Nameko dependency that runs an outbox's Relay (loop.py) in the
+service's process."""
+import eventlet
+from nameko.extensions import DependencyProvider
+
+from shared.db import make_engine
+
+
+class OutboxRelay(DependencyProvider):
+    """Runs a relay inside a service's process; subclasses say which (``make_relay``).
+
+    Why a DependencyProvider with a managed thread rather than a ``@timer``: a timer
+    tick is a worker, so a round waiting on a dead broker (seconds) would hold one of the
+    ``max_workers`` slots the RPCs need, and a tick that raises is logged as a failed
+    worker each time; the managed thread holds no worker slot, keeps its broker
+    connection and its outage state between rounds, can be woken for low latency, and
+    stops with the container. It has its own database connection, so it never waits for
+    (or takes) a worker's. Workers see the Relay (its ``wake()``)."""
+
+    def __init__(self):
+        self.relay = None
+        self.engine = None
+        self.thread = None
+
+    def make_relay(self, engine, config):
+        """The Relay this provider runs, on ``engine`` (the relay's own)."""
+        raise NotImplementedError
+
+    def setup(self):
+        config = self.container.config
+        self.engine = make_engine(config["database"], 1, "paysys-{}-relay".format(
+            self.container.service_name))
+        self.relay = self.make_relay(self.engine, config)
+
+    def start(self):
+        self.thread = self.container.spawn_managed_thread(
+            self.relay.run, identifier="{}.outbox_relay".format(self.container.service_name))
+
+    def stop(self):
+        self.relay.stop()
+        if self.thread is not None:
+            # A round in progress ends within the sink's time.
+            with eventlet.Timeout(self.relay.sink.stop_timeout_s, False):
+                self.thread.wait()
+            self.thread.kill()
+        self.relay.close()
+        self.engine.dispose()
+
+    def kill(self):
+        if self.relay is not None:
+            self.relay.stop()
+        if self.thread is not None:
+            self.thread.kill()
+        if self.engine is not None:
+            self.engine.dispose()
+
+    def get_dependency(self, worker_ctx):
+        return self.relay

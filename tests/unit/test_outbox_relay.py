@@ -1,0 +1,117 @@
+"""The outbox relay's AMQP sink (shared/outbox_relay/events.py) against real PostgreSQL and
+RabbitMQ (a vhost of its own): a service's events go out as one ``events.batch`` Nameko
+event per round, on the service's event exchange, and are marked sent only once RabbitMQ
+has them; one relay at a time per outbox.
+
+Needs RabbitMQ on loopback with the management API (enabled if off, as the system tests do).
+"""
+import os
+import uuid
+from datetime import datetime, timezone
+
+import pytest
+from nameko.events import event_handler
+from nameko.runners import ServiceRunner
+from sqlalchemy import select, text
+
+from services.transactions import events
+from shared import event_outbox
+from shared.config import load_config
+from shared.event_outbox import BATCH_EVENT
+from shared.outbox_relay.events import EventRelay, EventsUnavailable, event_relay, events_outbox
+from harness import servers
+from harness.servers import wait_for
+
+RECEIVED = []
+
+
+class TransactionsRelayOnly:
+    """Nothing of the transactions service but its event relay."""
+
+    name = "transactions"
+    event_relay = EventRelay(events.outbox, interval_s=0.05)
+
+
+class Listener:
+    name = "outbox_relay_listener"
+
+    @event_handler("transactions", BATCH_EVENT)
+    def on_batch(self, payload):
+        RECEIVED.append(payload)
+
+
+@pytest.fixture
+def config(database_url):
+    vhost = "paysys_unit_outbox_relay_{}".format(os.getpid())
+    servers.create_vhost(vhost)
+    config = load_config()
+    config["AMQP_URI"] = "pyamqp://guest:guest@127.0.0.1:5672/{}".format(vhost)
+    config["database"]["url"] = database_url
+    yield config
+    servers.delete_vhost(vhost)
+
+
+def queue_events(engine, count):
+    """``count`` events in the transactions outbox; their ids."""
+    payloads = [event_outbox.event(events.COMPLETED, datetime.now(timezone.utc),
+                                   {"id": str(uuid.uuid4())}, [str(uuid.uuid4())])
+                for _ in range(count)]
+    with engine.begin() as connection:
+        event_outbox.append_many(connection, events.outbox, payloads)
+    return [payload["id"] for payload in payloads]
+
+
+def unsent(engine, ids):
+    with engine.connect() as connection:
+        return set(connection.execute(
+            select(events.outbox.c.event_id).where(events.outbox.c.event_id.in_(ids),
+                                                   events.outbox.c.dispatched_at.is_(None))
+        ).scalars())
+
+
+def received():
+    """``{event id: event}`` of every batch the listener received."""
+    return {event["id"]: event for batch in RECEIVED for event in batch["events"]}
+
+
+def test_the_service_relays_its_events_as_batches_on_its_exchange(config, engine):
+    runner = ServiceRunner(config)
+    runner.add_service(Listener)
+    runner.add_service(TransactionsRelayOnly)
+    runner.start()
+    try:
+        ids = queue_events(engine, 3)
+        wait_for(lambda: set(ids) <= set(received()), 10, what="the events received")
+        assert unsent(engine, ids) == set()
+        # One batch per round, in outbox order: these three came together, in order.
+        [batch] = [batch for batch in RECEIVED if ids[0] in {e["id"] for e in batch["events"]}]
+        assert [e["id"] for e in batch["events"] if e["id"] in ids] == ids
+        assert received()[ids[0]]["type"] == events.COMPLETED
+    finally:
+        runner.stop()
+
+
+def test_nothing_is_marked_sent_when_rabbitmq_does_not_confirm(engine):
+    def refused(event_type, payload):
+        raise ConnectionRefusedError("connection refused")
+
+    relay = event_relay(engine, events.outbox, refused, interval_s=0.2)
+    ids = queue_events(engine, 2)
+    with pytest.raises(EventsUnavailable, match="not confirmed"):
+        relay.step()
+    assert unsent(engine, ids) == set(ids)
+
+
+def test_one_relay_at_a_time_per_outbox(engine):
+    sent = []
+    relay = event_relay(engine, events.outbox, lambda kind, payload: sent.append(payload),
+                        interval_s=0.2)
+    ids = queue_events(engine, 1)
+    with engine.begin() as connection:  # another process's relay, mid-round
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"),
+                           {"key": events_outbox(events.outbox).lock_key})
+        assert relay.step() == 0
+        assert unsent(engine, ids) == set(ids)
+    while relay.step():
+        pass
+    assert unsent(engine, ids) == set()
