@@ -6,7 +6,6 @@ Nameko's EventDispatcher publishes): event type ``BATCH_EVENT``, payload ``{"eve
 [event, …]}`` in outbox order, published with confirms, so a row is marked sent only
 once RabbitMQ has it.
 """
-import logging
 import zlib
 
 from amqp.exceptions import AMQPError
@@ -58,7 +57,6 @@ def event_relay(engine, table, dispatch, interval_s):
     """The Relay of the events ``table`` through ``dispatch(event_type, payload)``."""
     return Relay(engine, events_outbox(table), EventsSink(dispatch),
                  LoopSettings(batch_size=RELAY_BATCH, interval_s=interval_s),
-                 logging.getLogger("paysys.{}.relay".format(table.schema)),
                  "{} event relay".format(table.schema))
 
 

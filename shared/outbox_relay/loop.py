@@ -1,5 +1,6 @@
 """``Relay``: the rounds of one outbox in one process (rounds.py), and the loop around
 them that a managed thread runs (provider.py)."""
+import logging
 import threading
 import time
 from dataclasses import dataclass
@@ -8,6 +9,8 @@ import eventlet
 from sqlalchemy.exc import SQLAlchemyError
 
 from shared.outbox_relay.rounds import SinkUnavailable, run_round
+
+log = logging.getLogger(__name__)
 
 # A short pause after a round lets the rows of a busy moment share the next one, instead
 # of one round trip to the broker per row.
@@ -26,15 +29,14 @@ class LoopSettings:
 class Relay:
     """An outbox's relay in one process: ``step()`` is one round, ``run()`` the loop.
 
-    ``settings``: anything with the fields of LoopSettings; ``log`` and ``title`` say
-    whose relay speaks in the outage lines."""
+    ``settings``: anything with the fields of LoopSettings; ``title`` says whose relay
+    speaks in the outage lines."""
 
-    def __init__(self, engine, outbox, sink, settings, log, title, clock=time.monotonic):
+    def __init__(self, engine, outbox, sink, settings, title, clock=time.monotonic):
         self.engine = engine
         self.outbox = outbox
         self.sink = sink
         self.settings = settings
-        self.log = log
         self.title = title
         self.clock = clock
         self._down = None  # (what, since) while something the relay needs is unavailable
@@ -91,13 +93,13 @@ class Relay:
 
     def _unavailable(self, what, error, exc_info=False):
         if self._down is None or self._down[0] != what:
-            self.log.warning("%s: %s unavailable (%s); publishing resumes when it is back, "
-                             "nothing is lost meanwhile", self.title, what,
-                             "{}: {}".format(type(error).__name__, error), exc_info=exc_info)
+            log.warning("%s: %s unavailable (%s); publishing resumes when it is back, "
+                        "nothing is lost meanwhile", self.title, what,
+                        "{}: {}".format(type(error).__name__, error), exc_info=exc_info)
             self._down = (what, self.clock())
 
     def _available(self):
         if self._down is not None:
             what, since = self._down
-            self.log.info("%s: %s back after %.1f s", self.title, what, self.clock() - since)
+            log.info("%s: %s back after %.1f s", self.title, what, self.clock() - since)
             self._down = None

@@ -30,6 +30,10 @@ from harness.servers import wait_for
 from tests.unit.test_ledger_postings import deposit, posting
 
 
+# The logger of the relay's loop: its outage and recovery lines.
+RELAY_LOOP = "shared.outbox_relay.loop"
+
+
 # --- publishing ---------------------------------------------------------------------------
 
 
@@ -225,10 +229,10 @@ def test_the_loop_rides_out_an_outage_quietly_and_catches_up(
             during.append(result["transaction_id"])
             time.sleep(0.5)
         assert unpublished(engine, transaction_ids=during) == 2 * len(during)
-        wait_for(lambda: [r for r in caplog.records if r.name == "paysys.ledger.relay"], 10,
+        wait_for(lambda: [r for r in caplog.records if r.name == RELAY_LOOP], 10,
                  what="the relay noticing")
         time.sleep(1)  # a few more failed attempts
-        outage = [r for r in caplog.records if r.name == "paysys.ledger.relay"]
+        outage = [r for r in caplog.records if r.name == RELAY_LOOP]
         assert [r.levelno for r in outage] == [logging.WARNING]  # once per outage
         assert "Kafka unavailable" in outage[0].getMessage()
         # No Kafka client is left retrying in the background either: the relay closed its
@@ -238,7 +242,7 @@ def test_the_loop_rides_out_an_outage_quietly_and_catches_up(
         kafka_broker.start()  # empty
         wait_for(lambda: unpublished(engine) == 0, 15, what="the backlog published")
         wait_for(lambda: any("back after" in r.getMessage() for r in caplog.records
-                             if r.name == "paysys.ledger.relay"), 15, what="the relay says so")
+                             if r.name == RELAY_LOOP), 15, what="the relay says so")
         wait_for(lambda: mirror_postings(read_mirror(
             kafka_broker.bootstrap_servers, relay.settings.topic)) == outbox_postings(engine),
             10, interval_s=0.5, what="the mirror equal to the ledger")

@@ -11,7 +11,7 @@ from kafka.partitioner.default import DefaultPartitioner
 from paysys_mirror import probe
 from shared.outbox_relay.rounds import SinkUnavailable
 
-log = logging.getLogger("paysys.ledger.relay")
+log = logging.getLogger(__name__)
 
 
 class KafkaUnavailable(SinkUnavailable):

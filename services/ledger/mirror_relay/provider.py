@@ -1,5 +1,4 @@
 """``MirrorRelay``: the ledger process's relay of its outbox to the Kafka mirror."""
-import logging
 
 from sqlalchemy import Text, cast
 
@@ -23,7 +22,7 @@ MIRROR_OUTBOX = Outbox(
 def mirror_relay(engine, settings):
     """The Relay of the ledger's outbox to the topic of ``settings`` (RelaySettings)."""
     return Relay(engine, MIRROR_OUTBOX, MirrorSink(settings), settings,
-                 logging.getLogger("paysys.ledger.relay"), "Kafka mirror relay")
+                 "Kafka mirror relay")
 
 
 class MirrorRelay(OutboxRelay):

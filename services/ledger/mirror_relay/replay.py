@@ -7,7 +7,7 @@ from sqlalchemy import delete, update
 from services.ledger.mirror_relay.checkpoints import mirror_partitions
 from services.ledger.outbox import outbox
 
-log = logging.getLogger("paysys.ledger.relay")
+log = logging.getLogger(__name__)
 
 
 def replay(connection, topic, rule, detail):
