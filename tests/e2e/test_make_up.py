@@ -31,7 +31,7 @@ def test_make_up_serves_the_printed_example_and_make_down_leaves_nothing_behind(
 
         ps = system.make("ps")
         assert ps.returncode == 0
-        assert len(re.findall(r"RUNNING", ps.stdout)) == 10, ps.stdout
+        assert len(re.findall(r"RUNNING", ps.stdout)) == 10, ps.stdout + system.log_tail()
         pids = list(system.process_ids().values())
         supervisord_pid = int((system.run_dir / "supervisord.pid").read_text())
     finally:

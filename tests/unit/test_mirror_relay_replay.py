@@ -115,7 +115,10 @@ def test_a_broker_restarted_empty_is_refilled_by_the_periodic_check(
     except KafkaUnavailable:
         relay.close()
         drain(relay)
-    assert relay.sink.replay_rules[replays:] == [TOPIC_GONE]
+    # One replay. Which rule sees the loss depends on who makes the topic again first:
+    # the relay's check (the topic was gone), or the failed round's producer asking the
+    # broker for it (then the partition ends before what it held).
+    assert relay.sink.replay_rules[replays:] in ([TOPIC_GONE], [PARTITION_ENDS_EARLY])
     assert unpublished(engine) == 0
     assert_mirror_is_the_ledger(engine, kafka_broker, relay.settings.topic, people)
 
