@@ -20,7 +20,7 @@ from services.ledger.service import LedgerService
 from shared.db import DatabaseAccess
 from shared.money import settlement_account_id
 from tests.support.kafka import running_broker
-from tests.unit.test_ledger_postings import deposit, new_id, posting
+from tests.support.ledger import deposit, new_id, posting
 
 USD_SETTLEMENT = settlement_account_id("USD")
 

@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 import eventlet
 import pytest
 from nameko.testing.services import worker_factory
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 
 from services.notifications import records
 from services.notifications.secret_box import ensure_webhook_key, load_webhook_key
@@ -192,3 +192,24 @@ def attempts(engine, delivery_id):
         ).all()
 
 
+URL = "https://hooks.example.test/paysys"
+
+
+def new_id():
+    return str(uuid.uuid4())
+
+
+def count(engine, table):
+    with engine.connect() as connection:
+        return connection.execute(select(func.count()).select_from(table)).scalar_one()
+
+
+def subscribe(worker, services, events=("transaction.completed", "transaction.failed"),
+              url=None, receiver=None):
+    user = services.auth.add()
+    hook = worker.create_webhook(user, url or receiver.url, list(events))
+    return user, hook
+
+
+def delivered(engine, channel="webhook"):
+    return lambda: all(row.status == "delivered" for row in deliveries(engine, channel=channel))

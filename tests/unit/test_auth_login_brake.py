@@ -16,8 +16,7 @@ from services.auth.service import AuthService
 from shared.config import load_config
 from shared.db import DatabaseAccess
 from shared.errors import RateLimited, Unauthorized
-from tests.support.concurrency import run_together
-from tests.unit.test_auth_service import (  # noqa: F401 - fixtures
+from tests.support.auth import (  # noqa: F401 - fixtures
     PASSWORD,
     brake,
     config,
@@ -25,6 +24,7 @@ from tests.unit.test_auth_service import (  # noqa: F401 - fixtures
     register,
     service,
 )
+from tests.support.concurrency import run_together
 
 HERE, THERE = "203.0.113.7", "198.51.100.20"
 WRONG = "not the password at all"

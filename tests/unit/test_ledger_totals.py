@@ -12,25 +12,14 @@ from services.ledger import reconciliation
 from services.ledger.balances import balances
 from paysys_mirror import MirrorContents
 from services.ledger.service import LedgerService
-from services.ledger.totals import totals as books_totals
 from shared.db import DatabaseAccess
 from shared.money import settlement_account_id
-from tests.unit.test_ledger_postings import deposit, new_id, open_account, posting, withdrawal
+from tests.support.ledger import books, deposit, new_id, open_account, posting, withdrawal
 
 
 @pytest.fixture
 def service(engine):
     return worker_factory(LedgerService, db=DatabaseAccess(engine, "ledger"))
-
-
-def books(engine):
-    """The books' totals (services/ledger/totals.py) in one REPEATABLE READ snapshot, as
-    reconciliation reads them."""
-    with engine.connect() as connection:
-        connection.execution_options(isolation_level="REPEATABLE READ",
-                                     postgresql_readonly=True)
-        with connection.begin():
-            return books_totals(connection)
 
 
 def sums(totals, currency):

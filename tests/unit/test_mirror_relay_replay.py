@@ -11,11 +11,11 @@ from services.ledger.mirror_relay import (
     KafkaUnavailable,
 )
 from services.ledger.mirror_relay.checkpoints import mirror_partitions
+from tests.support.ledger import deposit
 from tests.support.mirror_relay import (  # noqa: F401 - fixtures
     assert_mirror_is_the_ledger, drain, kafka_broker, mirror_postings, outbox_postings,
     relays, service, some_postings, unpublished,
 )
-from tests.unit.test_ledger_postings import deposit
 
 
 # Each test checks the rule in MirrorSink.replay_rules. A new posting is made only where a

@@ -20,6 +20,7 @@ from services.ledger.outbox import outbox
 from services.ledger.service import LedgerService
 from shared.db import DatabaseAccess
 from tests.support.kafka import Broker
+from tests.support.ledger import deposit, posting
 from tests.support.mirror_relay import (  # noqa: F401 - fixtures
     USD_SETTLEMENT, assert_mirror_is_the_ledger, drain, kafka_broker, mirror_postings,
     new_topic, opened, outbox_postings, raw_records, read_applied, relays, service,
@@ -27,7 +28,6 @@ from tests.support.mirror_relay import (  # noqa: F401 - fixtures
 )
 from harness import process_faults
 from harness.servers import wait_for
-from tests.unit.test_ledger_postings import deposit, posting
 
 
 # The logger of the relay's loop: its outage and recovery lines.

@@ -28,7 +28,7 @@ from shared.db import DatabaseAccess
 from shared.errors import ServiceUnavailable
 from tests.support.databases import migrated_database, pooled_engine
 from tests.support.kafka import running_broker
-from tests.unit.test_ledger_postings import deposit, open_account, posting
+from tests.support.ledger import deposit, open_account, posting
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -1,18 +1,18 @@
-"""The notifications service's delivery loop against real PostgreSQL, a real HTTP receiver
-and a real SMTP sink on loopback: signed webhooks, e-mail, retries with backoff, leases."""
+"""The notifications service's webhook deliveries against real PostgreSQL and a real
+HTTP receiver on loopback: each event posted once, with the exact body and a valid
+signature, to the subscribed webhooks of the users concerned; failures retried with full
+jitter backoff until they succeed or run out of attempts; a deleted webhook sent nothing."""
 import json
 import threading
-import uuid
 
-import eventlet
 import pytest
 from sqlalchemy import text, update
 
-from services.notifications import delivery, delivery_leases, messages, records
-from tests.support.concurrency import run_together
+from services.notifications import delivery, messages, records
 from tests.support.notifications import (  # noqa: F401 - fixtures
     attempts,
     clean_notifications,
+    delivered,
     deliveries,
     drive,
     event,
@@ -22,21 +22,10 @@ from tests.support.notifications import (  # noqa: F401 - fixtures
     secret_box,
     services,
     sink,
+    subscribe,
     worker,
 )
-from tests.support.smtp_sink import SmtpSink
 from tests.support.webhook_receiver import WebhookReceiver
-
-
-def subscribe(worker, services, events=("transaction.completed", "transaction.failed"),
-              url=None, receiver=None):
-    user = services.auth.add()
-    hook = worker.create_webhook(user, url or receiver.url, list(events))
-    return user, hook
-
-
-def delivered(engine, channel="webhook"):
-    return lambda: all(row.status == "delivered" for row in deliveries(engine, channel=channel))
 
 
 # --- Webhooks ------------------------------------------------------------------------------
@@ -259,209 +248,6 @@ def test_a_pending_delivery_of_a_webhook_deleted_meanwhile_is_abandoned(
     row = deliveries(engine, channel="webhook")[0]
     assert (row.last_error, row.attempts, row.claim_token) == ("webhook deleted", 0, None)
     assert receiver.received == []
-
-
-# --- Leases and several processes ------------------------------------------------------------
-
-
-def lease_runs_out(engine):
-    """The time a lease lasts passes: every claimed delivery's lease ends now."""
-    with engine.begin() as connection:
-        connection.execute(update(records.deliveries)
-                           .where(records.deliveries.c.locked_until.is_not(None))
-                           .values(locked_until=text("clock_timestamp()")))
-
-
-def test_a_claimed_delivery_whose_lease_ran_out_is_retried(
-        worker, services, receiver, sink, engine):
-    user, _ = subscribe(worker, services, receiver=receiver)
-    publish(worker, event([user]))
-    # A process claims everything, then dies before sending.
-    dead_token = str(uuid.uuid4())
-    with engine.begin() as connection:
-        claimed = delivery_leases.claim_due(connection, 10, 60, dead_token)
-    assert {row.channel for row in claimed} == {"webhook", "email"}
-    assert worker.deliver_due() == 0  # leased: not due for anyone else
-    assert receiver.received == []
-
-    lease_runs_out(engine)
-    drive(worker, until=lambda: all(r.status == "delivered" for r in deliveries(engine)),
-          timeout_s=15)
-    assert len(receiver.received) == 1 and len(sink.messages) == 1
-    # The dead process's late write-back (it was only slow) changes nothing but the log.
-    row = next(r for r in claimed if r.channel == "webhook")
-    with engine.begin() as connection:
-        applied = delivery_leases.finish_attempt(connection, row, dead_token, {
-            "outcome": "failed", "status": "pending", "retry_in_s": 1, "error": "late",
-            "started_at": row.created_at, "finished_at": row.created_at})
-    assert applied is False
-    current = deliveries(engine, channel="webhook")[0]
-    assert (current.status, current.attempts) == ("delivered", 1)
-
-
-def test_a_tick_killed_mid_send_leaves_the_delivery_to_its_lease(make_worker, services, engine):
-    # A killed container (or process) records nothing of the send it was in: the delivery
-    # stays claimed until its lease runs out, then it is sent again.
-    answer = threading.Event()
-    slow = WebhookReceiver(script=[("hold", answer)]).start()  # mid-send until told
-    try:
-        settings = dict(webhook_timeout_s=30, smtp_timeout_s=0.5, rpc_timeout_ms=200,
-                        lease_s=60, email_enabled=False)
-        dying, survivor = make_worker(**settings), make_worker(**settings)
-        user, _ = subscribe(dying, services, receiver=slow)
-        publish(dying, event([user]))
-        tick = eventlet.spawn(dying.deliver_due)
-        slow.wait_for(1)
-        tick.kill()
-        answer.set()
-        row = deliveries(engine)[0]
-        assert (row.status, row.attempts, row.claim_token is not None) == ("pending", 0, True)
-        assert attempts(engine, row.id) == []
-        assert survivor.deliver_due() == 0  # still leased
-        lease_runs_out(engine)
-        drive(survivor, until=delivered(engine), timeout_s=15)
-        assert len(slow.received) == 2
-        assert [a.outcome for a in attempts(engine, row.id)] == ["succeeded"]
-    finally:
-        answer.set()
-        slow.stop()
-
-
-def test_two_processes_share_a_backlog_and_send_each_delivery_once(
-        make_worker, services, receiver, sink, engine):
-    first, second = make_worker(concurrency=3), make_worker(concurrency=3)
-    user, _ = subscribe(first, services, events=["transaction.completed"], receiver=receiver)
-    for _ in range(20):
-        publish(first, event([user]))
-    outcomes = run_together(first.deliver_due, second.deliver_due, first.deliver_due,
-                            second.deliver_due)
-    assert all(isinstance(count, int) for count in outcomes), outcomes
-    assert outcomes[0] > 0 and outcomes[1] > 0, outcomes  # both took part
-    drive(first, second, until=lambda: all(r.status == "delivered" for r in deliveries(engine)))
-    ids = [request.headers["X-Delivery-Id"] for request in receiver.received]
-    assert len(ids) == 20 and len(set(ids)) == 20
-    assert len(sink.messages) == 20
-    assert len({m.message["Message-ID"] for m in sink.messages}) == 20
-
-
-def test_a_backlog_survives_a_restart_of_the_service(make_worker, services, receiver, sink,
-                                                     engine):
-    before = make_worker(concurrency=2)
-    user, _ = subscribe(before, services, events=["transaction.completed"], receiver=receiver)
-    receiver.stop()
-    published = [event([user]) for _ in range(15)]
-    for payload in published:
-        publish(before, payload)
-    before.deliver_due()  # some attempts fail; then the process goes away
-    del before
-
-    receiver.start()
-    after = make_worker()  # a new process: it knows only what is in the database
-    drive(after, until=lambda: all(r.status == "delivered" for r in deliveries(engine)),
-          timeout_s=15)
-    assert sorted(json.loads(r.body)["id"] for r in receiver.received) == sorted(
-        p["id"] for p in published)
-    assert len(sink.messages) == 15
-
-
-# --- E-mail ------------------------------------------------------------------------------------
-
-
-def test_an_event_sends_an_email_to_the_users_address(worker, services, sink, engine):
-    user = services.auth.add(email="ada@example.test")
-    payload = event([user], amount=123456, currency="USD", type="transfer")
-    publish(worker, payload)
-    drive(worker, until=delivered(engine, "email"))
-    (mail,) = sink.wait_for(1)
-    assert mail.rcpt_to == ["ada@example.test"]
-    assert mail.message["To"] == "ada@example.test"
-    assert mail.message["From"] == worker.settings.smtp_from
-    assert mail.message["Subject"] == "Transfer of 1,234.56 USD completed"
-    body = mail.message.get_content()
-    assert payload["data"]["id"] in body and "1,234.56 USD" in body and payload["id"] in body
-    row = deliveries(engine, channel="email")[0]
-    assert (row.target, row.attempts) == ("ada@example.test", 1)
-    assert mail.message["Message-ID"] == "<{}@notifications.paysys>".format(row.id)
-    assert [a.outcome for a in attempts(engine, row.id)] == ["succeeded"]
-
-
-def test_a_failed_transaction_email_names_the_reason(worker, services, sink, engine):
-    user = services.auth.add()
-    publish(worker, event([user], "transaction.failed", status="failed", amount=500,
-                          currency="JPY", type="withdrawal", failure_reason="insufficient_funds"))
-    drive(worker, until=delivered(engine, "email"))
-    (mail,) = sink.wait_for(1)
-    assert mail.message["Subject"] == "Withdrawal of 500 JPY failed"
-    assert "insufficient_funds" in mail.message.get_content()
-
-
-def test_an_email_waits_for_auth_when_auth_does_not_answer(worker, services, sink, engine):
-    user = services.auth.add(email="grace@example.test")
-    services.auth.down = True
-    publish(worker, event([user]))  # accepted without auth: nothing lost
-    drive(worker, until=lambda: deliveries(engine, channel="email")[0].attempts >= 2)
-    row = deliveries(engine, channel="email")[0]
-    assert (row.status, row.target, row.failures) == ("pending", None, 0)
-    assert {a.outcome for a in attempts(engine, row.id)} == {"deferred"}
-    assert "ServiceUnavailable" in row.last_error
-    assert sink.messages == []
-
-    services.auth.down = False
-    drive(worker, until=delivered(engine, "email"))
-    assert sink.wait_for(1)[0].rcpt_to == ["grace@example.test"]
-
-
-def test_deferrals_do_not_use_up_the_attempts(make_worker, services, sink, engine):
-    worker = make_worker(max_attempts=2, retry_base_s=0.01, retry_cap_s=0.02)
-    user = services.auth.add()
-    services.auth.down = True
-    publish(worker, event([user]))
-    drive(worker, until=lambda: deliveries(engine, channel="email")[0].attempts >= 4)
-    assert deliveries(engine, channel="email")[0].status == "pending"
-    services.auth.down = False
-    drive(worker, until=delivered(engine, "email"))
-
-
-def test_an_email_to_an_unknown_user_fails_at_once(worker, services, sink, engine):
-    publish(worker, event([str(uuid.uuid4())]))
-    drive(worker, until=lambda: deliveries(engine, channel="email")[0].status == "failed")
-    row = deliveries(engine, channel="email")[0]
-    assert (row.attempts, row.last_error) == (1, "recipient: no such user")
-    assert sink.messages == []
-
-
-def test_a_mailbox_the_server_refuses_fails_at_once(make_worker, services, engine):
-    refusing = SmtpSink(refuse=["nobody@example.test"]).start()
-    try:
-        worker = make_worker(smtp_port=refusing.port)
-        user = services.auth.add(email="nobody@example.test")
-        publish(worker, event([user]))
-        drive(worker, until=lambda: deliveries(engine, channel="email")[0].status == "failed")
-        row = deliveries(engine, channel="email")[0]
-        assert row.attempts == 1 and "550" in row.last_error
-        assert attempts(engine, row.id)[0].status_code == 550
-        assert refusing.messages == []
-    finally:
-        refusing.stop()
-
-
-def test_an_email_waits_for_the_smtp_server_to_come_back(worker, services, sink, engine):
-    user = services.auth.add()
-    sink.stop()
-    publish(worker, event([user]))
-    drive(worker, until=lambda: deliveries(engine, channel="email")[0].attempts >= 2)
-    row = deliveries(engine, channel="email")[0]
-    assert row.status == "pending" and row.last_error.startswith("SMTP")
-    sink.start()
-    drive(worker, until=delivered(engine, "email"))
-    assert len(sink.wait_for(1)) == 1
-
-
-def test_email_can_be_switched_off(make_worker, services, receiver, engine):
-    worker = make_worker(email_enabled=False)
-    user, _ = subscribe(worker, services, receiver=receiver)
-    publish(worker, event([user]))
-    assert [row.channel for row in deliveries(engine)] == ["webhook"]
 
 
 # --- Backoff -----------------------------------------------------------------------------------
