@@ -91,6 +91,19 @@ class System:
             self.set_faults({})
         return self.paysys("up")
 
+    def __enter__(self):
+        """``with System(...) as system:`` started for the block, stopped after it (and
+        cleaned up if it fails to start)."""
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc_info):
+        self.stop()
+
     def set_faults(self, faults):
         """Switch on the test-only faults ``{process name: settings}`` (shared/faults.py),
         and every other off; ``set_faults({})`` clears them. Each process sees the change

@@ -39,13 +39,8 @@ def system(tmp_path_factory, smtp_sink):
         # authorization expire.
         "PAYSYS_PAYMENT_HOLD_S": str(PAYMENT_HOLD_S),
     })
-    try:
-        running.start()
-    except BaseException:
-        running.stop()
-        raise
-    yield running
-    running.stop()
+    with running:
+        yield running
 
 
 @pytest.fixture(scope="session")

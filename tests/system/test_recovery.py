@@ -44,13 +44,8 @@ def system(tmp_path_factory):
                          "PAYSYS_VOTE_DEADLINE_MS": str(VOTE_DEADLINE_MS),
                          "PAYSYS_IDEMPOTENCY_LEASE_S": str(IDEMPOTENCY_LEASE_S),
                      })
-    try:
-        running.start()
-    except BaseException:
-        running.stop()
-        raise
-    yield running
-    running.stop()
+    with running:
+        yield running
 
 
 @pytest.fixture
