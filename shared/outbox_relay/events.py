@@ -33,7 +33,6 @@ class EventsSink(Sink):
     """Dispatches a round as one batch event: ``dispatch(event_type, payload)``."""
 
     stop_timeout_s = 10.0  # a publish retries a lost connection a few times
-    works_when_idle = False  # an idle round only looks for rows, without the claim
 
     def __init__(self, dispatch):
         self.dispatch = dispatch

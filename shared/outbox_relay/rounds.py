@@ -12,7 +12,7 @@ go again (a duplicate, never a loss).
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from sqlalchemy import exists, func, select, update
+from sqlalchemy import func, select, update
 
 
 @dataclass(frozen=True)
@@ -31,14 +31,6 @@ class Outbox:
         return (select(table.c.id, *self.columns)
                 .where(table.c[self.sent].is_(None))
                 .order_by(table.c.id).limit(limit))
-
-    def has_unsent(self, engine):
-        """Is any row waiting? One autocommitted read of the table's unsent index: what an
-        idle round costs a sink that has nothing to do without rows."""
-        table = self.table
-        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-            return connection.execute(
-                select(exists().where(table.c[self.sent].is_(None)))).scalar_one()
 
     def mark_sent(self, connection, rows):
         connection.execute(update(self.table)
@@ -68,8 +60,6 @@ class Sink:
     """Where a relay sends its rows. ``send`` is the one a sink must have."""
 
     stop_timeout_s = 5.0  # how long a round in progress may take to end
-    # Does a round have work when no row waits? (The Kafka sink checks its topic.)
-    works_when_idle = True
 
     def prepare(self, connection):
         """Before the read, under the claim: False to skip the round."""
@@ -91,8 +81,6 @@ def run_round(engine, outbox, sink, limit):
     """One round of up to ``limit`` rows: the number delivered (0: nothing waited, or
     another relay holds the claim). Raises the sink's failure after marking what was
     delivered before it."""
-    if not sink.works_when_idle and not outbox.has_unsent(engine):
-        return 0
     with claimed(engine, outbox.lock_key) as connection:
         if connection is None or not sink.prepare(connection):
             return 0

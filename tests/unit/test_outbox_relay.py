@@ -115,23 +115,3 @@ def test_one_relay_at_a_time_per_outbox(engine):
     while relay.step():
         pass
     assert unsent(engine, ids) == set()
-
-
-def test_an_idle_round_only_looks_for_rows(engine, monkeypatch):
-    """Without a row waiting, a round of the events relay reads the unsent index once and
-    takes no claim (so an idle service costs PostgreSQL one read a round)."""
-    from shared.outbox_relay import rounds
-
-    claims = []
-    claimed = rounds.claimed
-    monkeypatch.setattr(rounds, "claimed", lambda *args: claims.append(args) or claimed(*args))
-    sent = []
-    relay = event_relay(engine, events.outbox, lambda kind, payload: sent.append(payload),
-                        interval_s=0.2)
-    while relay.step():  # whatever earlier tests left
-        pass
-    claims.clear()
-    assert relay.step() == 0 and claims == []
-    ids = queue_events(engine, 1)
-    assert relay.step() == 1 and len(claims) == 1
-    assert unsent(engine, ids) == set() and [e["id"] for e in sent[-1]["events"]] == ids
