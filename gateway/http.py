@@ -59,10 +59,24 @@ def response_for_error(exc):
                             "Unexpected error; quote the X-Request-ID header when reporting it.")
 
 
+# The metrics' route label of a request no route matched (404, 405), and the methods
+# that keep their own label there (any other is "OTHER": a label per made-up method would
+# let a client grow the metrics without bound).
+UNMATCHED_ROUTE = "unmatched"
+KNOWN_METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
+
+
+def request_id(request):
+    """The client's X-Request-ID (bounded), or a new one."""
+    return request.headers.get(REQUEST_ID_HEADER, "")[:128] or new_correlation_id()
+
+
 class ProblemWsgiApp(WsgiApp):
-    """Nameko's WSGI app, but an unknown path (404) or method (405) is problem+json too."""
+    """Nameko's WSGI app, but an unknown path (404) or method (405) is problem+json too,
+    carries its X-Request-ID and is counted like any other answer."""
 
     def __call__(self, environ, start_response):
+        started_s = time.perf_counter()
         request = Request(environ, shallow=True)
         adapter = self.url_map.bind_to_environ(environ)
         try:
@@ -72,6 +86,9 @@ class ProblemWsgiApp(WsgiApp):
                 exc.code, "not_found" if exc.code == 404 else "method_not_allowed",
                 exc.name, exc.description,
                 headers=[(k, v) for k, v in exc.get_headers(environ) if k != "Content-Type"])
+            response.headers[REQUEST_ID_HEADER] = request_id(request)
+            method = request.method if request.method in KNOWN_METHODS else "OTHER"
+            observe_request(method, UNMATCHED_ROUTE, exc.code, time.perf_counter() - started_s)
             return response(environ, start_response)
         request.path_values = values
         return provider.handle_request(request)(environ, start_response)
@@ -95,7 +112,7 @@ class GatewayEndpoint(HttpRequestHandler):
     def handle_request(self, request):
         started_s = time.perf_counter()
         request.shallow = False
-        correlation_id = request.headers.get(REQUEST_ID_HEADER, "")[:128] or new_correlation_id()
+        correlation_id = request_id(request)
         try:
             args, kwargs = self.get_entrypoint_parameters(request)
             self.check_signature(args, kwargs)
@@ -122,4 +139,3 @@ class GatewayEndpoint(HttpRequestHandler):
         if isinstance(result, Response):
             return result
         raise TypeError("gateway handlers return a werkzeug Response, got {!r}".format(result))
-

@@ -66,6 +66,20 @@ def test_unknown_paths_and_methods_are_problem_json(system):
     assert "GET" in response.headers["Allow"]
 
 
+def test_unknown_paths_and_methods_carry_the_request_id_and_are_counted(system):
+    before = _samples(system.get("/metrics").text)
+    mine = uuid.uuid4().hex
+    response = system.get("/v1/no-such-thing", headers={"X-Request-ID": mine})
+    assert response.status_code == 404 and response.headers["X-Request-ID"] == mine
+    response = system.request("BREW", "/health")
+    assert response.status_code == 405 and response.headers["X-Request-ID"]
+    after = _samples(system.get("/metrics").text)
+    for method, status in (("GET", "404"), ("OTHER", "405")):
+        key = 'paysys_http_requests_total{{method="{}",route="unmatched",status="{}"}}'.format(
+            method, status)
+        assert after[key] - before.get(key, 0) == 1
+
+
 def test_metrics_count_requests_by_route_and_status_with_latency_histograms(system):
     system.get("/health")
     system.get("/v1/no-such-thing")

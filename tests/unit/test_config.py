@@ -1,3 +1,5 @@
+import re
+
 from shared.catalog import process_names, rpc_identities
 from shared.config import kafka_bootstrap_servers, load_config
 
@@ -44,3 +46,26 @@ def test_the_validator_pool_size_is_configurable(monkeypatch):
     monkeypatch.setenv("PAYSYS_VALIDATORS", "5")
     assert rpc_identities(load_config())[2:7] == [
         "validator_1", "validator_2", "validator_3", "validator_4", "validator_5"]
+
+
+def test_readme_lists_every_variable_config_yml_reads_with_its_default():
+    """An operator finds every setting in README's Configuration table, with the default
+    config.yml gives it."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    read = dict(re.findall(r"\$\{(PAYSYS_[A-Z0-9_]+):?([^}]*)\}",
+                           (root / "config.yml").read_text(encoding="utf-8")))
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    table = readme[readme.index("\n## Configuration\n"):readme.index("\n## Running the tests\n")]
+    rows = {}
+    for line in table.splitlines():
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        if len(cells) == 3 and cells[0].startswith("`PAYSYS_"):
+            names = re.findall(r"`(PAYSYS_[A-Z0-9_]+)`", cells[0])
+            defaults = re.findall(r"`([^`]*)`", cells[1]) or [""]
+            rows.update(zip(names, defaults + [""] * (len(names) - len(defaults))))
+    assert sorted(set(read) - set(rows)) == []
+    differ = {name: (default, rows[name]) for name, default in read.items()
+              if default and rows[name] and default != rows[name]}
+    assert differ == {}
