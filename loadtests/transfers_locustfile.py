@@ -54,6 +54,11 @@ class Payer(FastHttpUser):
     def on_start(self):
         self.payer = next(NEXT_PAYER)
         self.rng = random.Random()
+        if RATE_PER_USER:
+            # Locust runs a user's first task at once: paced users would all send their
+            # first transfer together, a burst the offered rate never has. The first one
+            # arrives as the rest do, after a wait of the Poisson process.
+            time.sleep(self.rng.expovariate(RATE_PER_USER))
         self.due = time.monotonic()
         # The same regulars in every run of a benchmark (the next payers in the list): the
         # validators count new counterparties over ten minutes, and runs follow each other.
