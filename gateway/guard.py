@@ -22,7 +22,7 @@ from nameko.extensions import DependencyProvider
 from werkzeug.wrappers import Response
 
 from gateway import idempotency, inputs
-from gateway.http import GatewayEndpoint, response_for_error
+from gateway.http import GatewayEndpoint, response_for_error, with_instance
 from gateway.metrics import rate_limit_skipped
 from gateway.ratelimit import RateLimiter, limits_from_config
 from shared import faults
@@ -130,6 +130,8 @@ class GuardAccess:
         except BaseException:
             keys.finish(idempotency.Finish(user_id, key, begun.token, 500))
             raise
+        # Stored as this request answered it: a replay keeps its ``instance``.
+        response = with_instance(response, call.request_id)
         if faults.armed:  # test-only (shared/faults.py): an answer that outlives its lease
             faults.answering(service.name, key)
         keys.finish(idempotency.Finish(user_id, key, begun.token, response.status_code,

@@ -17,7 +17,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Request, Response
 
 from gateway.metrics import observe_request
-from shared.wire_json import compact
+from shared.wire_json import compact, parse
 from shared.errors import PaysysError, RateLimited, ServiceUnavailable, Unauthorized
 from shared.logs import CORRELATION_ID_KEY, new_correlation_id
 
@@ -67,8 +67,29 @@ KNOWN_METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 
 
 def request_id(request):
-    """The client's X-Request-ID (bounded), or a new one."""
-    return request.headers.get(REQUEST_ID_HEADER, "")[:128] or new_correlation_id()
+    """The client's X-Request-ID if it is a sane one (1-128 visible ASCII characters), else
+    a new one."""
+    given = request.headers.get(REQUEST_ID_HEADER, "")
+    if 0 < len(given) <= 128 and all("!" <= char <= "~" for char in given):
+        return given
+    return new_correlation_id()
+
+
+def with_instance(response, request_id):
+    """A problem+json ``response`` names the request it answers (``instance``), unless it
+    names one already: a replayed answer keeps the first request's."""
+    if response.mimetype == PROBLEM_JSON:
+        body = parse(response.get_data())
+        if "instance" not in body:
+            body["instance"] = request_id
+            response.set_data(compact(body))
+    return response
+
+
+def stamped(response, request_id):
+    """``response`` with its X-Request-ID header, and ``instance`` if it is a problem."""
+    response.headers[REQUEST_ID_HEADER] = request_id
+    return with_instance(response, request_id)
 
 
 class ProblemWsgiApp(WsgiApp):
@@ -86,7 +107,7 @@ class ProblemWsgiApp(WsgiApp):
                 exc.code, "not_found" if exc.code == 404 else "method_not_allowed",
                 exc.name, exc.description,
                 headers=[(k, v) for k, v in exc.get_headers(environ) if k != "Content-Type"])
-            response.headers[REQUEST_ID_HEADER] = request_id(request)
+            stamped(response, request_id(request))
             method = request.method if request.method in KNOWN_METHODS else "OTHER"
             observe_request(method, UNMATCHED_ROUTE, exc.code, time.perf_counter() - started_s)
             return response(environ, start_response)
@@ -125,7 +146,7 @@ class GatewayEndpoint(HttpRequestHandler):
             response = self.response_from_result(done.wait())
         except Exception as exc:  # noqa: BLE001 - every error becomes problem+json
             response = response_for_error(exc)
-        response.headers[REQUEST_ID_HEADER] = correlation_id
+        stamped(response, correlation_id)
         duration_s = time.perf_counter() - started_s
         observe_request(self.route.method, self.route.path, response.status_code, duration_s)
         if response.status_code >= 500:

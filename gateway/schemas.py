@@ -73,9 +73,8 @@ class Problem(Schema):
     status = fields.Integer(required=True)
     detail = fields.String(required=True)
     code = fields.String(required=True, metadata={"example": "validation_error"})
-    errors = fields.Dict(
-        metadata={"description": "Per-field messages, on validation errors."}
-    )
+    errors = fields.Dict(metadata={"description": "Per-field messages, on validation errors."})
+    instance = fields.String(metadata={"description": "The X-Request-ID of the request."})
 
 
 # --- Auth -------------------------------------------------------------------

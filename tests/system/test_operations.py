@@ -142,3 +142,30 @@ def _samples(text):
             name, value = line.rsplit(" ", 1)
             samples[name] = float(value)
     return samples
+
+
+def test_every_problem_names_its_request_as_instance_and_a_replay_keeps_the_first(system):
+    mine = "client-" + uuid.uuid4().hex
+    response = system.get("/v1/no-such-thing", headers={"X-Request-ID": mine})
+    assert response.json()["instance"] == response.headers["X-Request-ID"] == mine
+    # Not a sane id (a space in it): the gateway gives the request one of its own.
+    response = system.get("/v1/no-such-thing", headers={"X-Request-ID": "two words"})
+    assert response.headers["X-Request-ID"] != "two words"
+    assert response.json()["instance"] == response.headers["X-Request-ID"]
+
+    alice = new_session(system)
+    invalid = alice.post("/v1/accounts", json={"currency": "NOPE"})
+    assert invalid.status_code == 422
+    assert invalid.json()["instance"] == invalid.headers["X-Request-ID"]
+
+    account = alice.open_account()
+    key = str(uuid.uuid4())
+    body = {"source_account_id": account["id"], "destination_account_id": str(uuid.uuid4()),
+            "amount": 100, "currency": "USD"}
+    first = alice.post("/v1/transfers", json=body, headers={"Idempotency-Key": key})
+    again = alice.post("/v1/transfers", json=body, headers={"Idempotency-Key": key})
+    assert first.status_code == again.status_code == 404
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.json() == first.json()
+    assert first.json()["instance"] == first.headers["X-Request-ID"]
+    assert again.headers["X-Request-ID"] != first.headers["X-Request-ID"]
