@@ -78,4 +78,10 @@ def assert_problem(response, status, code=None):
     assert body["status"] == status
     if code is not None:
         assert body["code"] == code, body
+    # It names the request it answers (a replay: the request that made the answer).
+    if response.headers.get("Idempotent-Replayed") != "true":
+        assert body["instance"] == response.headers["X-Request-ID"], body
+    # What the problem says, without which request it answered: two answers can be
+    # compared (a stranger's account and an unknown one must look the same).
+    del body["instance"]
     return body
