@@ -75,15 +75,29 @@ class Client:
                 return response
             time.sleep(0.2)
 
+    def fetch(self, path, params=None, attempts=20):
+        """GET ``path``, waiting out a 429 as its Retry-After says: the rate limits of a
+        system under test, which the workload itself used up (a read is safe to repeat)."""
+        for _ in range(attempts):
+            response = self.call("GET", path, params=params)
+            if response.status_code != 429:
+                break
+            time.sleep(min(float(response.headers.get("Retry-After", 1)), 2.0))
+        return response
+
+    def read(self, path, params=None):
+        """The JSON at ``path`` (``fetch``); raises for an error."""
+        response = self.fetch(path, params)
+        response.raise_for_status()
+        return response.json()
+
     def pages(self, path, params=None):
         """Every item of the list at ``path``, ``page_size`` a request."""
         def fetch_page(cursor):
             query = dict(params or {}, limit=self.page_size)
             if cursor:
                 query["cursor"] = cursor
-            response = self.call("GET", path, params=query)
-            response.raise_for_status()
-            return response.json()
+            return self.read(path, query)
 
         return read_pages(fetch_page)
 

@@ -55,7 +55,7 @@ def read_books(bank, pending=()):
     for payment in bank.payments:
         if payment.payment_id is None:
             continue
-        response = payment.payer.call("GET", "/v1/payments/" + payment.payment_id)
+        response = payment.payer.fetch("/v1/payments/" + payment.payment_id)
         if response.status_code == 200:
             payments[payment.payment_id] = response.json()
         else:
@@ -63,7 +63,7 @@ def read_books(bank, pending=()):
     accounts, entries = {}, {}
     for client in bank.clients:
         for account_id in client.accounts:
-            accounts[account_id] = client.call("GET", "/v1/accounts/" + account_id).json()
+            accounts[account_id] = client.read("/v1/accounts/" + account_id)
             entries[account_id] = client.pages("/v1/accounts/{}/entries".format(account_id))
     transactions = {tx["id"]: tx for client in bank.clients
                     for tx in client.pages("/v1/transactions")}
