@@ -58,12 +58,21 @@ def service_for(process_name):
 
 def process_names(config):
     """Every service process of the system, one per validator of the pool."""
+    return processes_of(validator_names(config))
+
+
+def processes_of(validators):
+    """Every service process, given the validator pool's names."""
     names = []
     for service in SERVICES:
-        names.extend(validator_names(config) if service.name == "validator" else [service.name])
+        names.extend(validators if service.name == "validator" else [service.name])
     return names
 
 
 def rpc_identities(config):
     """Every RPC identity the gateway pings for readiness (all processes but itself)."""
-    return [name for name in process_names(config) if name != "gateway"]
+    return rpc_identities_of(validator_names(config))
+
+
+def rpc_identities_of(validators):
+    return [name for name in processes_of(validators) if name != "gateway"]

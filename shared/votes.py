@@ -9,23 +9,22 @@ each validator process reads only its own.
 import hashlib
 import hmac
 import secrets
-from pathlib import Path
-
-from shared.config import run_dir, validator_names
+from shared.settings import load
+from shared.shared_settings import SharedSettings
 
 APPROVE, REJECT = "approve", "reject"
 KEY_BYTES = 32
 
 
 def key_file(config, validator_id):
-    directory = config["validators"].get("keys_dir") or run_dir(config) / "keys"
-    return Path(directory) / "{}.key".format(validator_id)
+    """``<validators.keys_dir>/<validator_id>.key`` of ``config`` (config.yml as a dict)."""
+    return load(SharedSettings, config).validator_keys_path / "{}.key".format(validator_id)
 
 
 def ensure_validator_keys(config):
     """Create a signing key for each validator of the pool that has none. The names created."""
     created = []
-    for validator_id in validator_names(config):
+    for validator_id in load(SharedSettings, config).validators.names:
         path = key_file(config, validator_id)
         if path.exists():
             continue
