@@ -7,7 +7,6 @@ RPC, and shapes their answer into the contract's JSON.
 import json
 import logging
 
-from nameko.dependency_providers import Config
 from nameko.timer import timer
 from werkzeug.wrappers import Response
 
@@ -19,12 +18,14 @@ from gateway.metrics import exposition
 from gateway.openapi import build_spec
 from gateway.readiness import check_kafka, check_rabbitmq, readiness_report
 from gateway.routes import BY_OPERATION
-from shared.catalog import rpc_identities
+from gateway.settings import GatewaySettings
+from shared.catalog import rpc_identities_of
 from shared.commands import Movement, TransferBatch
-from shared.config import kafka_bootstrap_servers
 from shared.db import Database
 from shared.rpc import ServiceRpc
 from shared.service import ServiceBase
+from shared.settings import Settings
+from shared.shared_settings import SharedSettings
 
 log = logging.getLogger(__name__)
 
@@ -57,9 +58,10 @@ def _movement(call, kind, source_id, destination_id, body, key):
 class GatewayService(ServiceBase):
     name = "gateway"
 
-    config = Config()
+    settings = Settings(GatewaySettings)
+    shared = Settings(SharedSettings)
     db = Database(schema="gateway")
-    rpc = ServiceRpc("gateway")
+    rpc = ServiceRpc()
     guard = Guard()
     desk = MoneyDesk()
 
@@ -178,11 +180,11 @@ class GatewayService(ServiceBase):
 
     @property
     def rpc_margin_s(self):
-        return int(self.config["gateway"]["rpc_timeout_ms"]) / 1000
+        return self.shared.rpc.timeout_s
 
     @property
     def _decision_wait_s(self):
-        return int(self.config["transactions"]["decision_wait_ms"]) / 1000
+        return self.shared.rpc.decision_wait_s
 
     @property
     def _submit_timeout_s(self):
@@ -262,15 +264,15 @@ class GatewayService(ServiceBase):
 
     @endpoint(BY_OPERATION["ready"])
     def get_ready(self, call):
-        config = self.config
-        timeout_s = int(config["gateway"]["readiness_timeout_ms"]) / 1000
+        shared = self.shared
+        timeout_s = self.settings.gateway.readiness_timeout_s
         checks = {
-            "rabbitmq": lambda: check_rabbitmq(config["AMQP_URI"], timeout_s),
+            "rabbitmq": lambda: check_rabbitmq(shared.amqp_uri, timeout_s),
             "postgresql": self.db.schema_version,
             "redis": self.guard.ping_redis,
-            "kafka": lambda: check_kafka(kafka_bootstrap_servers(config), timeout_s),
+            "kafka": lambda: check_kafka(shared.kafka.servers, timeout_s),
         }
-        for identity in rpc_identities(config):
+        for identity in rpc_identities_of(shared.validators.names):
             checks[identity] = self._pinger(identity, timeout_s)
         report = readiness_report(checks, timeout_s)
         status = 200 if report["status"] == "ready" else 503
@@ -284,7 +286,7 @@ class GatewayService(ServiceBase):
 
     @endpoint(BY_OPERATION["openapi"])
     def get_openapi(self, call):
-        spec = build_spec(self.config["gateway"]["public_url"])
+        spec = build_spec(self.settings.gateway.public_url)
         return Response(json.dumps(spec), status=200, mimetype="application/json")
 
     def _pinger(self, identity, timeout_s):
@@ -293,7 +295,7 @@ class GatewayService(ServiceBase):
 
     @timer(interval=EXPIRED_KEYS_PURGE_INTERVAL_S)
     def purge_expired_idempotency_keys(self):
-        config = self.config["idempotency"]
-        deleted = IdempotencyStore(self.db, config["ttl_s"], config["lease_s"]).purge_expired()
+        keys = self.settings.idempotency
+        deleted = IdempotencyStore(self.db, keys.ttl_s, keys.lease_s).purge_expired()
         if deleted:
             log.info("purged %d expired idempotency keys", deleted)
