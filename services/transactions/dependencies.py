@@ -1,7 +1,8 @@
 """Extensions of the transactions service."""
 from nameko.extensions import Extension
 
-from shared.config import validator_names
+from shared.settings import settings_of
+from shared.shared_settings import SharedSettings
 from shared.votes import key_file, load_validator_key
 
 
@@ -10,7 +11,7 @@ class ValidatorPool(Extension):
 
     def setup(self):
         config = self.container.config
-        self.names = tuple(validator_names(config))
+        self.names = tuple(settings_of(self.container, SharedSettings).validators.names)
         missing = [str(key_file(config, name)) for name in self.names
                    if not key_file(config, name).exists()]
         if missing:
