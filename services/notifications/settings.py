@@ -6,7 +6,7 @@ from pydantic import field_validator, model_validator
 
 from services.notifications.destinations import parse_networks
 from shared.settings import (
-    Port, PositiveFloat, PositiveInt, Section, ServiceSettings, setting)
+    Port, PositiveFloat, PositiveInt, Section, ServiceSettings, load, setting)
 
 KEY_FILE_NAME = "webhook-secrets.key"
 
@@ -51,6 +51,12 @@ class Settings(Section):
             raise ValueError("notifications.lease_s must exceed one send ({:g} s)".format(
                 longest_send_s))
         return self
+
+    @classmethod
+    def from_config(cls, config):
+        """The ``notifications`` section of ``config`` (config.yml as a dict), checked;
+        ``SettingsError`` (a ValueError) naming a bad value."""
+        return load(NotificationsSettings, config).notifications
 
     def key_path(self, keys_path):
         """The webhook-secret key file: the configured one, else in the keys directory."""
