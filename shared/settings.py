@@ -16,7 +16,6 @@ A process reads its settings once (``settings_of(container, Model)``); a bad val
 with ``SettingsError``, which names the variable, the value and what is wrong.
 """
 import os
-import weakref
 from typing import Annotated
 
 import yaml
@@ -157,15 +156,10 @@ def load_all(models, config, references=None):
     return loaded
 
 
-_BY_CONTAINER = weakref.WeakKeyDictionary()
-
-
 def settings_of(container, model):
-    """``model`` read from ``container``'s config, once per container."""
-    per_container = _BY_CONTAINER.setdefault(container, {})
-    if model not in per_container:
-        per_container[model] = load(model, container.config)
-    return per_container[model]
+    """``model`` read from ``container``'s config. Read when an extension is set up (a
+    fraction of a millisecond), so not kept: the config is the one source."""
+    return load(model, container.config)
 
 
 class Settings(DependencyProvider):
