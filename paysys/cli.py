@@ -9,6 +9,8 @@
     paysys reconcile [--json]  check the books and the Kafka mirror (exit 0 when balanced)
     paysys serve NAME          run one service process in the foreground
     paysys health [--live]     does the service process of this container serve? (probes)
+    paysys config [--service NAME] [--format yaml|table] [--docs]
+                               the effective settings, secrets masked
 """
 import argparse
 import json
@@ -16,14 +18,36 @@ import sys
 import time
 
 
-def _config():
+def _config(check=True):
+    """config.yml, environment substituted; with ``check``, every settings model is
+    validated first and a bad value ends the command (exit 2) naming it."""
     from shared.config import load_config
 
-    return load_config()
+    config = load_config()
+    if check:
+        from shared.catalog import settings_models
+        from shared.settings import SettingsError, load_all
+
+        try:
+            load_all(settings_models(), config)
+        except SettingsError as error:
+            print("paysys: {}".format(error), file=sys.stderr)
+            sys.exit(2)
+    return config
+
+
+def _shared(config):
+    from shared.settings import load
+    from shared.shared_settings import SharedSettings
+
+    return load(SharedSettings, config)
 
 
 def _gateway_url(config):
-    return config["gateway"]["public_url"].rstrip("/")
+    from gateway.settings import GatewaySettings
+    from shared.settings import load
+
+    return load(GatewaySettings, config).gateway.public_url.rstrip("/")
 
 
 def fetch_ready(config, timeout_s=5):
@@ -44,7 +68,7 @@ def fetch_ready(config, timeout_s=5):
 def cmd_migrate(args, config):
     from paysys.database import ensure_database, migrate
 
-    url = config["database"]["url"]
+    url = _shared(config).database.url
     if ensure_database(url):
         print("created database {}".format(url.rsplit("/", 1)[-1]))
     migrate(url)
@@ -75,7 +99,7 @@ def cmd_up(args, config):
     from paysys.checks import check_all, tansu_binary
     from paysys.database import ensure_database, migrate
     from services.notifications.secret_box import ensure_webhook_key
-    from shared.config import kafka_is_embedded
+    from paysys.settings_report import mask
     from shared.tokens import ensure_keypair
     from shared.votes import ensure_validator_keys
 
@@ -96,10 +120,11 @@ def cmd_up(args, config):
             print("  {}: {}".format(finding.name, finding.remedy))
         return 1
 
-    print("Migrating {}…".format(config["database"]["url"]))
-    if ensure_database(config["database"]["url"]):
+    url = _shared(config).database.url
+    print("Migrating {}…".format(mask(url, secret=True)))
+    if ensure_database(url):
         print("  created the database")
-    migrate(config["database"]["url"])
+    migrate(url)
     if ensure_keypair(config):
         print("Created the key pair that signs access tokens")
     if ensure_validator_keys(config):
@@ -108,11 +133,11 @@ def cmd_up(args, config):
         print("Created the key that seals webhook secrets")
 
     run_dir = supervisor.RunDir(config)
-    tansu = tansu_binary() if kafka_is_embedded(config) else None
+    tansu = tansu_binary() if _shared(config).kafka.embedded else None
     started = supervisor.start(config, run_dir, tansu)
     print("{} supervisord ({}); logs in {}".format(
         "Started" if started else "Already running:", run_dir.conf, run_dir.logs))
-    return _wait_until_ready(config, int(config["supervisor"]["ready_timeout_s"]))
+    return _wait_until_ready(config, _shared(config).supervisor.ready_timeout_s)
 
 
 def _wait_until_ready(config, timeout_s):
@@ -131,7 +156,7 @@ def _wait_until_ready(config, timeout_s):
         print(".", end="", flush=True)
         time.sleep(1)
     print("\nNot ready after {} s. Last answer of /ready: {}".format(timeout_s, body))
-    print("See `make logs` (or {}/logs/NAME.log).".format(config["supervisor"]["run_dir"]))
+    print("See `make logs` (or {}/logs/NAME.log).".format(_shared(config).supervisor.run_dir))
     return 1
 
 
@@ -189,7 +214,7 @@ def cmd_create_user(args, config):
     from services.auth.users import create_or_grant
     from shared.db import sqlalchemy_url
 
-    engine = create_engine(sqlalchemy_url(config["database"]["url"]))
+    engine = create_engine(sqlalchemy_url(_shared(config).database.url))
     try:
         with engine.begin() as connection:
             user, created = create_or_grant(
@@ -208,6 +233,12 @@ def cmd_reconcile(args, config):
     from paysys.reconcile import run
 
     return run(config, as_json=args.json, wait_s=args.wait)
+
+
+def cmd_config(args, config):
+    from paysys.settings_report import main
+
+    return main(args, config)
 
 
 def cmd_serve(args, config):
@@ -277,6 +308,23 @@ def build_parser():
                            "postings before Kafka is read (default: kafka.reconcile_wait_ms)")
     reconcile.set_defaults(handler=cmd_reconcile)
 
+    config = commands.add_parser(
+        "config", help="print the effective configuration: every settings model (or one), "
+        "as config.yml and the environment give it, passwords and keys masked; exit 2 "
+        "naming each bad value",
+        description="Print the effective configuration: each settings model (shared, and "
+        "one per service) as config.yml and the environment give it. Passwords in URLs and "
+        "other secrets are masked. docs/configuration.md lists every variable.")
+    config.add_argument("--service", metavar="NAME",
+                        help="one model only: shared, auth, transactions, validator, "
+                        "payments, ledger, notifications or gateway")
+    config.add_argument("--format", choices=["yaml", "table"], default="yaml",
+                        help="yaml (default) or a table with each key's variable")
+    config.add_argument("--docs", action="store_true",
+                        help="print docs/configuration.md (every variable, its type, default "
+                        "and meaning) as generated from the models: `make config-docs`")
+    config.set_defaults(handler=cmd_config)
+
     serve = commands.add_parser("serve", help="run one service process in the foreground "
                                 "(supervisord does this for `up`)")
     serve.add_argument("name", help="auth, transactions, validator_1…N, payments, "
@@ -310,6 +358,9 @@ def main(argv=None):
     if args.command == "health":
         # A probe runs every few seconds: it reads one file and needs no configuration.
         return cmd_health(args, None)
+    if args.command == "config":
+        # It reports bad values itself, after what it can show.
+        return cmd_config(args, None if args.docs else _config(check=False))
     return args.handler(args, _config())
 
 

@@ -63,7 +63,7 @@ class Policy:
         return cls(
             max_amount_minor=section.max_amount_minor,
             daily_limit_minor=section.daily_limit_minor,
-            fraud_multiplier=Fraction(section.fraud_multiplier),
+            fraud_multiplier=Fraction(section.fraud_multiplier),  # exact, from a Decimal
             fraud_floor_minor=section.fraud_floor_minor,
             new_counterparties_per_10_min=section.new_counterparties_per_10_min,
             blocked_accounts=_ids(section.blocked_accounts),
