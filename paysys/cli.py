@@ -305,7 +305,7 @@ def build_parser():
     reconcile.add_argument("--json", action="store_true", help="print the raw report")
     reconcile.add_argument("--wait", type=float, metavar="SECONDS",
                            help="how long the ledger's relay gets to publish the newest "
-                           "postings before Kafka is read (default: kafka.reconcile_wait_ms)")
+                           "postings before Kafka is read (default: ledger.reconcile_wait_ms)")
     reconcile.set_defaults(handler=cmd_reconcile)
 
     config = commands.add_parser(
