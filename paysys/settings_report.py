@@ -158,7 +158,7 @@ Three variables are read from the environment alone, not through config.yml:
 |---|---|---|
 | `PAYSYS_CONFIG` | `config.yml` of the repository | The configuration file |
 | `PAYSYS_SERVICE` | (empty) | The process `paysys serve` runs when it is given no name (the image sets it) |
-| `PAYSYS_HEARTBEAT_FILE` | (empty: none; the image: `/tmp/paysys/heartbeat.json`) | Where `paysys serve` keeps the heartbeat that `paysys health` reads |
+| `PAYSYS_HEARTBEAT_FILE` | (empty: none; the image sets one) | Where `paysys serve` keeps the heartbeat that `paysys health` reads |
 
 Units are in the names: `_ms` milliseconds, `_s` seconds, `_minor` the currency's minor
 units. A section is read by one service only (its model's), unless it is in the shared
