@@ -152,7 +152,8 @@ def system_run(progress, arguments, folder, probe):
     """The mix: its Locust figures, and its costs per completed transfer (the mix moves
     other money and reads too, so these are what a transfer costs among the rest)."""
     command = bench_locust.locust_command(bench_locust.WORKLOAD, arguments.url,
-                                          folder / "locust", html_path=folder / "locust.html")
+                                          folder / "locust", html_path=folder / "locust.html",
+                                          shape=bench_locust.STEP_SHAPE)
     environment = {"BENCH_USERS": str(arguments.users),
                    "BENCH_STEP_USERS": str(arguments.step_users),
                    "BENCH_STEP_S": str(arguments.step_seconds),
