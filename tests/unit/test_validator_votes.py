@@ -1,7 +1,7 @@
 """The validator's ``vote`` RPC: real signing keys (from its provider) and a real Redis.
 Votes are signed by each validator's own Ed25519 key and verify with its public key file,
-a batch is answered in its order with a malformed item rejected alone, and each item is judged on the money the approved items
-before it moved."""
+a batch is answered in its order with a malformed item rejected alone, and each item is
+judged on the money the approved items before it moved."""
 import pytest
 
 from services.validator import rules
