@@ -181,3 +181,33 @@ def test_kubernetes_secrets_hold_each_process_its_own_keys(tmp_path):
     assert [entry["key_id"] for entry in public["keys"]] == [private.key_id]
     assert not any(name.endswith(".key") or name.endswith(".pem")
                    for name in made["paysys-keys-transactions"])
+
+
+# What each process's configuration is pointed at, by process name (docs/keys.md): the
+# variables of config.yml naming key files, and the files they name in its /keys.
+KEY_VARIABLES = {"PAYSYS_JWT_PRIVATE_KEY_FILE", "PAYSYS_JWT_PUBLIC_KEY_FILE",
+                 "PAYSYS_VALIDATOR_KEYS_DIR", "PAYSYS_WEBHOOK_KEY_FILE"}
+POINTED_AT = {
+    "auth": {"PAYSYS_JWT_PRIVATE_KEY_FILE": "/keys/jwt-ed25519.pem"},
+    "gateway": {"PAYSYS_JWT_PUBLIC_KEY_FILE": "/keys/jwt-ed25519.pub.pem"},
+    "transactions": {"PAYSYS_VALIDATOR_KEYS_DIR": "/keys"},
+    "validator_1": {"PAYSYS_VALIDATOR_KEYS_DIR": "/keys"},
+    "validator_2": {"PAYSYS_VALIDATOR_KEYS_DIR": "/keys"},
+    "validator_3": {"PAYSYS_VALIDATOR_KEYS_DIR": "/keys"},
+    "notifications": {"PAYSYS_WEBHOOK_KEY_FILE": "/keys/webhook-secrets.key"},
+}
+
+
+def test_each_container_is_pointed_only_at_its_own_keys(stack, manifests):
+    deployments = {m["metadata"]["name"]: m for m in manifests if m["kind"] == "Deployment"}
+    for name, process in PROCESSES.items():
+        in_compose = {variable: value for variable, value in
+                      (stack[name].get("environment") or {}).items() if variable in KEY_VARIABLES}
+        container = deployments["paysys-" + process.dns_name]["spec"]["template"]["spec"][
+            "containers"][0]
+        in_k8s = {item["name"]: item["value"] for item in container.get("env", [])
+                  if item["name"] in KEY_VARIABLES}
+        assert in_compose == in_k8s == POINTED_AT.get(name, {}), name
+    # The keys job alone sees the whole set.
+    assert {variable for variable in stack["keys"]["environment"] if variable in KEY_VARIABLES} \
+        == KEY_VARIABLES
