@@ -2,9 +2,9 @@
 
 A vote counts once it is signed by the validator it names (with one of its public
 keys valid now: shared/votes.py), that validator is in the configured pool, it is
-about this transaction, and it is that validator's first vote. A majority of the configured pool (not of those who
-answered) decides, so a dead validator can never let two others' votes be
-outweighed by one. The round ends as soon as the outcome cannot change; votes
+about this transaction, and it is that validator's first vote. A majority of the
+configured pool (not of those who answered) decides, so a dead validator can never
+let two others' votes be outweighed by one. The round ends as soon as the outcome cannot change; votes
 arriving after that are ignored.
 """
 from collections import Counter
