@@ -9,13 +9,15 @@
                                accepted for validators.key_grace_period_s more
     paysys keys revoke NAME    the same, the old key refused at once (a leaked key)
     paysys create-user --email E --password P --role admin
-    paysys reconcile [--json]  check the books and the Kafka mirror (exit 0 when balanced)
+    paysys reconcile [--json]  check the books and the Kafka mirror (exit 0 balanced, 1 broken,
+                               2 unavailable, 3 still catching up)
     paysys serve NAME          run one service process in the foreground
     paysys health [--live]     does the service process of this container serve? (probes)
 """
 import argparse
 import json
 import sys
+import textwrap
 import time
 
 
@@ -252,7 +254,7 @@ def cmd_create_user(args, config):
 def cmd_reconcile(args, config):
     from paysys.reconcile import run
 
-    return run(config, as_json=args.json, wait_s=args.wait)
+    return run(config, as_json=args.json, wait_s=args.wait, stall_s=args.stall)
 
 
 def cmd_serve(args, config):
@@ -321,14 +323,30 @@ def build_parser():
                              choices=["customer", "merchant", "admin", "auditor"])
     create_user.set_defaults(handler=cmd_create_user)
 
+    from paysys.reconcile import EXIT_STATUSES
+
     reconcile = commands.add_parser(
         "reconcile", help="check that every currency sums to zero, every balance equals its "
-        "entries and the Kafka mirror holds every posting; exit 0 when balanced, 1 when not, "
-        "2 when PostgreSQL or Kafka does not answer")
-    reconcile.add_argument("--json", action="store_true", help="print the raw report")
+        "entries and the Kafka mirror holds every posting; exit 0 balanced, 1 broken, 2 "
+        "PostgreSQL or Kafka does not answer, 3 the mirror is still catching up",
+        description=textwrap.fill(
+            "Check the books in one snapshot (every currency sums to zero, every balance "
+            "equals its entries), wait while the ledger's relay still publishes that "
+            "snapshot's postings to Kafka (progress on stderr), then read the whole topic and "
+            "compare. It always prints what it compared: sums per currency, accounts, "
+            "postings in the ledger and in Kafka, the offsets read, what the relay still had "
+            "to publish.", 88),
+        epilog=EXIT_STATUSES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    reconcile.add_argument("--json", action="store_true",
+                           help="print the report as JSON (with verdict, reason, relay, offsets)")
     reconcile.add_argument("--wait", type=float, metavar="SECONDS",
-                           help="how long the ledger's relay gets to publish the newest "
-                           "postings before Kafka is read (default: kafka.reconcile_wait_ms)")
+                           help="how long to wait at most while the relay is still publishing "
+                           "the snapshot's postings (default: kafka.reconcile_catch_up_ms, "
+                           "PAYSYS_RECONCILE_CATCH_UP_MS, 60 s)")
+    reconcile.add_argument("--stall", type=float, metavar="SECONDS",
+                           help="a relay that publishes nothing for this long has stopped: "
+                           "broken, exit 1 (default: kafka.reconcile_stall_ms, "
+                           "PAYSYS_RECONCILE_STALL_MS, 15 s)")
     reconcile.set_defaults(handler=cmd_reconcile)
 
     serve = commands.add_parser("serve", help="run one service process in the foreground "
