@@ -154,7 +154,34 @@ def cmd_ps(args, config):
         print("Not running (no supervisord from {}). Start it with `make up`.".format(
             run_dir.path))
         return 3
-    return supervisor.supervisorctl(run_dir, "status").returncode
+    status = supervisor.supervisorctl(run_dir, "status").returncode
+    print_liveness(config)
+    return status
+
+
+def print_liveness(config, timeout_s=2):
+    """Each process's answer to GET /livez on its metrics port (shared/metrics)."""
+    import urllib.error
+    import urllib.request
+
+    from shared.metrics.ports import metrics_host, metrics_ports
+
+    ports = metrics_ports(config)
+    if not ports:
+        return
+    host = metrics_host(config)
+    host = "127.0.0.1" if host in ("0.0.0.0", "") else host
+    print("\nLiveness (GET /livez on each metrics port):")
+    for name, port in ports.items():
+        url = "http://{}:{}/livez".format(host, port)
+        try:
+            with urllib.request.urlopen(url, timeout=timeout_s) as reply:
+                answer = "live" if reply.status == 200 else "answered {}".format(reply.status)
+        except urllib.error.HTTPError as error:
+            answer = "answered {}".format(error.code)
+        except OSError as error:
+            answer = "no answer ({})".format(getattr(error, "reason", error))
+        print("  {:<16} {:<22} {}".format(name, "{}:{}".format(host, port), answer))
 
 
 def cmd_logs(args, config):
