@@ -72,7 +72,9 @@ class MetricsPort(DependencyProvider):
             return
         host = metrics_host(config)
         try:
-            self.socket = eventlet.listen((host, self.port))
+            # No SO_REUSEPORT (eventlet's default where it exists): a second process on the
+            # same port must fail here, not silently share the port's connections.
+            self.socket = eventlet.listen((host, self.port), reuse_port=False)
         except OSError as error:
             raise RuntimeError("{}: cannot serve metrics on {}:{} ({}); another process has "
                                "it, or set PAYSYS_METRICS_PORT_BASE (0: no metrics port)".format(
