@@ -6,7 +6,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from harness.servers import wait_for
-from tests.support.api import new_session
+from tests.support.api import assert_problem, new_session
+from tests.support.gateway import another_gateway
 
 pytestmark = pytest.mark.system
 
@@ -128,3 +129,9 @@ def test_the_api_ports_metrics_are_the_gateway_processs_own(system):
     assert api_page.status_code == 200
     assert "paysys_http_requests_total" in api_page.text
     assert "process_resident_memory_bytes" in api_page.text
+
+
+def test_production_switches_the_api_ports_metrics_off(system):
+    with another_gateway(system, PAYSYS_GATEWAY_API_METRICS="false") as gateway:
+        assert_problem(gateway.get("/metrics"), 404, "not_found")
+        assert gateway.get("/health").status_code == 200
