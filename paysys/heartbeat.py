@@ -48,7 +48,7 @@ class Heartbeat:
         self.process_name = process_name
         self.consuming_at = None
         self.http_port = None
-        self.metrics_port = None
+        self.metrics = None  # the MetricsPort, whose port is known once the runner started
         for container in runner.containers:
             for extension in container.extensions:
                 self._watch(extension)
@@ -71,8 +71,8 @@ class Heartbeat:
             extension.on_iteration = on_iteration
         elif isinstance(extension, WebServer):
             self.http_port = extension.bind_addr.port
-        elif isinstance(extension, MetricsPort) and extension.socket is not None:
-            self.metrics_port = extension.port
+        elif isinstance(extension, MetricsPort):
+            self.metrics = extension
 
     def start(self):
         import eventlet
@@ -89,6 +89,11 @@ class Heartbeat:
             except OSError:
                 pass  # a full or read-only disk: the check then says the beat is stale
             eventlet.sleep(BEAT_S)
+
+    @property
+    def metrics_port(self):
+        serving = self.metrics is not None and self.metrics.socket is not None
+        return self.metrics.port if serving else None
 
     def write(self):
         beat = {"process": self.process_name, "pid": os.getpid(), "loop_at": time.time(),

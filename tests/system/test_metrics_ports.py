@@ -1,5 +1,6 @@
 """Every service process serves its metrics and liveness on a port of its own
 (shared/metrics), against the whole running system."""
+import re
 import uuid
 
 import pytest
@@ -135,3 +136,11 @@ def test_production_switches_the_api_ports_metrics_off(system):
     with another_gateway(system, PAYSYS_GATEWAY_API_METRICS="false") as gateway:
         assert_problem(gateway.get("/metrics"), 404, "not_found")
         assert gateway.get("/health").status_code == 200
+
+
+def test_paysys_ps_shows_each_processs_answer_to_livez(system):
+    listing = system.paysys("ps", check=False).stdout
+    ports = system.metrics_ports()
+    for process in PROCESSES:
+        assert re.search(r"^  {}\s+127\.0\.0\.1:{}\s+live$".format(process, ports[process]),
+                         listing, re.MULTILINE), listing

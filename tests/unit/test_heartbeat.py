@@ -101,3 +101,17 @@ def test_the_command_exits_0_when_serving_1_when_not(tmp_path, monkeypatch, caps
     monkeypatch.delenv("PAYSYS_HEARTBEAT_FILE")
     assert cli.main(["health"]) == 2
     assert "PAYSYS_HEARTBEAT_FILE" in capsys.readouterr().err
+
+
+def test_the_heartbeat_names_the_metrics_port_once_the_process_serves_it(tmp_path):
+    from shared.metrics.server import MetricsPort
+
+    metrics = MetricsPort()
+    runner = SimpleNamespace(containers=[SimpleNamespace(extensions=[metrics])])
+    path = tmp_path / "heartbeat.json"
+    heartbeat = Heartbeat(path, "ledger", runner)  # made before the runner starts
+    heartbeat.write()
+    assert json.loads(path.read_text())["metrics_port"] is None
+    metrics.port, metrics.socket = 9406, object()  # what setup does when the runner starts
+    heartbeat.write()
+    assert json.loads(path.read_text())["metrics_port"] == 9406
