@@ -65,7 +65,7 @@ def _probes(process):
 def _env(pool_size, keys_env=None):
     """The connection settings every pod gets, then where its keys are (``keys_env``)."""
     env = [
-        # Credentials from the operators' own Secrets (see README, "Kubernetes").
+        # Credentials from the operators' own Secrets (see docs/deployment.md, "Kubernetes").
         {"name": "PAYSYS_DATABASE_URL", "valueFrom": {"secretKeyRef": {
             "name": "paysys-postgres-app", "key": "uri"}}},
         {"name": "RABBITMQ_USERNAME", "valueFrom": {"secretKeyRef": {

@@ -1,8 +1,8 @@
 """The real servers the system talks to, and how the tests and the chaos experiments
 stop and start them.
 
-RabbitMQ, PostgreSQL and Redis run on loopback before the tests start (README,
-"Running the tests"). The commands that stop and start each one can be changed
+RabbitMQ, PostgreSQL and Redis run on loopback before the tests start (docs/testing.md,
+"What the tests need"). The commands that stop and start each one can be changed
 through the environment for machines that run them differently.
 """
 import os

@@ -5,6 +5,9 @@
     paysys ps | logs | status  look at it
     paysys migrate             create the database, run every service's migrations
     paysys keys                create the signing keys and the webhook-secret key if absent
+    paysys keys rotate NAME    a new vote-signing key for validator NAME; the old one is
+                               accepted for validators.key_grace_period_s more
+    paysys keys revoke NAME    the same, the old key refused at once (a leaked key)
     paysys create-user --email E --password P --role admin
     paysys reconcile [--json]  check the books and the Kafka mirror (exit 0 when balanced)
     paysys serve NAME          run one service process in the foreground
@@ -52,6 +55,8 @@ def cmd_migrate(args, config):
 
 
 def cmd_keys(args, config):
+    if args.action in ("rotate", "revoke"):
+        return _rotate_validator_key(args, config)
     from services.notifications.secret_box import ensure_webhook_key
     from services.notifications.secret_box import key_file as webhook_key_file
     from shared.tokens import ensure_keypair, key_files
@@ -67,7 +72,47 @@ def cmd_keys(args, config):
         "created for " + ", ".join(made) if made else "all present"))
     print("{} the key of webhook secrets: {}".format(
         "Created" if ensure_webhook_key(config) else "Kept", webhook_key_file(config)))
+    _redistribute(config)
     return 0
+
+
+def _rotate_validator_key(args, config):
+    from shared.votes import ensure_validator_keys, rotate_validator_key
+
+    if args.name is None:
+        print("paysys keys {}: name the validator, e.g. validator_2".format(args.action),
+              file=sys.stderr)
+        return 2
+    if args.action == "revoke":
+        grace_s = 0
+    elif args.grace_s is not None:
+        grace_s = args.grace_s
+    else:
+        grace_s = int(config["validators"]["key_grace_period_s"])
+    ensure_validator_keys(config)
+    try:
+        rotation = rotate_validator_key(config, args.name, grace_s)
+    except ValueError as error:
+        print("paysys keys {}: {}".format(args.action, error), file=sys.stderr)
+        return 2
+    print("{}: signs with the new key {}; its old key {} is accepted until {}".format(
+        rotation.validator_id, rotation.new_key_id, rotation.old_key_id,
+        rotation.old_valid_until))
+    _redistribute(config)
+    return 0
+
+
+def _redistribute(config):
+    """A system started here (`paysys up`) gets the changed keys at once: each process's
+    own copies are made again, and each picks up a changed file within a second."""
+    from paysys import process_keys
+    from shared.config import run_dir
+
+    if not (run_dir(config) / process_keys.DIRECTORY).exists():
+        return
+    changed = process_keys.distribute(config)
+    if changed:
+        print("Copied the changed keys to {}".format(", ".join(changed)))
 
 
 def cmd_up(args, config):
@@ -298,9 +343,18 @@ def build_parser():
                         ).set_defaults(handler=cmd_status)
     commands.add_parser("migrate", help="create the database if needed and bring every "
                         "service's schema up to date").set_defaults(handler=cmd_migrate)
-    commands.add_parser("keys", help="create the Ed25519 key pair that signs access tokens, "
-                        "the validators' keys and the key of webhook secrets, each if absent "
-                        "(`up` does this too)").set_defaults(handler=cmd_keys)
+    keys = commands.add_parser(
+        "keys", help="create the Ed25519 key pair that signs access tokens, the validators' "
+        "vote-signing keys and the key of webhook secrets, each if absent (`up` does this "
+        "too); `keys rotate NAME` gives validator NAME a new key, its old one accepted for a "
+        "grace period; `keys revoke NAME` the same with none (docs/keys.md)")
+    keys.add_argument("action", nargs="?", choices=["create", "rotate", "revoke"],
+                      default="create")
+    keys.add_argument("name", nargs="?", help="the validator to rotate: validator_1…N")
+    keys.add_argument("--grace-s", type=int, metavar="SECONDS",
+                      help="rotate: how long the old key stays accepted (default: "
+                      "validators.key_grace_period_s, PAYSYS_VOTE_KEY_GRACE_S)")
+    keys.set_defaults(handler=cmd_keys)
 
     create_user = commands.add_parser(
         "create-user", help="create a user, or add a role to an existing one (the only way to "

@@ -1,6 +1,6 @@
 """One more gateway process for the running test system, with settings of its own.
 
-The gateway keeps nothing of its own (README: any number of them serve behind a balancer),
+The gateway keeps nothing of its own (docs/architecture.md: any number of them serve behind a balancer),
 so a second one joins the system's RabbitMQ, PostgreSQL and Redis like the first. A test
 gives it what the shared system must not have, such as rate limits a handful of requests
 exhausts while the bucket refills once an hour: what it then allows depends on the counts,

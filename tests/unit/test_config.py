@@ -48,16 +48,15 @@ def test_the_validator_pool_size_is_configurable(monkeypatch):
         "validator_1", "validator_2", "validator_3", "validator_4", "validator_5"]
 
 
-def test_readme_lists_every_variable_config_yml_reads_with_its_default():
-    """An operator finds every setting in README's Configuration table, with the default
-    config.yml gives it."""
+def test_the_docs_list_every_variable_config_yml_reads_with_its_default():
+    """An operator finds every setting in the table of docs/configuration.md, with the
+    default config.yml gives it."""
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[2]
     read = dict(re.findall(r"\$\{(PAYSYS_[A-Z0-9_]+):?([^}]*)\}",
                            (root / "config.yml").read_text(encoding="utf-8")))
-    readme = (root / "README.md").read_text(encoding="utf-8")
-    table = readme[readme.index("\n## Configuration\n"):readme.index("\n## Running the tests\n")]
+    table = (root / "docs" / "configuration.md").read_text(encoding="utf-8")
     rows = {}
     for line in table.splitlines():
         cells = [cell.strip() for cell in line.strip("|").split("|")]
