@@ -1,4 +1,4 @@
-"""The service processes as deployments see them: name, keys, HTTP port, scaling.
+"""The service processes as deployments see them: name, keys, HTTP and metrics ports, scaling.
 
 Which processes exist comes from ``shared/catalog.py`` and the validator pool size of
 ``config.yml`` (its default, whatever the environment says): drop a service from the
@@ -12,6 +12,7 @@ from unittest import mock
 from services.notifications.secret_box import key_file as webhook_key_file
 from shared.catalog import process_names, service_for
 from shared.config import load_config, validator_names
+from shared.metrics.ports import metrics_port
 from shared.tokens import key_files
 from shared.votes import key_file, public_key_file
 
@@ -53,6 +54,8 @@ class Process:
     env: dict = field(default_factory=dict)  # what points its configuration at them
     http_port: int = None
     scalable: bool = True
+    # GET /metrics and GET /livez (shared/metrics): config.yml's port_base + its place.
+    metrics_port: int = None
 
     @property
     def dns_name(self):
@@ -122,5 +125,5 @@ def processes(config=None):
         service = service_for(name).name
         keys, env = _keys_and_env(name, service, config)
         found.append(Process(name, service, keys, env, HTTP.get(service),
-                             service not in NOT_SCALED))
+                             service not in NOT_SCALED, metrics_port(config, name)))
     return found

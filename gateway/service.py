@@ -23,6 +23,7 @@ from shared.catalog import rpc_identities
 from shared.commands import Movement, TransferBatch
 from shared.config import kafka_bootstrap_servers
 from shared.db import Database
+from shared.errors import NotFound
 from shared.rpc import ServiceRpc
 from shared.service import ServiceBase
 
@@ -279,6 +280,9 @@ class GatewayService(ServiceBase):
 
     @endpoint(BY_OPERATION["metrics"])
     def get_metrics(self, call):
+        if not self.config["gateway"].get("api_metrics", True):
+            # Production scrapes the metrics port; the API port shows nothing of it.
+            raise NotFound("No such resource.")
         body, content_type = exposition()
         return Response(body, status=200, content_type=content_type)
 

@@ -173,6 +173,7 @@ def _wait_until_ready(config, timeout_s):
             print(" ready.\n")
             print("The gateway listens on {}".format(url))
             print("Try:  curl -s {}/ready".format(url))
+            _print_metrics_ports(config)
             print("Stop: make down   Status: make ps   Logs: make logs")
             return 0
         print(".", end="", flush=True)
@@ -180,6 +181,15 @@ def _wait_until_ready(config, timeout_s):
     print("\nNot ready after {} s. Last answer of /ready: {}".format(timeout_s, body))
     print("See `make logs` (or {}/logs/NAME.log).".format(config["supervisor"]["run_dir"]))
     return 1
+
+
+def _print_metrics_ports(config):
+    from shared.metrics.ports import metrics_ports
+
+    ports = sorted(metrics_ports(config).values())
+    if ports:
+        print("Metrics: GET /metrics and /livez on ports {}-{}, one per process "
+              "(docs/metrics.md)".format(ports[0], ports[-1]))
 
 
 def cmd_down(args, config):
@@ -201,7 +211,42 @@ def cmd_ps(args, config):
         print("Not running (no supervisord from {}). Start it with `make up`.".format(
             run_dir.path))
         return 3
-    return supervisor.supervisorctl(run_dir, "status").returncode
+    status = supervisor.supervisorctl(run_dir, "status").returncode
+    print_liveness(config)
+    return status
+
+
+def print_liveness(config, timeout_s=1):
+    """Each process's answer to GET /livez on its metrics port (shared/metrics), asked of
+    all at once: a frozen process costs the listing ``timeout_s``, not one per process."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from shared.metrics.ports import metrics_host, metrics_ports
+
+    ports = metrics_ports(config)
+    if not ports:
+        return
+    host = metrics_host(config)
+    host = "127.0.0.1" if host in ("0.0.0.0", "") else host
+    with ThreadPoolExecutor(max_workers=len(ports)) as pool:
+        answers = list(pool.map(lambda port: _livez(host, port, timeout_s), ports.values()))
+    print("\nLiveness (GET /livez on each metrics port):")
+    for (name, port), answer in zip(ports.items(), answers):
+        print("  {:<16} {:<22} {}".format(name, "{}:{}".format(host, port), answer))
+
+
+def _livez(host, port, timeout_s):
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen("http://{}:{}/livez".format(host, port),
+                                    timeout=timeout_s) as reply:
+            return "live" if reply.status == 200 else "answered {}".format(reply.status)
+    except urllib.error.HTTPError as error:
+        return "answered {}".format(error.code)
+    except OSError as error:
+        return "no answer ({})".format(getattr(error, "reason", error))
 
 
 def cmd_logs(args, config):

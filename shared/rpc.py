@@ -25,6 +25,7 @@ from nameko.rpc import MethodProxy, ReplyListener
 from shared import work_counters
 from shared.circuit import CircuitBreaker
 from shared.errors import unanswered
+from shared.metrics.breakers import BREAKERS
 from shared.logs import CORRELATION_ID_KEY
 
 
@@ -56,6 +57,7 @@ class RpcClient(Extension):
             "failure_threshold": int(breaker_config.get("failure_threshold", 5)),
             "reset_timeout_s": float(breaker_config.get("reset_timeout_s", 5)),
         }
+        BREAKERS.watch(self)  # its breakers' states, read at scrape time
 
     def breaker(self, service_name):
         if service_name not in self.breakers:

@@ -14,11 +14,12 @@ import eventlet
 from nameko.extensions import DependencyProvider
 
 from services.transactions import batches as batch_records
-from services.transactions import records
+from services.transactions import metrics, records
 from services.transactions.dependencies import ValidatorPool
 from services.transactions.pipeline import REDRIVE_AFTER_S, Owners, Pipeline
 from shared.db import DatabaseClient
 from shared.logs import correlated, new_correlation_id
+from shared.metrics.scrape import SCRAPED
 from shared.rpc import RpcClient
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,17 @@ class Consensus(DependencyProvider):
                              "the {} s after which recovery votes again".format(
                                  self.undecided_timeout_s, REDRIVE_AFTER_S))
         self.owners = Owners()
+        self.pending = None
+
+    def start(self):
+        # How many are pending, read when Prometheus scrapes (never on a batch's path).
+        self.pending = SCRAPED.attach(metrics.pending_source(self.db.engine))
+
+    def stop(self):
+        SCRAPED.detach(self.pending)
+
+    def kill(self):
+        SCRAPED.detach(self.pending)
 
     def get_dependency(self, worker_ctx):
         return self

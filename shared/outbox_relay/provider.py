@@ -4,6 +4,8 @@ import eventlet
 from nameko.extensions import DependencyProvider
 
 from shared.db import make_engine
+from shared.metrics.scrape import SCRAPED
+from shared.outbox_relay.metrics import backlog_source
 
 
 class OutboxRelay(DependencyProvider):
@@ -21,6 +23,7 @@ class OutboxRelay(DependencyProvider):
         self.relay = None
         self.engine = None
         self.thread = None
+        self.backlog = None
 
     def make_relay(self, engine, config):
         """The Relay this provider runs, on ``engine`` (the relay's own)."""
@@ -33,10 +36,13 @@ class OutboxRelay(DependencyProvider):
         self.relay = self.make_relay(self.engine, config)
 
     def start(self):
+        # Its backlog, read on the relay's own engine when Prometheus scrapes.
+        self.backlog = SCRAPED.attach(backlog_source(self.engine, self.relay.outbox))
         self.thread = self.container.spawn_managed_thread(
             self.relay.run, identifier="{}.outbox_relay".format(self.container.service_name))
 
     def stop(self):
+        SCRAPED.detach(self.backlog)
         self.relay.stop()
         if self.thread is not None:
             # A round in progress ends within the sink's time.
@@ -47,6 +53,7 @@ class OutboxRelay(DependencyProvider):
         self.engine.dispose()
 
     def kill(self):
+        SCRAPED.detach(self.backlog)
         if self.relay is not None:
             self.relay.stop()
         if self.thread is not None:
