@@ -66,13 +66,14 @@ ENV PATH=/opt/paysys/bin:$PATH \
     PAYSYS_CONFIG=/etc/paysys/config.yml \
     PAYSYS_RUN_DIR=/tmp/paysys \
     PAYSYS_HEARTBEAT_FILE=/tmp/paysys/heartbeat.json \
-    PAYSYS_GATEWAY_ADDRESS=0.0.0.0:8000
+    PAYSYS_GATEWAY_ADDRESS=0.0.0.0:8000 \
+    PAYSYS_METRICS_HOST=0.0.0.0
 USER 10001:10001
 WORKDIR /tmp
 EXPOSE 8000
 
-# Asks this container's own process (its heartbeat, and the gateway's /health): see
-# paysys/heartbeat.py. It fails while RabbitMQ is away; `paysys health --live` does not.
+# Asks this container's own process (its heartbeat, GET /livez on its metrics port, and
+# the gateway's /health): see paysys/heartbeat.py. It fails while RabbitMQ is away; `paysys health --live` does not.
 HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 \
     CMD ["paysys", "health"]
 ENTRYPOINT ["paysys", "serve"]

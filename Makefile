@@ -21,7 +21,7 @@ help:
 	@echo "make bench   Locust benchmark with baselines; report in reports/bench-<time>/ (BENCH_ARGS=--help)"
 	@echo "make chaos   every chaos experiment on a sandbox of the system; EXP=name for one (EXP=list)"
 	@echo "make compose-test   the compose stack for real: up, bank workload, a container killed, down"
-	@echo "make deploy-check   compose and Kubernetes files: up to date, rendered, validated, checkov"
+	@echo "make deploy-check   compose, Kubernetes and monitoring files: up to date, rendered, validated, promtool, checkov"
 	@echo "make config-docs   rewrite docs/configuration.md from the settings models (after adding a setting)"
 	@echo "make deploy-generate   rewrite them from shared/catalog.py (after adding or dropping a service)"
 
@@ -71,7 +71,8 @@ compose-test: $(STAMP)
 config-docs: $(STAMP)
 	$(BIN)/paysys config --docs > docs/configuration.md
 
-# Rewrites the compose files and the Kubernetes Deployments from shared/catalog.py.
+# Rewrites the compose files, the Kubernetes Deployments and deploy/monitoring's scrape config
+# and dashboard from shared/catalog.py.
 deploy-generate: $(STAMP)
 	$(BIN)/python -m deploy.generate
 

@@ -7,7 +7,10 @@
 #   4. every rendered object is valid Kubernetes          kubernetes-validate --strict, for the
 #      oldest and newest Kubernetes it knows here; the operators' custom resources (infra)
 #      have no schema there, which it says
-#   5. checkov finds nothing: the rendered manifests, every Dockerfile, the compose files
+#   5. the monitoring files: Prometheus's alert rules   promtool check rules, promtool test
+#      (deploy/monitoring/alerts.yml) are valid and fire  rules alerts.test.yml, promtool
+#      as their tests say; the scrape config is valid     check config (Debian's prometheus)
+#   6. checkov finds nothing: the rendered manifests, every Dockerfile, the compose files
 #      (checkov has no compose policies: it looks for secrets in them; tests/unit/
 #      test_deploy.py checks what compose security it can). A skipped check carries its
 #      reason beside what it skips (checkov.io/skip annotations, checkov:skip comments).
@@ -62,6 +65,18 @@ for version in "$OLDEST_KUBERNETES" ""; do
 done
 "$CHECKERS/kubernetes-validate" --strict --quiet "$rendered/infra.yaml" 2>&1 \
   | sed 's/^WARN [^ ]* /  infra: /'
+
+step "Monitoring (promtool)"
+if ! command -v promtool >/dev/null 2>&1; then
+  echo "installing promtool (Debian's prometheus)"
+  apt-get install -y -q --no-install-recommends prometheus >/dev/null \
+    || { apt-get update -q >/dev/null \
+         && apt-get install -y -q --no-install-recommends prometheus >/dev/null; }
+fi
+( cd deploy/monitoring
+  promtool check rules alerts.yml
+  promtool test rules alerts.test.yml
+  promtool check config --syntax-only prometheus.yml )
 
 step "checkov"
 checkov() {

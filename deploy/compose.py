@@ -37,6 +37,10 @@ def _process_block(process):
         lines.extend("      {}: {}".format(k, v) for k, v in sorted(env.items()))
     if process.keys:
         lines.append("    volumes: [\"{}:{}:ro\"]".format(keys_volume(process), KEYS_DIR))
+    if process.metrics_port:
+        # GET /metrics and /livez, for a Prometheus on the stack's network (not published:
+        # the healthcheck, `paysys health`, asks /livez from inside the container).
+        lines.append("    expose: [\"{}\"]".format(process.metrics_port))
     if process.http_port:
         # Loopback only: the machine's other users and networks do not reach it.
         lines.append("    ports: [\"127.0.0.1:${{PAYSYS_COMPOSE_GATEWAY_PORT:-8000}}:{}\"]".format(

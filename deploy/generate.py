@@ -4,13 +4,14 @@
     python -m deploy.generate --check   exit 1, naming them, if any is out of date
 
 docker-compose.yml and docker-compose.offline.yml (deploy/compose.py),
-deploy/k8s/base/processes.yaml and deploy/k8s/overlays/prod/autoscaling.yaml (deploy/k8s.py).
+deploy/k8s/base/processes.yaml and deploy/k8s/overlays/prod/autoscaling.yaml (deploy/k8s.py),
+deploy/monitoring/prometheus.yml and deploy/monitoring/dashboard.json (deploy/monitoring.py).
 """
 import argparse
 import sys
 from pathlib import Path
 
-from deploy import compose, k8s
+from deploy import compose, k8s, monitoring
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -22,6 +23,8 @@ def outputs():
         "docker-compose.offline.yml": compose.render_offline(),
         "deploy/k8s/base/processes.yaml": k8s.render(),
         "deploy/k8s/overlays/prod/autoscaling.yaml": k8s.render_prod_autoscaling(),
+        "deploy/monitoring/prometheus.yml": monitoring.render_prometheus(),
+        "deploy/monitoring/dashboard.json": monitoring.render_dashboard(),
     }
 
 

@@ -1,6 +1,7 @@
 """deploy/k8s/base/processes.yaml, rendered for the processes of ``deploy/processes.py``:
 a Deployment per process (each validator its own), the gateway's Service, an HPA per
-stateless service, the validators' PodDisruptionBudget and the migration Job; and the prod
+stateless service, the validators' PodDisruptionBudget, the migration Job and the policy
+that lets Prometheus (namespace ``monitoring``) reach the metrics ports; and the prod
 overlay's autoscaling patch.
 
 What every process shares (settings, network policies, the service account) is plain YAML
@@ -44,13 +45,17 @@ def _exec(*args):
 
 
 def _probes(process):
-    """Liveness only asks whether the process runs (a RabbitMQ restart must not restart
-    every pod); readiness whether it serves (see paysys/heartbeat.py)."""
-    live = ({"httpGet": {"path": "/health", "port": "http"}} if process.http_port
-            else _exec("--live"))
+    """Liveness only asks whether the process runs: GET /livez on its metrics port, 200
+    while its Nameko container runs (a RabbitMQ restart must not restart every pod);
+    readiness whether it serves (see paysys/heartbeat.py)."""
+    if process.metrics_port:
+        live = {"httpGet": {"path": "/livez", "port": "metrics"}}
+    elif process.http_port:
+        live = {"httpGet": {"path": "/health", "port": "http"}}
+    else:
+        live = _exec("--live")
     return {
-        "startupProbe": dict(_exec("--live"), periodSeconds=5, timeoutSeconds=5,
-                             failureThreshold=24),
+        "startupProbe": dict(live, periodSeconds=5, timeoutSeconds=5, failureThreshold=24),
         "livenessProbe": dict(live, periodSeconds=10, timeoutSeconds=5, failureThreshold=3),
         "readinessProbe": dict(_exec(), periodSeconds=10, timeoutSeconds=5,
                                failureThreshold=3),
@@ -60,7 +65,7 @@ def _probes(process):
 def _env(pool_size, keys_env=None):
     """The connection settings every pod gets, then where its keys are (``keys_env``)."""
     env = [
-        # Credentials from the operators' own Secrets (see README, "Kubernetes").
+        # Credentials from the operators' own Secrets (see docs/deployment.md, "Kubernetes").
         {"name": "PAYSYS_DATABASE_URL", "valueFrom": {"secretKeyRef": {
             "name": "paysys-postgres-app", "key": "uri"}}},
         {"name": "RABBITMQ_USERNAME", "valueFrom": {"secretKeyRef": {
@@ -97,8 +102,13 @@ def _container(process, pool_size):
         "securityContext": CONTAINER_SECURITY,
         "volumeMounts": [{"name": "tmp", "mountPath": HEARTBEAT_DIR}],
     }
+    ports = []
     if process.http_port:
-        container["ports"] = [{"name": "http", "containerPort": process.http_port}]
+        ports.append({"name": "http", "containerPort": process.http_port})
+    if process.metrics_port:
+        ports.append({"name": "metrics", "containerPort": process.metrics_port})
+    if ports:
+        container["ports"] = ports
     container.update(_probes(process))
     if process.keys:
         container["volumeMounts"].append({"name": "keys", "mountPath": KEYS_DIR,
@@ -132,6 +142,40 @@ def _pod_spec(process, pool_size):
     return spec
 
 
+MONITORING_NAMESPACE = "monitoring"
+
+
+def _pod_metadata(process):
+    """Labels, and the annotations by which Prometheus's pod discovery finds the metrics
+    port (the usual ``prometheus.io/*`` relabelling; deploy/monitoring/prometheus.yml)."""
+    metadata = {"labels": labels(process)}
+    if process.metrics_port:
+        metadata["annotations"] = {"prometheus.io/scrape": "true",
+                                   "prometheus.io/port": str(process.metrics_port),
+                                   "prometheus.io/path": "/metrics"}
+    return metadata
+
+
+def metrics_policy(procs):
+    """Prometheus, in the namespace ``monitoring``, may reach every metrics port (the
+    kubelet's probes need no policy)."""
+    ports = sorted(process.metrics_port for process in procs if process.metrics_port)
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": "paysys-metrics-ingress", "labels": dict(PART_OF)},
+        "spec": {
+            "podSelector": {"matchLabels": dict(PART_OF)},
+            "policyTypes": ["Ingress"],
+            "ingress": [{
+                "from": [{"namespaceSelector": {"matchLabels": {
+                    "kubernetes.io/metadata.name": MONITORING_NAMESPACE}}}],
+                "ports": [{"protocol": "TCP", "port": ports[0], "endPort": ports[-1]}],
+            }],
+        },
+    }
+
+
 def _skips(*checks):
     return {"checkov.io/skip{}".format(i): "{}={}".format(check, CHECKOV_SKIPS[check])
             for i, check in enumerate(checks, 1)}
@@ -152,7 +196,7 @@ def deployment(process, pool_size):
             "selector": {"matchLabels": {"app.kubernetes.io/name": process.dns_name}},
             "strategy": {"type": "RollingUpdate",
                          "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
-            "template": {"metadata": {"labels": labels(process)},
+            "template": {"metadata": _pod_metadata(process),
                          "spec": _pod_spec(process, pool_size)},
         },
     }
@@ -248,6 +292,8 @@ def resources(procs=None):
             found.append(autoscaler(process))
     if pool_size:
         found.append(validators_budget(pool_size))
+    if any(process.metrics_port for process in procs):
+        found.append(metrics_policy(procs))
     return found
 
 

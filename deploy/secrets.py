@@ -6,6 +6,8 @@
 Without --keys it makes a fresh key set (what `paysys keys` makes) in a temporary
 directory and forgets it once printed: the cluster keeps the only copy. With --keys it
 reads (and completes) the key set in DIR. The Deployments mount paysys-keys-<process>.
+To rotate a validator's vote key, rotate it in DIR (`paysys keys rotate validator_N` with
+PAYSYS_VALIDATOR_KEYS_DIR=DIR) and apply the Secrets again: docs/keys.md.
 """
 import argparse
 import base64

@@ -1,8 +1,10 @@
-"""Prometheus instruments of the gateway: requests by route and status, and their latency."""
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
-from prometheus_client import generate_latest
+"""Prometheus instruments of the gateway: requests by route and status (a request no route
+matched, 404 or 405, under route="unmatched"), and their latency. They live in the
+process's registry (shared/metrics), served on the gateway's metrics port, and on the
+API port's GET /metrics while ``gateway.api_metrics`` is on."""
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 
-registry = CollectorRegistry()
+from shared.metrics import REGISTRY as registry
 
 http_requests_total = Counter(
     "paysys_http_requests",

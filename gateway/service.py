@@ -22,6 +22,7 @@ from gateway.settings import GatewaySettings
 from shared.catalog import rpc_identities_of
 from shared.commands import Movement, TransferBatch
 from shared.db import Database
+from shared.errors import NotFound
 from shared.rpc import ServiceRpc
 from shared.service import ServiceBase
 from shared.settings import Settings
@@ -281,6 +282,9 @@ class GatewayService(ServiceBase):
 
     @endpoint(BY_OPERATION["metrics"])
     def get_metrics(self, call):
+        if not self.settings.gateway.api_metrics:
+            # Production scrapes the metrics port; the API port shows nothing of it.
+            raise NotFound("No such resource.")
         body, content_type = exposition()
         return Response(body, status=200, content_type=content_type)
 

@@ -21,6 +21,10 @@ class GatewaySection(Section):
         "Load balancers (comma-separated addresses) whose X-Forwarded-For is believed for "
         "the per-IP rate limit; empty: the peer is the client")
 
+    api_metrics: bool = setting(
+        "GET /metrics on the API port (the contract has it); production switches it off and "
+        "scrapes the gateway's metrics port (then it is a 404)")
+
     @property
     def readiness_timeout_s(self):
         return self.readiness_timeout_ms / 1000

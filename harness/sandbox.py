@@ -1,8 +1,8 @@
 """A whole running system of its own, for the tests and the chaos experiments: every
 service its own process under supervisord.
 
-Each sandbox has its own gateway port, database, RabbitMQ vhost, Redis database,
-Kafka port and run dir, so it never meets a system a developer has running with
+Each sandbox has its own gateway port, metrics ports, database, RabbitMQ vhost, Redis
+database, Kafka port and run dir, so it never meets a system a developer has running with
 `make up`, nor another sandbox.
 
 A sandbox made with ``faults=True`` lets a test switch the test-only faults of
@@ -29,6 +29,8 @@ class System:
         self.label = label
         self.port = servers.free_port()
         self.kafka_port = servers.free_port()
+        # A block of ports for the processes' metrics ports, held while the sandbox lives.
+        self.metrics_port_base, self._ports_lock = servers.reserve_port_block()
         self.url = "http://127.0.0.1:{}".format(self.port)
         self.database = "paysys_{}".format(label)
         self.admin_dsn = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -47,6 +49,8 @@ class System:
             PAYSYS_KAFKA_BOOTSTRAP_SERVERS="",
             PAYSYS_KAFKA_PORT=str(self.kafka_port),
             PAYSYS_RUN_DIR=str(self.run_dir),
+            PAYSYS_METRICS_PORT_BASE=str(self.metrics_port_base),
+            PAYSYS_METRICS_HOST="127.0.0.1",
             PAYSYS_READY_TIMEOUT_S="120",
             # The tests reach the gateway as if through a load balancer on loopback, so each
             # request may name its client (X-Forwarded-For) and has its own per-IP bucket.
@@ -119,6 +123,29 @@ class System:
         self.paysys("down", check=False)
         servers.delete_vhost(self.vhost)
         servers.drop_database(self.admin_dsn, self.database)
+        self._ports_lock.close()
+
+    # --- metrics ---
+
+    def metrics_ports(self):
+        """``{process name: its metrics port}`` (shared/metrics/ports.py)."""
+        from shared.metrics.ports import metrics_ports
+
+        return metrics_ports(self.config())
+
+    def config(self):
+        """config.yml as this sandbox's processes read it."""
+        from unittest import mock
+
+        from shared.config import load_config
+
+        with mock.patch.dict(os.environ, self.env, clear=True):
+            return load_config()
+
+    def metrics(self, process_name, path="/metrics"):
+        """GET ``path`` on ``process_name``'s metrics port."""
+        port = self.metrics_ports()[process_name]
+        return requests.get("http://127.0.0.1:{}{}".format(port, path), timeout=10)
 
     # --- looking at it ---
 

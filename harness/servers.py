@@ -1,11 +1,12 @@
 """The real servers the system talks to, and how the tests and the chaos experiments
 stop and start them.
 
-RabbitMQ, PostgreSQL and Redis run on loopback before the tests start (README,
-"Running the tests"). The commands that stop and start each one can be changed
+RabbitMQ, PostgreSQL and Redis run on loopback before the tests start (docs/testing.md,
+"What the tests need"). The commands that stop and start each one can be changed
 through the environment for machines that run them differently.
 """
 import os
+import random
 import shlex
 import socket
 import subprocess
@@ -70,6 +71,46 @@ def free_port():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+# Blocks of ports for the metrics ports of a sandbox's processes (shared/metrics/ports.py):
+# base + each process's place. Below the kernel's ephemeral range (32768 on Linux), where
+# free_port() and every outgoing connection take theirs, and clear of the 9400 of `make up`.
+PORT_BLOCKS_FIRST, PORT_BLOCKS_END, PORT_BLOCK_SIZE = 20000, 32000, 32
+
+
+def _ports_free(first, count):
+    for port in range(first, first + count):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                return False
+    return True
+
+
+def reserve_port_block(size=PORT_BLOCK_SIZE):
+    """``(first port, lock)``: ``size`` consecutive ports free now, and held for this test
+    process by an exclusive lock on a file named after them (released when ``lock`` is
+    closed or the process ends), so two sandboxes never pick the same block."""
+    import fcntl
+    import tempfile
+
+    bases = list(range(PORT_BLOCKS_FIRST, PORT_BLOCKS_END - size, size))
+    random.shuffle(bases)
+    for base in bases:
+        path = os.path.join(tempfile.gettempdir(), "paysys-ports-{}-{}.lock".format(base, size))
+        lock = open(path, "a")
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            lock.close()
+            continue
+        if _ports_free(base, size):
+            return base, lock
+        lock.close()
+    raise AssertionError("no free block of {} ports in {}-{}".format(
+        size, PORT_BLOCKS_FIRST, PORT_BLOCKS_END))
 
 
 # --- RabbitMQ ---------------------------------------------------------------------

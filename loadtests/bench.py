@@ -14,8 +14,12 @@ Phases, each shown on a progress line:
 
 Everything lands in reports/bench-<UTC time>/: the Locust CSVs (locust_*,
 health_*) and HTML, summary.json (figures, baselines, ratios, settings,
-machine), chart.png, and the logs. A summary table is printed at the end.
+machine, verdict), chart.png, and the logs. A summary table is printed at the end.
 The system is left as it was found (started → stopped again) unless --stop.
+
+With thresholds (--min-single-ratio, --min-batch-ratio, --max-p99-ms;
+loadtests/bench_verdict.py) the last line is the verdict, and a run that misses
+one exits 3; without, the exit status is 0.
 """
 import argparse
 import json
@@ -26,7 +30,8 @@ import threading
 from datetime import datetime, timezone
 from pathlib import Path
 
-from loadtests import baseline_db, bench_locust, bench_summary, bench_system, bench_transfers
+from loadtests import (baseline_db, bench_locust, bench_summary, bench_system, bench_transfers,
+                       bench_verdict)
 from loadtests.bench_costs import Probe, Snapshot
 from loadtests.bench_progress import Progress
 
@@ -76,8 +81,12 @@ def parse_arguments(argv=None):
     target.add_argument("--stop", action="store_true",
                         help="stop the system at the end even if it was already running")
     bench_transfers.add_arguments(parser, _environment)
+    bench_verdict.add_arguments(parser, _environment)
     arguments = parser.parse_args(argv)
-    bench_transfers.chosen(arguments)  # refuses an unknown scenario now, not after the baselines
+    scenarios = bench_transfers.chosen(arguments)  # refuses an unknown one now, not later
+    unmeasurable = bench_verdict.unmeasurable(arguments, scenarios)
+    if unmeasurable:
+        parser.error(unmeasurable)
     if min(arguments.users, arguments.step_users) < 1 or min(
             arguments.step_seconds, arguments.seconds, arguments.baseline_seconds) <= 0:
         parser.error("users, step users and every length must be positive")
@@ -152,7 +161,8 @@ def system_run(progress, arguments, folder, probe):
     """The mix: its Locust figures, and its costs per completed transfer (the mix moves
     other money and reads too, so these are what a transfer costs among the rest)."""
     command = bench_locust.locust_command(bench_locust.WORKLOAD, arguments.url,
-                                          folder / "locust", html_path=folder / "locust.html")
+                                          folder / "locust", html_path=folder / "locust.html",
+                                          shape=bench_locust.STEP_SHAPE)
     environment = {"BENCH_USERS": str(arguments.users),
                    "BENCH_STEP_USERS": str(arguments.step_users),
                    "BENCH_STEP_S": str(arguments.step_seconds),
@@ -312,10 +322,15 @@ def main(argv=None):
             "ratios": bench_summary.ratios(system, baselines.get("health"),
                                            baselines.get("raw_postgres")) if system else None,
         }
+        status, verdict, checks = bench_verdict.judge(summary, bench_verdict.asked(arguments))
+        summary["verdict"] = {"line": verdict, "exit_status": status,
+                              "checks": [check.as_dict() for check in checks]}
         write_report(folder, summary)
         print(summary_table(summary) if system else "")
         print("\n".join(bench_transfers.table(transfers_only)))
-        return 0
+        if verdict:
+            print("\n" + verdict)
+        return status
     finally:
         if arguments.stop or started_here:
             progress.say("Stopping the system (`paysys down`) …")

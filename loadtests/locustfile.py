@@ -1,6 +1,11 @@
 """The benchmark's workload: bank customers who move money and read their books.
 
-    locust -f loadtests/locustfile.py --host http://127.0.0.1:8000      (or `make bench`)
+    locust                                    web UI on :8089, settings from locust.conf
+    locust --headless -u 50 -r 10 -t 2m       the same without the UI
+    locust --tags transfers                   only the tasks tagged transfers
+    locust -f loadtests/locustfile.py,loadtests/shape.py    under the step load shape
+
+docs/load-testing.md says how to run it and how to lift the rate limits for a run.
 
 Each simulated user registers and logs in (a unique e-mail), opens two USD
 accounts — one it spends from, one it receives merchant payments on — and
@@ -20,17 +25,22 @@ Why it looks the way it does:
   only receives, and refunds.
 - Capture, void and refund belong to the merchant account's owner, so a payer
   leaves each authorization in the owner's queue and the owner settles it.
-- Every user sends its own X-Forwarded-For address: behind a trusted proxy the
-  gateway's per-IP limit then applies per simulated client, not to the one
-  load generator.
+- Every user sends its own X-Forwarded-For address (10.x.y.z, ``--client-ips
+  per-user``, the default): when the gateway trusts this machine as a proxy
+  (PAYSYS_TRUSTED_PROXIES) its per-IP limit then applies per simulated client,
+  not to the one load generator. ``--client-ips shared`` sends no header.
 - A transfer answered 201 "failed" (insufficient_funds, say) is a business
   outcome, not an HTTP error. Completed transfers are reported to Locust as a
   request of type "TX" named "transfer completed" (failed ones as "transfer
   failed: <reason>"), timed from the POST until the decision is known, so the
   CSVs carry completed transfers/s next to the HTTP figures.
 
-The step load shape (loadtests/shape.py) is configured by environment variables;
-BENCH_THINK_MAX_S (default 0.5) bounds each user's pause between tasks.
+Every task has one tag: ``transfers`` (transfers, and the deposits that keep payers
+funded), ``payments``, ``reads`` or ``auth`` (logging in again); each user's setup
+(register, log in, open and fund two accounts) runs whatever the tags. Locust's own
+-u/-r/-t (or locust.conf) set the load; the step shape of `make bench` is opt-in, by
+adding loadtests/shape.py to -f. BENCH_THINK_MAX_S (default 0.5) bounds each user's
+pause between tasks.
 """
 import itertools
 import os
@@ -39,9 +49,7 @@ import time
 import uuid
 from collections import defaultdict, deque
 
-from locust import FastHttpUser, between, task
-
-from loadtests.shape import StepLoadShape  # noqa: F401 - Locust runs the shape it finds here
+from locust import FastHttpUser, between, events, tag, task
 
 PASSWORD = "benchmark user password"
 CURRENCY = "USD"
@@ -102,6 +110,16 @@ def _pick_other(pool, owner, rng, attempts=10):
 
 
 BOOK = SharedBook()
+PER_USER, SHARED = "per-user", "shared"
+
+
+@events.init_command_line_parser.add_listener
+def client_ip_option(parser):
+    parser.add_argument(
+        "--client-ips", choices=(PER_USER, SHARED), default=PER_USER,
+        help="per-user: each simulated user sends its own X-Forwarded-For address, so the "
+        "gateway's per-IP rate limit applies per user (when PAYSYS_TRUSTED_PROXIES names this "
+        "machine); shared: no header, every user is this machine's one address")
 
 
 def client_address(number):
@@ -127,7 +145,9 @@ class BankCustomer(FastHttpUser):
 
     def on_start(self):
         self.number = next(USER_NUMBERS)
-        self.address = client_address(self.number)
+        options = self.environment.parsed_options
+        shared = options is not None and getattr(options, "client_ips", PER_USER) == SHARED
+        self.address = None if shared else client_address(self.number)
         self.email = "bench-{}@example.test".format(uuid.uuid4().hex)
         self.rng = random.Random()
         self.registered = False
@@ -202,7 +222,9 @@ class BankCustomer(FastHttpUser):
 
     def call(self, method, path, name, body=None, ok=(200,), authorized=True, headers=None):
         """One request as Locust records it; the JSON answer, or None if it failed."""
-        headers = dict(headers or {}, **{"X-Forwarded-For": self.address})
+        headers = dict(headers or {})
+        if self.address:
+            headers["X-Forwarded-For"] = self.address
         if authorized and self.token:
             headers["Authorization"] = "Bearer " + self.token
         with self.client.request(method, path, name=name, json=body, headers=headers,
@@ -248,6 +270,7 @@ class BankCustomer(FastHttpUser):
     # --- the mix ----------------------------------------------------------------------
 
     @task(10)
+    @tag("transfers")
     def transfer(self):
         if not self.ensure_set_up():
             return
@@ -262,6 +285,7 @@ class BankCustomer(FastHttpUser):
         self.record_outcome(self.decided(transaction), started_s)
 
     @task(3)
+    @tag("transfers")
     def deposit(self):
         if not self.ensure_set_up():
             return
@@ -270,6 +294,7 @@ class BankCustomer(FastHttpUser):
             "amount": self.rng.randint(*TOP_UP_MINOR), "currency": CURRENCY})
 
     @task(3)
+    @tag("payments")
     def authorize_payment(self):
         """Pay another user's merchant account in two steps: this is the authorization."""
         if not self.ensure_set_up():
@@ -285,6 +310,7 @@ class BankCustomer(FastHttpUser):
             BOOK.leave_authorization(merchant, payment["id"], amount)
 
     @task(3)
+    @tag("payments")
     def settle_authorization(self):
         """As a merchant: capture part of a pending authorization (maybe refund some), or void."""
         if not self.ensure_set_up():
@@ -304,6 +330,7 @@ class BankCustomer(FastHttpUser):
                        {"amount": max(1, captured // 2)})
 
     @task(2)
+    @tag("payments")
     def pay_at_once(self):
         """A one-step payment (capture=true) to another user's merchant account."""
         if not self.ensure_set_up():
@@ -316,23 +343,27 @@ class BankCustomer(FastHttpUser):
             "amount": self.rng.randint(*PAYMENT_MINOR), "currency": CURRENCY, "capture": True})
 
     @task(6)
+    @tag("reads")
     def read_balance(self):
         if self.ensure_set_up():
             self.call("GET", "/v1/accounts/" + self.rng.choice(self.own_accounts),
                       "/v1/accounts/[id]")
 
     @task(3)
+    @tag("reads")
     def read_entries(self):
         if self.ensure_set_up():
             self.call("GET", "/v1/accounts/{}/entries?limit={}".format(
                 self.rng.choice(self.own_accounts), HISTORY_PAGE), "/v1/accounts/[id]/entries")
 
     @task(3)
+    @tag("reads")
     def read_transactions(self):
         if self.ensure_set_up():
             self.call("GET", "/v1/transactions?limit={}".format(HISTORY_PAGE), "/v1/transactions")
 
     @task(1)
+    @tag("auth")
     def log_in_again(self):
         """Customers come back: a fresh login (Argon2id on the auth service) now and then."""
         if self.ensure_set_up():

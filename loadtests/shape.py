@@ -1,5 +1,10 @@
 """A step load for Locust: add users in steps, hold the top, stop after a set time.
 
+Opt-in: name this file after the workload, and it drives the run instead of -u/-r/-t
+(`make bench` runs its mix this way)::
+
+    BENCH_USERS=40 locust -f loadtests/locustfile.py,loadtests/shape.py --headless
+
 A step load shows where the system bends: each step holds a fixed number of
 users long enough for its throughput and latency to settle, so the stats
 history reads as "N users gave X requests/s at Y ms". The shape is configured

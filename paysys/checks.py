@@ -39,7 +39,8 @@ def check_postgresql(config):
     return Finding(
         "PostgreSQL", _address(url, 5432), problem,
         "Debian: `apt-get install postgresql` then "
-        "`pg_ctlcluster $(ls /etc/postgresql) main start`; "
+        "`pg_ctlcluster $(ls /etc/postgresql) main start`, and a password for the user "
+        "postgres in ~/.pgpass (README, \"Prerequisites\"); "
         "or `docker compose up -d postgres`; or point PAYSYS_DATABASE_URL at a server.",
     )
 

@@ -5,8 +5,12 @@
     paysys ps | logs | status  look at it
     paysys migrate             create the database, run every service's migrations
     paysys keys                create the signing keys and the webhook-secret key if absent
+    paysys keys rotate NAME    a new vote-signing key for validator NAME; the old one is
+                               accepted for validators.key_grace_period_s more
+    paysys keys revoke NAME    the same, the old key refused at once (a leaked key)
     paysys create-user --email E --password P --role admin
-    paysys reconcile [--json]  check the books and the Kafka mirror (exit 0 when balanced)
+    paysys reconcile [--json]  check the books and the Kafka mirror (exit 0 balanced, 1 broken,
+                               2 unavailable, 3 still catching up)
     paysys serve NAME          run one service process in the foreground
     paysys health [--live]     does the service process of this container serve? (probes)
     paysys config [--service NAME] [--format yaml|table] [--docs]
@@ -15,6 +19,7 @@
 import argparse
 import json
 import sys
+import textwrap
 import time
 
 
@@ -76,6 +81,8 @@ def cmd_migrate(args, config):
 
 
 def cmd_keys(args, config):
+    if args.action in ("rotate", "revoke"):
+        return _rotate_validator_key(args, config)
     from services.notifications.secret_box import ensure_webhook_key
     from services.notifications.secret_box import key_file as webhook_key_file
     from shared.tokens import ensure_keypair, key_files
@@ -91,7 +98,47 @@ def cmd_keys(args, config):
         "created for " + ", ".join(made) if made else "all present"))
     print("{} the key of webhook secrets: {}".format(
         "Created" if ensure_webhook_key(config) else "Kept", webhook_key_file(config)))
+    _redistribute(config)
     return 0
+
+
+def _rotate_validator_key(args, config):
+    from shared.votes import ensure_validator_keys, rotate_validator_key
+
+    if args.name is None:
+        print("paysys keys {}: name the validator, e.g. validator_2".format(args.action),
+              file=sys.stderr)
+        return 2
+    if args.action == "revoke":
+        grace_s = 0
+    elif args.grace_s is not None:
+        grace_s = args.grace_s
+    else:
+        grace_s = _shared(config).validators.key_grace_period_s
+    ensure_validator_keys(config)
+    try:
+        rotation = rotate_validator_key(config, args.name, grace_s)
+    except ValueError as error:
+        print("paysys keys {}: {}".format(args.action, error), file=sys.stderr)
+        return 2
+    print("{}: signs with the new key {}; its old key {} is accepted until {}".format(
+        rotation.validator_id, rotation.new_key_id, rotation.old_key_id,
+        rotation.old_valid_until))
+    _redistribute(config)
+    return 0
+
+
+def _redistribute(config):
+    """A system started here (`paysys up`) gets the changed keys at once: each process's
+    own copies are made again, and each picks up a changed file within a second."""
+    from paysys import process_keys
+    from shared.config import run_dir
+
+    if not (run_dir(config) / process_keys.DIRECTORY).exists():
+        return
+    changed = process_keys.distribute(config)
+    if changed:
+        print("Copied the changed keys to {}".format(", ".join(changed)))
 
 
 def cmd_up(args, config):
@@ -151,6 +198,7 @@ def _wait_until_ready(config, timeout_s):
             print(" ready.\n")
             print("The gateway listens on {}".format(url))
             print("Try:  curl -s {}/ready".format(url))
+            _print_metrics_ports(config)
             print("Stop: make down   Status: make ps   Logs: make logs")
             return 0
         print(".", end="", flush=True)
@@ -158,6 +206,15 @@ def _wait_until_ready(config, timeout_s):
     print("\nNot ready after {} s. Last answer of /ready: {}".format(timeout_s, body))
     print("See `make logs` (or {}/logs/NAME.log).".format(_shared(config).supervisor.run_dir))
     return 1
+
+
+def _print_metrics_ports(config):
+    from shared.metrics.ports import metrics_ports
+
+    ports = sorted(metrics_ports(config).values())
+    if ports:
+        print("Metrics: GET /metrics and /livez on ports {}-{}, one per process "
+              "(docs/metrics.md)".format(ports[0], ports[-1]))
 
 
 def cmd_down(args, config):
@@ -179,7 +236,42 @@ def cmd_ps(args, config):
         print("Not running (no supervisord from {}). Start it with `make up`.".format(
             run_dir.path))
         return 3
-    return supervisor.supervisorctl(run_dir, "status").returncode
+    status = supervisor.supervisorctl(run_dir, "status").returncode
+    print_liveness(config)
+    return status
+
+
+def print_liveness(config, timeout_s=1):
+    """Each process's answer to GET /livez on its metrics port (shared/metrics), asked of
+    all at once: a frozen process costs the listing ``timeout_s``, not one per process."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from shared.metrics.ports import metrics_host, metrics_ports
+
+    ports = metrics_ports(config)
+    if not ports:
+        return
+    host = metrics_host(config)
+    host = "127.0.0.1" if host in ("0.0.0.0", "") else host
+    with ThreadPoolExecutor(max_workers=len(ports)) as pool:
+        answers = list(pool.map(lambda port: _livez(host, port, timeout_s), ports.values()))
+    print("\nLiveness (GET /livez on each metrics port):")
+    for (name, port), answer in zip(ports.items(), answers):
+        print("  {:<16} {:<22} {}".format(name, "{}:{}".format(host, port), answer))
+
+
+def _livez(host, port, timeout_s):
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen("http://{}:{}/livez".format(host, port),
+                                    timeout=timeout_s) as reply:
+            return "live" if reply.status == 200 else "answered {}".format(reply.status)
+    except urllib.error.HTTPError as error:
+        return "answered {}".format(error.code)
+    except OSError as error:
+        return "no answer ({})".format(getattr(error, "reason", error))
 
 
 def cmd_logs(args, config):
@@ -232,7 +324,7 @@ def cmd_create_user(args, config):
 def cmd_reconcile(args, config):
     from paysys.reconcile import run
 
-    return run(config, as_json=args.json, wait_s=args.wait)
+    return run(config, as_json=args.json, wait_s=args.wait, stall_s=args.stall)
 
 
 def cmd_config(args, config):
@@ -284,9 +376,18 @@ def build_parser():
                         ).set_defaults(handler=cmd_status)
     commands.add_parser("migrate", help="create the database if needed and bring every "
                         "service's schema up to date").set_defaults(handler=cmd_migrate)
-    commands.add_parser("keys", help="create the Ed25519 key pair that signs access tokens, "
-                        "the validators' keys and the key of webhook secrets, each if absent "
-                        "(`up` does this too)").set_defaults(handler=cmd_keys)
+    keys = commands.add_parser(
+        "keys", help="create the Ed25519 key pair that signs access tokens, the validators' "
+        "vote-signing keys and the key of webhook secrets, each if absent (`up` does this "
+        "too); `keys rotate NAME` gives validator NAME a new key, its old one accepted for a "
+        "grace period; `keys revoke NAME` the same with none (docs/keys.md)")
+    keys.add_argument("action", nargs="?", choices=["create", "rotate", "revoke"],
+                      default="create")
+    keys.add_argument("name", nargs="?", help="the validator to rotate: validator_1…N")
+    keys.add_argument("--grace-s", type=int, metavar="SECONDS",
+                      help="rotate: how long the old key stays accepted (default: "
+                      "validators.key_grace_period_s, PAYSYS_VOTE_KEY_GRACE_S)")
+    keys.set_defaults(handler=cmd_keys)
 
     create_user = commands.add_parser(
         "create-user", help="create a user, or add a role to an existing one (the only way to "
@@ -298,14 +399,30 @@ def build_parser():
                              choices=["customer", "merchant", "admin", "auditor"])
     create_user.set_defaults(handler=cmd_create_user)
 
+    from paysys.reconcile import EXIT_STATUSES
+
     reconcile = commands.add_parser(
         "reconcile", help="check that every currency sums to zero, every balance equals its "
-        "entries and the Kafka mirror holds every posting; exit 0 when balanced, 1 when not, "
-        "2 when PostgreSQL or Kafka does not answer")
-    reconcile.add_argument("--json", action="store_true", help="print the raw report")
+        "entries and the Kafka mirror holds every posting; exit 0 balanced, 1 broken, 2 "
+        "PostgreSQL or Kafka does not answer, 3 the mirror is still catching up",
+        description=textwrap.fill(
+            "Check the books in one snapshot (every currency sums to zero, every balance "
+            "equals its entries), wait while the ledger's relay still publishes that "
+            "snapshot's postings to Kafka (progress on stderr), then read the whole topic and "
+            "compare. It always prints what it compared: sums per currency, accounts, "
+            "postings in the ledger and in Kafka, the offsets read, what the relay still had "
+            "to publish.", 88),
+        epilog=EXIT_STATUSES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    reconcile.add_argument("--json", action="store_true",
+                           help="print the report as JSON (with verdict, reason, relay, offsets)")
     reconcile.add_argument("--wait", type=float, metavar="SECONDS",
-                           help="how long the ledger's relay gets to publish the newest "
-                           "postings before Kafka is read (default: ledger.reconcile_wait_ms)")
+                           help="how long to wait at most while the relay is still publishing "
+                           "the snapshot's postings (default: ledger.reconcile_catch_up_ms, "
+                           "PAYSYS_RECONCILE_CATCH_UP_MS, 60 s)")
+    reconcile.add_argument("--stall", type=float, metavar="SECONDS",
+                           help="a relay that publishes nothing for this long has stopped: "
+                           "broken, exit 1 (default: ledger.reconcile_stall_ms, "
+                           "PAYSYS_RECONCILE_STALL_MS, 15 s)")
     reconcile.set_defaults(handler=cmd_reconcile)
 
     config = commands.add_parser(

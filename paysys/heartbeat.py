@@ -12,6 +12,8 @@ HEALTHCHECK (and the pods' probes) read it, without a network round trip:
   RabbitMQ and not at all while the broker is away. Fresh, the process serves.
 - ``http``: the gateway's port; the check GETs ``/health`` there, from inside the
   container, so the HTTP server of this very process answers.
+- ``metrics_port``: the process's metrics port (shared/metrics); the check GETs ``/livez``
+  there (200 while its Nameko container runs), in ``--live`` mode too.
 
 Only when ``PAYSYS_HEARTBEAT_FILE`` names the file (the image sets it); `make up` and the
 tests write none.
@@ -46,6 +48,7 @@ class Heartbeat:
         self.process_name = process_name
         self.consuming_at = None
         self.http_port = None
+        self.metrics = None  # the MetricsPort, whose port is known once the runner started
         for container in runner.containers:
             for extension in container.extensions:
                 self._watch(extension)
@@ -53,6 +56,8 @@ class Heartbeat:
     def _watch(self, extension):
         from nameko.messaging import QueueConsumer
         from nameko.web.server import WebServer
+
+        from shared.metrics.server import MetricsPort
 
         if isinstance(extension, QueueConsumer):
             # kombu calls on_iteration once per turn of its consume loop; an instance
@@ -66,6 +71,8 @@ class Heartbeat:
             extension.on_iteration = on_iteration
         elif isinstance(extension, WebServer):
             self.http_port = extension.bind_addr.port
+        elif isinstance(extension, MetricsPort):
+            self.metrics = extension
 
     def start(self):
         import eventlet
@@ -83,9 +90,15 @@ class Heartbeat:
                 pass  # a full or read-only disk: the check then says the beat is stale
             eventlet.sleep(BEAT_S)
 
+    @property
+    def metrics_port(self):
+        serving = self.metrics is not None and self.metrics.socket is not None
+        return self.metrics.port if serving else None
+
     def write(self):
         beat = {"process": self.process_name, "pid": os.getpid(), "loop_at": time.time(),
-                "consuming_at": self.consuming_at, "http_port": self.http_port}
+                "consuming_at": self.consuming_at, "http_port": self.http_port,
+                "metrics_port": self.metrics_port}
         # Written aside and renamed: a reader never sees half a file.
         partial = self.path.with_name(self.path.name + ".tmp")
         partial.write_text(json.dumps(beat))
@@ -101,6 +114,10 @@ def problems(beat, now_s, max_age_s=MAX_AGE_S, live_only=False, http_get=None):
     loop_age_s = now_s - float(beat.get("loop_at") or 0)
     if loop_age_s > max_age_s:
         found.append("its event loop last ran {:.0f} s ago".format(loop_age_s))
+    if beat.get("metrics_port"):
+        reason = (http_get or _http_get)(int(beat["metrics_port"]), "/livez")
+        if reason:
+            found.append(reason)
     if live_only:
         return found
     if beat.get("consuming_at") is None:
@@ -111,16 +128,17 @@ def problems(beat, now_s, max_age_s=MAX_AGE_S, live_only=False, http_get=None):
             found.append("its RabbitMQ consumer last ran {:.0f} s ago (broker away?)".format(
                 consume_age_s))
     if beat.get("http_port"):
-        reason = (http_get or _http_health)(int(beat["http_port"]))
+        reason = (http_get or _http_get)(int(beat["http_port"]), "/health")
         if reason:
             found.append(reason)
     return found
 
 
-def _http_health(port):
-    import urllib.request  # only the gateway's check pays for it
+def _http_get(port, path):
+    """Empty if GET ``path`` on the loopback ``port`` answers 200, else why not."""
+    import urllib.request  # only a process with a port pays for it
 
-    url = "http://127.0.0.1:{}/health".format(port)
+    url = "http://127.0.0.1:{}{}".format(port, path)
     try:
         with urllib.request.urlopen(url, timeout=HTTP_TIMEOUT_S) as reply:
             return "" if reply.status == 200 else "{} answered {}".format(url, reply.status)

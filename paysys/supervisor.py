@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+from paysys import process_keys
 from shared.catalog import process_names
 from shared.config import config_path, kafka_is_embedded, run_dir
 
@@ -43,10 +44,17 @@ class RunDir:
             return None
 
 
-def _program(name, command, logs, priority):
+def _environment(variables):
+    # supervisord reads %(name)s in values: a literal % is %%.
+    return ",".join('{}="{}"'.format(name, str(value).replace("%", "%%"))
+                    for name, value in sorted(variables.items()))
+
+
+def _program(name, command, logs, priority, environment=None):
     return "\n".join([
         "[program:{}]".format(name),
         "command={}".format(command),
+    ] + (["environment={}".format(_environment(environment))] if environment else []) + [
         "directory={}".format(ROOT),
         "priority={}".format(priority),
         "autostart=true",
@@ -88,9 +96,12 @@ def render_conf(config, run_dir, tansu_binary=None):
                 tansu_binary, address, address),
             run_dir.logs, priority=10))
     names = process_names(config)
+    # Each process's key settings point into its own directory (paysys/process_keys.py).
+    key_environment = process_keys.environment(config)
     for name in names:
         sections.append(_program(name, "{} -m paysys.runner {}".format(sys.executable, name),
-                                 run_dir.logs, priority=100 if name != "gateway" else 200))
+                                 run_dir.logs, priority=100 if name != "gateway" else 200,
+                                 environment=key_environment[name]))
     sections.append("[group:{}]\nprograms={}\npriority=100\n".format(
         SERVICES_GROUP, ",".join(names)))
     return "\n".join(sections)
@@ -111,6 +122,7 @@ def installed():
 def start(config, run_dir, tansu_binary=None):
     """Start supervisord, or make a running one match the configuration. Idempotent."""
     run_dir.logs.mkdir(parents=True, exist_ok=True)
+    process_keys.distribute(config)
     run_dir.conf.write_text(render_conf(config, run_dir, tansu_binary))
     if run_dir.supervisord_pid():
         # Already up: pick up any change of configuration, start whatever is stopped.

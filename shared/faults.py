@@ -15,24 +15,32 @@ so a test switches faults on and off while the system runs (``System.set_faults`
     {"validator_2": {"vote_delay_ms": 5000}}         # vote this much later
     {"validator_3": {"forge_votes": "key"}}          # sign with a key that is not its own
     {"validator_3": {"forge_votes": "as:validator_1"}}  # claim another validator's name
+    {"validator_3": {"forge_votes": "key_file:PATH"}}   # sign with the private key in PATH
+                                                    # (one retired by a rotation)
     {"gateway": {"hold_answer": {"key": "K", "ms": 4000}}}  # the first request with
                                                     # Idempotency-Key K answers this late
 
 A setting is read when a call starts: a call already delayed stays delayed after the
 fault is switched off.
 """
-import hashlib
 import json
 import os
+from pathlib import Path
 
 import eventlet
 
 from shared.errors import ServiceUnavailable
-from shared.votes import sign_vote
+from shared.votes import SigningKey, sign_vote
 
 ENV = "PAYSYS_TEST_FAULTS_FILE"
-# Not any validator's key: what a vote signed by an impostor carries.
-FORGED_KEY = hashlib.sha256(b"paysys test fault: not a validator's key").digest()
+# Not any validator's key: what a vote signed by an impostor carries (made at first use).
+_forged_key = []
+
+
+def forged_key():
+    if not _forged_key:
+        _forged_key.append(SigningKey.generate())
+    return _forged_key[0]
 
 
 class Faults:
@@ -80,11 +88,17 @@ class Faults:
         if not forge:
             return None
         if forge == "key":
-            return lambda votes, key: _signed(votes, FORGED_KEY, process)
+            # The impostor names the validator's real key: only the signature gives it away.
+            return lambda votes, key: _signed(votes, SigningKey(key.key_id,
+                                                                forged_key().private_key),
+                                              process)
         if forge.startswith("as:"):
             return lambda votes, key: _signed(votes, key, forge[len("as:"):])
-        raise ValueError("test fault: forge_votes must be 'key' or 'as:<name>', not "
-                         "{!r}".format(forge))
+        if forge.startswith("key_file:"):
+            other = SigningKey.from_pem(Path(forge[len("key_file:"):]).read_bytes())
+            return lambda votes, key: _signed(votes, other, process)
+        raise ValueError("test fault: forge_votes must be 'key', 'as:<name>' or "
+                         "'key_file:<path>', not {!r}".format(forge))
 
 
     def answering(self, process, key):

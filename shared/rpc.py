@@ -25,6 +25,7 @@ from nameko.rpc import MethodProxy, ReplyListener
 from shared import work_counters
 from shared.circuit import CircuitBreaker
 from shared.errors import unanswered
+from shared.metrics.breakers import BREAKERS
 from shared.logs import CORRELATION_ID_KEY
 from shared.settings import settings_of
 from shared.shared_settings import SharedSettings
@@ -52,6 +53,7 @@ class RpcClient(Extension):
             "failure_threshold": shared.circuit_breaker.failure_threshold,
             "reset_timeout_s": shared.circuit_breaker.reset_timeout_s,
         }
+        BREAKERS.watch(self)  # its breakers' states, read at scrape time
 
     def breaker(self, service_name):
         if service_name not in self.breakers:

@@ -1,9 +1,12 @@
-"""What every Nameko service of the system has: correlation-aware logs and a health RPC."""
+"""What every Nameko service of the system has: correlation-aware logs, a health RPC, and
+its metrics and liveness on a port of its own (shared/metrics)."""
 from nameko.rpc import rpc as nameko_rpc
 
 from shared import work_counters
 from shared.errors import PaysysError
 from shared.logs import CorrelationId
+from shared.metrics.rpc import RpcMetrics
+from shared.metrics.server import MetricsPort
 
 
 def rpc(fn):
@@ -17,6 +20,9 @@ class ServiceBase:
 
     name = None
     correlation_id = CorrelationId()
+    # GET /metrics and GET /livez on the process's metrics port; every RPC timed.
+    metrics_port = MetricsPort()
+    rpc_metrics = RpcMetrics()
 
     @rpc
     def health(self, deep=False):

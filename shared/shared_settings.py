@@ -8,7 +8,7 @@ from pydantic import Field
 
 from shared.config import ROOT
 from shared.settings import (
-    Port, PositiveFloat, PositiveInt, Section, ServiceSettings, setting)
+    NonNegativeInt, Port, PositiveFloat, PositiveInt, Section, ServiceSettings, setting)
 
 
 class DatabaseSection(Section):
@@ -77,6 +77,10 @@ class ValidatorsSection(Section):
         "Directory of each validator's vote-signing key (validator_N.key); empty: "
         "<run_dir>/keys")
 
+    key_grace_period_s: NonNegativeInt = setting(
+        "After `paysys keys rotate`, a validator's old key is still accepted this long "
+        "(docs/keys.md)")
+
     @property
     def names(self):
         """RPC identities of the validator pool: validator_1 … validator_N."""
@@ -106,6 +110,14 @@ class SupervisorSection(Section):
         return self.path / "keys"
 
 
+class MetricsSection(Section):
+    port_base: int = setting(
+        "Each process serves GET /metrics and GET /livez on port_base + its place among the "
+        "processes (docs/metrics.md); 0: no metrics port", ge=0, le=65535)
+    host: str = setting("Address the metrics ports listen on (containers: 0.0.0.0)",
+                        min_length=1)
+
+
 class LoggingSection(Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = setting(
         "Log level of every process")
@@ -131,6 +143,7 @@ class SharedSettings(ServiceSettings):
     tokens: TokensSection
     supervisor: SupervisorSection
     logging: LoggingSection
+    metrics: MetricsSection
 
     @property
     def validator_keys_path(self):

@@ -8,6 +8,10 @@ import os  # noqa: E402
 
 import pytest  # noqa: E402
 
+# Services started inside the test process (nameko's containers) serve no metrics port:
+# config.yml's 9400 is `make up`'s. A sandbox reserves ports of its own (harness/sandbox.py).
+os.environ.setdefault("PAYSYS_METRICS_PORT_BASE", "0")
+
 from harness.sandbox import System  # noqa: E402
 
 

@@ -175,5 +175,5 @@ wait "$workload_pid" || { workload_pid=; fail "the bank checker found a problem"
 workload_pid=
 
 step "Reconciliation: books balanced, the Kafka mirror holds every posting"
-docker exec "$(docker-compose ps -q ledger)" paysys reconcile --wait 5 \
+docker exec "$(docker-compose ps -q ledger)" paysys reconcile \
   || fail "paysys reconcile found the books or the mirror wrong"

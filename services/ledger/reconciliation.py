@@ -31,6 +31,9 @@ a burst of transfers is not spoiled by the relay's half second); then the whole 
 read. When Kafka does not answer, the reconciliation fails (MirrorUnavailable, which the
 RPC turns into ServiceUnavailable, a 503 with Retry-After) rather than report every
 posting missing: that would be a claim about the mirror nobody could make.
+``reconcile`` is ``snapshot``, ``wait_for_relay`` and ``compare`` in a row; `paysys
+reconcile` (paysys/reconcile.py) runs the same steps with its own, longer wait that
+tells a relay still catching up from one that stopped.
 
 Cost: the ledger side is one aggregate per account; the mirror side holds every
 ``(account_id, account_seq)`` of the topic in memory, and the read is as long as the
@@ -38,6 +41,7 @@ topic. Fine for the ledgers this system runs; a very long history wants a
 per-account-range comparison instead.
 """
 import time
+from dataclasses import dataclass
 
 from sqlalchemy import BigInteger, bindparam, func, select, text
 from sqlalchemy.dialects.postgresql import ARRAY, UUID
@@ -95,6 +99,27 @@ def reconcile_with_config(db, config, wait_s=None):
 
 def reconcile(db, read, wait_s=2.0, poll_s=0.1):
     """The report (module docstring). ``read()`` returns the topic's MirrorContents."""
+    books = snapshot(db)
+    unpublished = wait_for_relay(db, books.newest_outbox_id, wait_s, poll_s)
+    return compare(db, books, read(), unpublished)
+
+
+@dataclass
+class Books:
+    """One snapshot of the books: the totals part of the report, every account's
+    sequence numbers, and the newest outbox row (what the mirror should hold)."""
+
+    report: dict
+    ledger: dict
+    newest_outbox_id: int = None
+
+    @property
+    def postings(self):
+        return sum(len(expected) for expected in self.ledger.values())
+
+
+def snapshot(db):
+    """The Books, in one REPEATABLE READ snapshot."""
     with db.connection() as connection:
         connection.execution_options(isolation_level="REPEATABLE READ",
                                      postgresql_readonly=True)
@@ -102,9 +127,15 @@ def reconcile(db, read, wait_s=2.0, poll_s=0.1):
             report = ledger_totals.totals(connection)
             ledger = ledger_postings(connection)
             newest = connection.execute(select(func.max(outbox.c.id))).scalar()
-    unpublished = wait_for_relay(db, newest, wait_s, poll_s)
-    mirror = read()
+    return Books(report, ledger, newest)
 
+
+def compare(db, books, mirror, unpublished):
+    """The report: ``books`` (a snapshot) against ``mirror`` (the topic's MirrorContents,
+    read after it); ``unpublished``: the snapshot's outbox rows not yet published when the
+    topic was read."""
+    ledger = books.ledger
+    report = dict(books.report)
     missing, missing_count = [], 0
     for account in sorted(ledger):
         expected = ledger[account]
@@ -124,7 +155,7 @@ def reconcile(db, read, wait_s=2.0, poll_s=0.1):
 
     report["mirror"] = {
         "topic": mirror.topic,
-        "ledger_postings": sum(len(expected) for expected in ledger.values()),
+        "ledger_postings": books.postings,
         "kafka_postings": mirror.distinct,
         "missing": missing,
         "missing_count": missing_count,
@@ -134,12 +165,16 @@ def reconcile(db, read, wait_s=2.0, poll_s=0.1):
         "unpublished": unpublished,
     }
     report["balanced"] = (
-        all(sums["entries_sum"] == 0 and sums["accounts_sum"] == 0
-            for sums in report["currencies"].values())
-        and not report["discrepancies"] and missing_count == 0 and not unexpected
-    )
+        books_balance(report) and missing_count == 0 and not unexpected)
     return {key: report[key] for key in (
         "balanced", "currencies", "accounts_checked", "discrepancies", "mirror")}
+
+
+def books_balance(report):
+    """Does every currency sum to zero and every balance equal its entries?"""
+    return (all(sums["entries_sum"] == 0 and sums["accounts_sum"] == 0
+                for sums in report["currencies"].values())
+            and not report["discrepancies"])
 
 
 class _Range:
@@ -183,18 +218,24 @@ def ledger_postings(connection):
 def wait_for_relay(db, newest_id, wait_s, poll_s):
     """Wait up to ``wait_s`` until every outbox row up to ``newest_id`` is published;
     how many still are not."""
-    if newest_id is None:
-        return 0
     deadline = time.monotonic() + wait_s
     while True:
-        with db.connection() as connection:
-            waiting = connection.execute(
-                select(func.count()).select_from(outbox)
-                .where(outbox.c.published_at.is_(None), outbox.c.id <= newest_id)
-            ).scalar_one()
+        waiting = unpublished_count(db, newest_id)
         if waiting == 0 or time.monotonic() >= deadline:
             return waiting
         time.sleep(poll_s)
+
+
+def unpublished_count(db, newest_id):
+    """Outbox rows up to ``newest_id`` (a snapshot's newest) the relay has not published
+    (a replay unpublishes rows again, so this can grow)."""
+    if newest_id is None:
+        return 0
+    with db.connection() as connection:
+        return connection.execute(
+            select(func.count()).select_from(outbox)
+            .where(outbox.c.published_at.is_(None), outbox.c.id <= newest_id)
+        ).scalar_one()
 
 
 def not_in_ledger(db, postings):

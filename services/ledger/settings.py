@@ -12,12 +12,26 @@ class LedgerSection(Section):
     relay_backoff_max_ms: PositiveInt = setting("The relay's longest pause while Kafka is away")
     reconcile_wait_ms: PositiveInt = setting(
         "Reconciliation waits this long for the relay to catch up")
+    reconcile_catch_up_ms: PositiveInt = setting(
+        "`paysys reconcile` waits up to this long while the relay is still publishing "
+        "(exit 3 if not caught up by then)")
+    reconcile_stall_ms: PositiveInt = setting(
+        "`paysys reconcile` calls the mirror stalled (exit 1) once the relay publishes "
+        "nothing for this long")
     mirror_read_timeout_ms: PositiveInt = setting(
-        "Reconciliation reads the topic for at most this long")
+        "A read of the topic gives up when the broker hands over nothing new for this long")
 
     @property
     def reconcile_wait_s(self):
         return self.reconcile_wait_ms / 1000
+
+    @property
+    def reconcile_catch_up_s(self):
+        return self.reconcile_catch_up_ms / 1000
+
+    @property
+    def reconcile_stall_s(self):
+        return self.reconcile_stall_ms / 1000
 
     @property
     def mirror_read_timeout_s(self):

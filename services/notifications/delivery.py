@@ -18,7 +18,7 @@ import eventlet
 from cryptography.fernet import InvalidToken
 from greenlet import GreenletExit
 
-from services.notifications import delivery_leases, messages
+from services.notifications import delivery_leases, messages, metrics
 from services.notifications.senders import Outcome, post_webhook, send_email
 from shared.errors import NotFound
 
@@ -108,6 +108,7 @@ class DeliveryLoop:
             attempt.update(started_at=started_at, finished_at=finished_at, target=target)
             with self.db.transaction() as connection:
                 current = delivery_leases.finish_attempt(connection, row, token, attempt)
+            metrics.count_attempt(row.channel, outcome.outcome)
             if not current:
                 log.warning("delivery %s: its lease ran out during the attempt; another "
                             "process has it now", row.id)

@@ -17,6 +17,7 @@ from sqlalchemy import exc as db_errors
 
 from services.notifications import destinations, inbox, records, webhook_records
 from services.notifications.delivery import DeliveryLoop
+from services.notifications.metrics import DeliveryBacklog
 from services.notifications.dependencies import (
     NotificationSettings,
     WebhookSecrets,
@@ -105,6 +106,7 @@ class NotificationsService(service.ServiceBase):
     rpc = service_calls()
     settings = NotificationSettings()
     secret_box = WebhookSecrets()
+    delivery_backlog = DeliveryBacklog()  # read when Prometheus scrapes
 
     # --- Webhooks -------------------------------------------------------------------------
 

@@ -14,12 +14,13 @@ import eventlet
 from nameko.extensions import DependencyProvider
 
 from services.transactions import batches as batch_records
-from services.transactions import records
+from services.transactions import metrics, records
 from services.transactions.dependencies import ValidatorPool
 from services.transactions.pipeline import Owners, Pipeline
 from services.transactions.settings import TransactionsSettings
 from shared.db import DatabaseClient
 from shared.logs import correlated, new_correlation_id
+from shared.metrics.scrape import SCRAPED
 from shared.rpc import RpcClient
 from shared.settings import settings_of
 from shared.shared_settings import SharedSettings
@@ -42,6 +43,17 @@ class Consensus(DependencyProvider):
         self.decision_wait_s = settings_of(self.container, SharedSettings).rpc.decision_wait_s
         self.undecided_timeout_s = section.undecided_timeout_s
         self.owners = Owners()
+        self.pending = None
+
+    def start(self):
+        # How many are pending, read when Prometheus scrapes (never on a batch's path).
+        self.pending = SCRAPED.attach(metrics.pending_source(self.db.engine))
+
+    def stop(self):
+        SCRAPED.detach(self.pending)
+
+    def kill(self):
+        SCRAPED.detach(self.pending)
 
     def get_dependency(self, worker_ctx):
         return self

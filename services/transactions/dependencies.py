@@ -1,20 +1,20 @@
 """Extensions of the transactions service."""
 from nameko.extensions import Extension
 
-from shared.settings import settings_of
-from shared.shared_settings import SharedSettings
-from shared.votes import key_file, load_validator_key
+from shared.config import validator_names
+from shared.votes import PublicKeyFiles
 
 
 class ValidatorPool(Extension):
-    """The configured validator pool and each validator's vote-verifying key, loaded once."""
+    """The configured validator pool and the public keys that verify its votes, loaded at
+    setup and read again when a validator's public key file changes (a rotation).
+
+    Only public keys: this service can check a vote but not make one."""
 
     def setup(self):
         config = self.container.config
-        self.names = tuple(settings_of(self.container, SharedSettings).validators.names)
-        missing = [str(key_file(config, name)) for name in self.names
-                   if not key_file(config, name).exists()]
-        if missing:
-            raise RuntimeError("validator keys missing: {} (run `paysys keys`)".format(
-                ", ".join(missing)))
-        self.keys = {name: load_validator_key(config, name) for name in self.names}
+        self.names = tuple(validator_names(config))
+        try:
+            self.keys = PublicKeyFiles(config, self.names)
+        except FileNotFoundError as error:
+            raise RuntimeError("{} (run `paysys keys`)".format(error)) from None

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import eventlet
 
 from services.transactions import batches as batch_records
-from services.transactions import overdue, records, transitions
+from services.transactions import metrics, overdue, records, transitions
 from services.transactions.records import NewTransaction
 from services.transactions.transitions import Decision, Ending
 from services.transactions.voting import collect_votes
@@ -192,6 +192,7 @@ class Pipeline:
                 d.destination_version) for d in decisions]
         with self.db.transaction() as connection:
             decided = transitions.record_decisions(connection, decisions, by)
+        metrics.count_decided(decided.values())
         # Missing: another worker or the recovery decided first; its decision stands.
         decided.update(self._find_many([row.id for row in rows if row.id not in decided]))
         return decided
@@ -220,6 +221,7 @@ class Pipeline:
         if endings:
             with self.db.transaction() as connection:
                 finished = transitions.finish(connection, endings, by)
+            metrics.count_finished(finished.values())
         finished.update(self._find_many([row.id for row in rows if row.id not in finished]))
         return finished
 
@@ -229,6 +231,7 @@ class Pipeline:
         """Finish what crashes left in flight; the number of transactions finished."""
         with self.db.transaction() as connection:
             timed_out = overdue.time_out_undecided(connection, undecided_timeout_s)
+        metrics.count_decided(timed_out)
         with self.db.connection() as connection:
             stranded = overdue.undecided_in_flight(connection, REDRIVE_AFTER_S)
             approved = overdue.approved_in_flight(connection, REPOST_AFTER_S)

@@ -1,15 +1,15 @@
 """Counting votes: which count, and when the pool has decided.
 
-A vote counts once it is signed by the validator it names, that validator is
-in the configured pool, it is about this transaction, and it is that
-validator's first vote. A majority of the configured pool (not of those who
-answered) decides, so a dead validator can never let two others' votes be
-outweighed by one. The round ends as soon as the outcome cannot change; votes
+A vote counts once it is signed by the validator it names (with one of its public
+keys valid now: shared/votes.py), that validator is in the configured pool, it is
+about this transaction, and it is that validator's first vote. A majority of the
+configured pool (not of those who answered) decides, so a dead validator can never
+let two others' votes be outweighed by one. The round ends as soon as the outcome cannot change; votes
 arriving after that are ignored.
 """
 from collections import Counter
 
-from shared.votes import APPROVE, REJECT, verify_vote
+from shared.votes import APPROVE, REJECT
 
 NO_QUORUM = "no_quorum"
 # When rejecting validators disagree on why, the most frequent reason wins; ties go
@@ -23,10 +23,10 @@ REASON_PRIORITY = (
 class Ballot:
     """The votes of one transaction, as they arrive."""
 
-    def __init__(self, transaction_id, pool, keys):
+    def __init__(self, transaction_id, pool, keyring):
         self.transaction_id = transaction_id
         self.pool = tuple(pool)
-        self.keys = keys  # validator id -> HMAC key
+        self.keyring = keyring  # shared.votes.PublicKeyring
         self.counted = {}  # validator id -> vote, in arrival order
         self.ignored = []  # (vote, why) for the audit log
 
@@ -57,9 +57,9 @@ class Ballot:
             return "another transaction"
         if vote.get("decision") not in (APPROVE, REJECT):
             return "no decision"
-        if validator_id not in self.keys or not verify_vote(self.keys[validator_id], vote):
-            return "bad signature"
-        return None
+        # Last: the one check that costs (an Ed25519 verification), made once per vote
+        # and only for a vote that would count.
+        return self.keyring.why_not(vote)
 
     def _count(self, decision):
         return sum(1 for vote in self.counted.values() if vote["decision"] == decision)

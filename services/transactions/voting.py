@@ -4,11 +4,18 @@ A dead validator fails fast (its circuit breaker opens after a few misses), a
 paused or slow one costs at most the deadline, never a hang; the round ends as
 soon as every ballot is decided, so two quick approvals out of three do not
 wait for the third.
+
+A vote that is not counted (a signature that does not verify, a retired key, a name
+not its own) counts as no vote. It is logged at warning once per round, per answering
+validator, validator it claimed to be and reason, with how many votes and the first
+transaction: a forging validator answering a batch of 500 makes one line, not 500.
 """
 import logging
 import time
 
 import eventlet
+from collections import Counter
+
 from eventlet.queue import Empty, LightQueue
 
 from services.transactions.quorum import Ballot
@@ -16,9 +23,9 @@ from services.transactions.quorum import Ballot
 log = logging.getLogger(__name__)
 
 
-def collect_votes(rpc, pool, items, keys, deadline_s):
+def collect_votes(rpc, pool, items, keyring, deadline_s):
     """``{transaction_id: Ballot}`` for ``items``, each decided or closed at the deadline."""
-    ballots = {item["id"]: Ballot(item["id"], pool, keys) for item in items}
+    ballots = {item["id"]: Ballot(item["id"], pool, keyring) for item in items}
     answers = LightQueue()
 
     def ask(validator_id):
@@ -45,8 +52,20 @@ def collect_votes(rpc, pool, items, keys, deadline_s):
         if isinstance(answer, Exception):
             log.warning("no votes from %s: %s", validator_id, answer)
             continue
-        for vote in answer if isinstance(answer, list) else []:
-            ballot = ballots.get(vote.get("transaction_id")) if isinstance(vote, dict) else None
-            if ballot is not None and not ballot.add(vote):
-                log.warning("vote of %s not counted: %s", validator_id, ballot.ignored[-1][1])
+        _count_answer(ballots, validator_id, answer)
     return ballots
+
+
+def _count_answer(ballots, validator_id, answer):
+    refused = Counter()
+    first = {}
+    for vote in answer if isinstance(answer, list) else []:
+        ballot = ballots.get(vote.get("transaction_id")) if isinstance(vote, dict) else None
+        if ballot is not None and not ballot.add(vote):
+            what = (vote.get("validator_id"), vote.get("key_id"), ballot.ignored[-1][1])
+            refused[what] += 1
+            first.setdefault(what, vote.get("transaction_id"))
+    for (claimed, key_id, why), count in refused.items():
+        log.warning("%d vote(s) from %s claiming to be %s (key %s) not counted: %s; "
+                    "first for transaction %s", count, validator_id, claimed, key_id, why,
+                    first[(claimed, key_id, why)])

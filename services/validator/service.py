@@ -4,14 +4,30 @@
 rules are in ``rules.py``, the batch and the Redis policy in ``voter.py``, the risk state
 in ``risk.py``.
 """
+from prometheus_client import Counter
+
 from services.validator.dependencies import RiskChecks, VoteKey
 from shared import faults
 from shared.errors import ValidationFailed
+from shared.metrics import REGISTRY
 from shared.service import ServiceBase, rpc
 from shared.votes import sign_vote
 
 # A bound on one call's work; the transactions service sends far smaller batches.
 MAX_BATCH = 10000
+
+votes_total = Counter(
+    "paysys_validator_votes", "Votes this validator cast, by decision and the first reason "
+    "of a rejection (none for an approval)", ["decision", "reason"], registry=REGISTRY)
+_votes = {}
+
+
+def count_vote(decision, reasons):
+    key = (decision, reasons[0] if reasons else "none")
+    child = _votes.get(key)
+    if child is None:
+        child = _votes[key] = votes_total.labels(*key)
+    child.inc()
 
 
 class ValidatorService(ServiceBase):
@@ -34,10 +50,10 @@ class ValidatorService(ServiceBase):
                     MAX_BATCH)]})
         # Test-only (shared/faults.py): a slow validator, or one whose votes are forged.
         forge = faults.voting(self.name) if faults.armed else None
-        votes = [
-            sign_vote(self.vote_key, transaction_id, self.name, decision, reasons)
-            for transaction_id, decision, reasons in self.risk.decide(transactions)
-        ]
+        votes = []
+        for transaction_id, decision, reasons in self.risk.decide(transactions):
+            votes.append(sign_vote(self.vote_key, transaction_id, self.name, decision, reasons))
+            count_vote(decision, reasons)
         return forge(votes, self.vote_key) if forge else votes
 
     def deep_health(self):

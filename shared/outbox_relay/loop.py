@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import eventlet
 from sqlalchemy.exc import SQLAlchemyError
 
+from shared.outbox_relay.metrics import outbox_name, rows_relayed_total
 from shared.outbox_relay.rounds import SinkUnavailable, run_round
 
 log = logging.getLogger(__name__)
@@ -42,10 +43,14 @@ class Relay:
         self._down = None  # (what, since) while something the relay needs is unavailable
         self._wake = threading.Event()
         self._stopping = threading.Event()
+        self._relayed = rows_relayed_total.labels(outbox_name(outbox))
 
     def step(self):
         """One round; the number of rows delivered."""
-        return run_round(self.engine, self.outbox, self.sink, self.settings.batch_size)
+        delivered = run_round(self.engine, self.outbox, self.sink, self.settings.batch_size)
+        if delivered:
+            self._relayed.inc(delivered)
+        return delivered
 
     def run(self):
         """Relay until ``stop()``: a round at once while rows are waiting, else one every

@@ -4,6 +4,8 @@ import eventlet
 from nameko.extensions import DependencyProvider
 
 from shared.db import make_engine
+from shared.metrics.scrape import SCRAPED
+from shared.outbox_relay.metrics import backlog_source
 from shared.settings import settings_of
 from shared.shared_settings import SharedSettings
 
@@ -23,6 +25,7 @@ class OutboxRelay(DependencyProvider):
         self.relay = None
         self.engine = None
         self.thread = None
+        self.backlog = None
 
     def make_relay(self, engine, container):
         """The Relay this provider runs, on ``engine`` (the relay's own), with the settings
@@ -36,10 +39,13 @@ class OutboxRelay(DependencyProvider):
         self.relay = self.make_relay(self.engine, self.container)
 
     def start(self):
+        # Its backlog, read on the relay's own engine when Prometheus scrapes.
+        self.backlog = SCRAPED.attach(backlog_source(self.engine, self.relay.outbox))
         self.thread = self.container.spawn_managed_thread(
             self.relay.run, identifier="{}.outbox_relay".format(self.container.service_name))
 
     def stop(self):
+        SCRAPED.detach(self.backlog)
         self.relay.stop()
         if self.thread is not None:
             # A round in progress ends within the sink's time.
@@ -50,6 +56,7 @@ class OutboxRelay(DependencyProvider):
         self.engine.dispose()
 
     def kill(self):
+        SCRAPED.detach(self.backlog)
         if self.relay is not None:
             self.relay.stop()
         if self.thread is not None:

@@ -1,6 +1,6 @@
 """One more gateway process for the running test system, with settings of its own.
 
-The gateway keeps nothing of its own (README: any number of them serve behind a balancer),
+The gateway keeps nothing of its own (docs/architecture.md: any number of them serve behind a balancer),
 so a second one joins the system's RabbitMQ, PostgreSQL and Redis like the first. A test
 gives it what the shared system must not have, such as rate limits a handful of requests
 exhausts while the bucket refills once an hour: what it then allows depends on the counts,
@@ -37,7 +37,10 @@ def another_gateway(system, **settings):
     """A started gateway process of ``system`` with the ``PAYSYS_*`` ``settings``; stopped
     on the way out."""
     port = free_port()
-    env = dict(system.env, PAYSYS_GATEWAY_ADDRESS="127.0.0.1:{}".format(port), **settings)
+    # No metrics port: the system's gateway has the one of the process name "gateway".
+    env = dict(system.env, PAYSYS_GATEWAY_ADDRESS="127.0.0.1:{}".format(port),
+               PAYSYS_METRICS_PORT_BASE="0")
+    env.update(settings)
     log_path = system.run_dir / "logs" / "gateway_{}.log".format(port)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:

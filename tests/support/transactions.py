@@ -21,7 +21,7 @@ from services.transactions.service import TransactionsService
 from shared.commands import Movement, TransferBatch
 from shared.db import DatabaseAccess
 from shared.errors import ServiceUnavailable
-from shared.votes import ensure_validator_keys, sign_vote
+from shared.votes import SigningKey, ensure_validator_keys, sign_vote
 from tests.support.workers import InProcessConsensus, ValidatorWorkers
 
 
@@ -64,9 +64,10 @@ class Forger:
 
     def __init__(self, name):
         self.name = name
+        self.key = SigningKey.generate()
 
     def vote(self, items):
-        return [sign_vote(b"not my key" * 4, item["id"], self.name, "approve", [])
+        return [sign_vote(self.key, item["id"], self.name, "approve", [])
                 for item in items]
 
 

@@ -1,6 +1,6 @@
-"""README's walk-through runs as it is written: its shell blocks of "Using the API" and
-"Payments", one after the other in one bash, against the running system; what they did
-is then read back through the API."""
+"""README's walk-through runs as it is written: every shell block of its "Walk-through"
+section, one after the other in one bash, against a running system; what they did is then
+read back through the API."""
 import re
 import subprocess
 import uuid
@@ -11,19 +11,23 @@ import pytest
 pytestmark = pytest.mark.system
 
 README = Path(__file__).resolve().parents[2] / "README.md"
-WALK_THROUGH = ("### Using the API", "### Payments")
+WALK_THROUGH = "## Walk-through"
 DEFAULT_URL = "URL=http://127.0.0.1:8000"
 
 
-def shell_block(section):
-    """The first ```sh block after the heading ``section``."""
+def walk_through_blocks():
+    """Every ```sh block of README's walk-through, in order (up to the next ``## `` heading)."""
     text = README.read_text(encoding="utf-8")
-    start = text.index("\n" + section + "\n")
-    return re.search(r"```sh\n(.*?)```", text[start:], re.DOTALL).group(1)
+    start = text.index("\n" + WALK_THROUGH + "\n")
+    end = text.find("\n## ", start + 1)
+    section = text[start:end if end != -1 else len(text)]
+    return re.findall(r"^```sh\n(.*?)^```", section, re.DOTALL | re.MULTILINE)
 
 
 def test_the_walk_through_runs_verbatim_and_the_payment_is_captured(system):
-    script = "\n".join(shell_block(section) for section in WALK_THROUGH)
+    blocks = walk_through_blocks()
+    assert len(blocks) >= 3, blocks  # the deposit, the batch, the payment at least
+    script = "\n".join(blocks)
     assert script.count(DEFAULT_URL) == 1  # the one line this test points elsewhere
     # Names of its own, so a rerun in the same system meets no earlier registration.
     suffix = uuid.uuid4().hex[:8]
@@ -34,6 +38,9 @@ def test_the_walk_through_runs_verbatim_and_the_payment_is_captured(system):
     done = subprocess.run(["bash", "-euo", "pipefail", "-c", script], capture_output=True,
                           text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
+    # What README says the replay and the refused amount print.
+    assert re.search(r"idempotent-replayed: true\r?\n", done.stdout, re.IGNORECASE), done.stdout
+    assert "\nvalidation_error\n" in done.stdout, done.stdout
     token, payment_id, jpy_account = done.stdout.split()[-3:]
     headers = {"Authorization": "Bearer " + token}
 

@@ -1,6 +1,8 @@
 """The deployment files: generated from the catalog, each process with only its own keys,
 and the compose and image rules that checkov has no policy for."""
+import base64
 import configparser
+import json
 import re
 from pathlib import Path
 
@@ -10,6 +12,7 @@ import yaml
 from deploy import compose, generate, k8s
 from deploy.processes import default_config, key_names, processes
 from shared.catalog import process_names
+from shared.votes import SigningKey
 
 ROOT = Path(__file__).resolve().parents[2]
 PROCESSES = {process.name: process for process in processes()}
@@ -40,8 +43,9 @@ def test_each_process_reads_only_the_keys_its_code_loads():
     assert PROCESSES["auth"].keys == ("jwt-ed25519.pem",)
     assert PROCESSES["gateway"].keys == ("jwt-ed25519.pub.pem",)
     assert PROCESSES["validator_2"].keys == (names["validator_2"],)
-    assert PROCESSES["transactions"].keys == tuple(
-        names[v] for v in ("validator_1", "validator_2", "validator_3"))
+    # The validators' public keys, none of their private keys.
+    assert PROCESSES["transactions"].keys == (
+        "validator_1.pub.json", "validator_2.pub.json", "validator_3.pub.json")
     assert PROCESSES["notifications"].keys == ("webhook-secrets.key",)
     assert all(not process.keys for process in PROCESSES.values()
                if process.service in ("accounts", "payments", "ledger"))
@@ -50,7 +54,8 @@ def test_each_process_reads_only_the_keys_its_code_loads():
 @pytest.mark.parametrize("loader, packages", [
     ("load_private_key", {"services/auth"}),
     ("load_public_key", {"gateway"}),
-    ("load_validator_key", {"services/validator", "services/transactions"}),
+    ("SigningKey.from_pem", {"services/validator"}),
+    ("PublicKeyFiles", {"services/transactions"}),
     ("load_webhook_key", {"services/notifications"}),
 ])
 def test_the_key_table_matches_the_code(loader, packages):
@@ -168,6 +173,41 @@ def test_kubernetes_secrets_hold_each_process_its_own_keys(tmp_path):
     for process in PROCESSES.values():
         if process.keys:
             assert sorted(made[k8s.secret_name(process)]) == sorted(process.keys)
-    # The transactions service verifies with the very keys the validators sign with.
-    assert made["paysys-keys-transactions"]["validator_2.key"] == made[
-        "paysys-keys-validator-2"]["validator_2.key"]
+    # The transactions service verifies with the public half of the very key a validator
+    # signs with, and holds no private key.
+    private = SigningKey.from_pem(base64.b64decode(
+        made["paysys-keys-validator-2"]["validator_2.key"]))
+    public = json.loads(base64.b64decode(made["paysys-keys-transactions"]["validator_2.pub.json"]))
+    assert [entry["key_id"] for entry in public["keys"]] == [private.key_id]
+    assert not any(name.endswith(".key") or name.endswith(".pem")
+                   for name in made["paysys-keys-transactions"])
+
+
+# What each process's configuration is pointed at, by process name (docs/keys.md): the
+# variables of config.yml naming key files, and the files they name in its /keys.
+KEY_VARIABLES = {"PAYSYS_JWT_PRIVATE_KEY_FILE", "PAYSYS_JWT_PUBLIC_KEY_FILE",
+                 "PAYSYS_VALIDATOR_KEYS_DIR", "PAYSYS_WEBHOOK_KEY_FILE"}
+POINTED_AT = {
+    "auth": {"PAYSYS_JWT_PRIVATE_KEY_FILE": "/keys/jwt-ed25519.pem"},
+    "gateway": {"PAYSYS_JWT_PUBLIC_KEY_FILE": "/keys/jwt-ed25519.pub.pem"},
+    "transactions": {"PAYSYS_VALIDATOR_KEYS_DIR": "/keys"},
+    "validator_1": {"PAYSYS_VALIDATOR_KEYS_DIR": "/keys"},
+    "validator_2": {"PAYSYS_VALIDATOR_KEYS_DIR": "/keys"},
+    "validator_3": {"PAYSYS_VALIDATOR_KEYS_DIR": "/keys"},
+    "notifications": {"PAYSYS_WEBHOOK_KEY_FILE": "/keys/webhook-secrets.key"},
+}
+
+
+def test_each_container_is_pointed_only_at_its_own_keys(stack, manifests):
+    deployments = {m["metadata"]["name"]: m for m in manifests if m["kind"] == "Deployment"}
+    for name, process in PROCESSES.items():
+        in_compose = {variable: value for variable, value in
+                      (stack[name].get("environment") or {}).items() if variable in KEY_VARIABLES}
+        container = deployments["paysys-" + process.dns_name]["spec"]["template"]["spec"][
+            "containers"][0]
+        in_k8s = {item["name"]: item["value"] for item in container.get("env", [])
+                  if item["name"] in KEY_VARIABLES}
+        assert in_compose == in_k8s == POINTED_AT.get(name, {}), name
+    # The keys job alone sees the whole set.
+    assert {variable for variable in stack["keys"]["environment"] if variable in KEY_VARIABLES} \
+        == KEY_VARIABLES

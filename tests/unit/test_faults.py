@@ -10,10 +10,12 @@ import pytest
 
 from shared import faults
 from shared.errors import ServiceUnavailable
-from shared.votes import sign_vote, verify_vote
+from shared.votes import PublicKeyring, SigningKey, sign_vote
 
 ROOT = Path(__file__).resolve().parents[2]
-KEY_1, KEY_3 = b"1" * 32, b"3" * 32
+KEY_1, KEY_3 = SigningKey.generate(), SigningKey.generate()
+# What the transactions service would verify with: the validators' public keys.
+KEYRING = PublicKeyring.of({"validator_1": KEY_1, "validator_3": KEY_3})
 
 
 def armed_with(env):
@@ -84,7 +86,7 @@ def test_only_the_named_validator_is_slowed_or_forged(tmp_path):
     forged = hook.voting("validator_3")(votes_of("validator_3", KEY_3), KEY_3)
     assert [(v["transaction_id"], v["validator_id"], v["decision"]) for v in forged] == [
         ("tx-1", "validator_3", "approve"), ("tx-2", "validator_3", "reject")]
-    assert not any(verify_vote(KEY_3, vote) for vote in forged)
+    assert [KEYRING.why_not(vote) for vote in forged] == ["bad signature"] * 2
 
 
 def test_a_vote_that_claims_another_validators_name_does_not_verify_as_theirs(tmp_path):
@@ -93,4 +95,17 @@ def test_a_vote_that_claims_another_validators_name_does_not_verify_as_theirs(tm
     write(path, {"validator_3": {"forge_votes": "as:validator_1"}})
     forged = hook.voting("validator_3")(votes_of("validator_3", KEY_3), KEY_3)
     assert {vote["validator_id"] for vote in forged} == {"validator_1"}
-    assert not any(verify_vote(KEY_1, vote) for vote in forged)
+    assert [KEYRING.why_not(vote) for vote in forged] == ["unknown key"] * 2
+
+
+def test_a_validator_can_be_made_to_sign_with_a_key_from_a_file(tmp_path):
+    """What the system test of a retired key uses: validator_3 keeps its old key."""
+    retired = tmp_path / "retired.key"
+    retired.write_bytes(KEY_1.pem())
+    path = tmp_path / "faults.json"
+    hook = faults.Faults(str(path))
+    write(path, {"validator_3": {"forge_votes": "key_file:{}".format(retired)}})
+    forged = hook.voting("validator_3")(votes_of("validator_3", KEY_3), KEY_3)
+    assert {(vote["validator_id"], vote["key_id"]) for vote in forged} == {
+        ("validator_3", KEY_1.key_id)}
+    assert [KEYRING.why_not(vote) for vote in forged] == ["unknown key"] * 2

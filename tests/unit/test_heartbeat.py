@@ -11,10 +11,10 @@ from paysys.heartbeat import Heartbeat, check, problems
 NOW_S = 1_000_000.0
 
 
-def beat(loop_age_s=1, consume_age_s=1, http_port=None):
+def beat(loop_age_s=1, consume_age_s=1, http_port=None, metrics_port=None):
     return {"process": "ledger", "pid": 7, "loop_at": NOW_S - loop_age_s,
             "consuming_at": None if consume_age_s is None else NOW_S - consume_age_s,
-            "http_port": http_port}
+            "http_port": http_port, "metrics_port": metrics_port}
 
 
 def test_a_fresh_heartbeat_is_healthy():
@@ -40,14 +40,29 @@ def test_a_consumer_cut_from_rabbitmq_fails_readiness_only():
 def test_the_gateway_must_answer_its_own_health_route():
     asked = []
 
-    def http_get(port):
-        asked.append(port)
+    def http_get(port, path):
+        asked.append((port, path))
         return "http://127.0.0.1:8000/health did not answer: refused"
 
     assert problems(beat(http_port=8000), NOW_S, http_get=http_get) == [
         "http://127.0.0.1:8000/health did not answer: refused"]
-    assert asked == [8000]
+    assert asked == [(8000, "/health")]
     assert problems(beat(http_port=8000), NOW_S, live_only=True, http_get=http_get) == []
+
+
+def test_a_process_with_a_metrics_port_must_answer_livez_there_live_or_not():
+    asked = []
+
+    def http_get(port, path):
+        asked.append((port, path))
+        return "" if port == 9406 else "http://127.0.0.1:{}{} answered 503".format(port, path)
+
+    assert problems(beat(metrics_port=9406), NOW_S, live_only=True, http_get=http_get) == []
+    assert problems(beat(metrics_port=9407), NOW_S, live_only=True, http_get=http_get) == [
+        "http://127.0.0.1:9407/livez answered 503"]
+    assert problems(beat(metrics_port=9407), NOW_S, http_get=http_get) == [
+        "http://127.0.0.1:9407/livez answered 503"]
+    assert asked == [(9406, "/livez"), (9407, "/livez"), (9407, "/livez")]
 
 
 def test_the_process_writes_what_the_check_reads(tmp_path):
@@ -86,3 +101,17 @@ def test_the_command_exits_0_when_serving_1_when_not(tmp_path, monkeypatch, caps
     monkeypatch.delenv("PAYSYS_HEARTBEAT_FILE")
     assert cli.main(["health"]) == 2
     assert "PAYSYS_HEARTBEAT_FILE" in capsys.readouterr().err
+
+
+def test_the_heartbeat_names_the_metrics_port_once_the_process_serves_it(tmp_path):
+    from shared.metrics.server import MetricsPort
+
+    metrics = MetricsPort()
+    runner = SimpleNamespace(containers=[SimpleNamespace(extensions=[metrics])])
+    path = tmp_path / "heartbeat.json"
+    heartbeat = Heartbeat(path, "ledger", runner)  # made before the runner starts
+    heartbeat.write()
+    assert json.loads(path.read_text())["metrics_port"] is None
+    metrics.port, metrics.socket = 9406, object()  # what setup does when the runner starts
+    heartbeat.write()
+    assert json.loads(path.read_text())["metrics_port"] == 9406

@@ -2,6 +2,7 @@
 own: the whole-topic reader finds duplicates, gaps and order breaks, and the consumer
 loop a downstream team copies applies each posting once, in its account's order."""
 import json
+import threading
 import time
 import uuid
 
@@ -79,6 +80,42 @@ def test_the_reader_reads_every_record_of_multi_record_batches(kafka_broker):
     contents = read_mirror(kafka_broker.bootstrap_servers, topic)
     assert contents.messages == 600 and contents.postings[A] == set(range(1, 601))
     assert contents.gaps() == {} and contents.duplicates == 0
+
+
+def test_a_topic_written_all_the_while_is_read_to_where_it_ended_at_the_start(kafka_broker):
+    # The relay under light load writes a few messages every few tens of milliseconds: a
+    # reader that waited for a quiet poll never finished (`paysys reconcile` exited 2).
+    topic = new_topic(kafka_broker)
+    produce(kafka_broker, topic, [(A, seq) for seq in range(1, 501)])
+    stop, written = threading.Event(), []
+
+    def keep_writing():
+        producer = KafkaProducer(bootstrap_servers=kafka_broker.bootstrap_servers, acks="all")
+        try:
+            seq = 0
+            while not stop.is_set():
+                for _ in range(3):
+                    seq += 1
+                    producer.send(topic, key=B.encode(), value=message(B, seq))
+                producer.flush(5)
+                written.append(seq)
+                time.sleep(0.03)
+        finally:
+            producer.close(timeout=5)
+
+    writer = threading.Thread(target=keep_writing, daemon=True)
+    writer.start()
+    try:
+        while len(written) < 5:  # the topic is busy before the read begins
+            time.sleep(0.01)
+        before = written[-1]
+        contents = read_mirror(kafka_broker.bootstrap_servers, topic, timeout_s=10)
+    finally:
+        stop.set()
+        writer.join(10)
+    assert contents.postings[A] == set(range(1, 501))
+    assert set(range(1, before + 1)) <= contents.postings[B]
+    assert sum(contents.offsets.values()) == contents.messages
 
 
 def test_a_topic_that_does_not_exist_is_an_empty_mirror(kafka_broker):

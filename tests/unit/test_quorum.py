@@ -2,11 +2,19 @@
 import pytest
 
 from services.transactions.quorum import NO_QUORUM, Ballot
-from shared.votes import sign_vote
+from shared.votes import PublicKey, PublicKeyring, SigningKey, sign_vote
 
-POOL = ("validator_1", "validator_2", "validator_3")
-KEYS = {name: name.encode() * 4 for name in POOL}
+POOL = ("validator_1", "validator_2", "validator_3", "validator_4", "validator_5",
+        "validator_9")
+KEYS = {name: SigningKey.generate() for name in POOL}
+POOL = POOL[:3]
 TX = "6e3f9a40-2b8c-4bd4-9d0e-0a4e8f7f1a11"
+
+
+def keyring(names=KEYS):
+    """What the transactions service holds: public keys only."""
+    return PublicKeyring({name: {KEYS[name].key_id: PublicKey(
+        KEYS[name].key_id, KEYS[name].private_key.public_key())} for name in names})
 
 
 def vote(validator_id, decision="approve", reasons=(), transaction_id=TX, key=None):
@@ -16,7 +24,7 @@ def vote(validator_id, decision="approve", reasons=(), transaction_id=TX, key=No
 
 @pytest.fixture
 def ballot():
-    return Ballot(TX, POOL, KEYS)
+    return Ballot(TX, POOL, keyring())
 
 
 def test_two_approvals_of_three_approve_without_waiting_for_the_third(ballot):
@@ -40,7 +48,9 @@ def test_a_tie_between_reasons_goes_to_the_documented_priority(ballot):
 
 
 def test_a_bad_signature_is_not_counted(ballot):
-    forged = vote("validator_1", key=b"not the key of validator_1")
+    # Signed by another key that names validator_1's key id.
+    forged = vote("validator_1", key=SigningKey(KEYS["validator_1"].key_id,
+                                                SigningKey.generate().private_key))
     assert not ballot.add(forged)
     tampered = vote("validator_2", "reject", ["insufficient_funds"])
     tampered["decision"] = "approve"
@@ -52,6 +62,12 @@ def test_a_bad_signature_is_not_counted(ballot):
 def test_one_validator_signing_as_another_is_not_counted(ballot):
     impostor = vote("validator_2", key=KEYS["validator_1"])
     assert not ballot.add(impostor)
+    # Naming the other's key id does not help: the signature is checked with that key.
+    impostor = vote("validator_2", key=SigningKey(KEYS["validator_2"].key_id,
+                                                  KEYS["validator_1"].private_key))
+    assert not ballot.add(impostor)
+    assert [why for _, why in ballot.ignored] == ["unknown key", "bad signature"]
+    assert ballot.counted == {}
 
 
 def test_a_validator_votes_once(ballot):
@@ -66,9 +82,8 @@ def test_a_vote_for_another_transaction_is_not_counted(ballot):
 
 
 def test_a_validator_outside_the_pool_is_not_counted():
-    keys = dict(KEYS, validator_9=b"k" * 32)
-    ballot = Ballot(TX, POOL, keys)
-    assert not ballot.add(vote("validator_9", key=keys["validator_9"]))
+    ballot = Ballot(TX, POOL, keyring())
+    assert not ballot.add(vote("validator_9"))
 
 
 def test_late_votes_after_the_decision_are_ignored(ballot):
@@ -94,18 +109,16 @@ def test_one_vote_of_three_is_no_quorum(ballot):
 
 def test_an_even_pool_can_be_undecidable_before_everyone_votes():
     pool = POOL + ("validator_4",)
-    keys = dict(KEYS, validator_4=b"4" * 32)
-    ballot = Ballot(TX, pool, keys)
+    ballot = Ballot(TX, pool, keyring())
     ballot.add(vote("validator_1"))
     ballot.add(vote("validator_2"))
     ballot.add(vote("validator_3", "reject"))
-    ballot.add(vote("validator_4", "reject", key=keys["validator_4"]))
+    ballot.add(vote("validator_4", "reject"))
     assert ballot.decision == NO_QUORUM  # 2 of 4 is no majority either way
 
 
 def test_the_majority_is_of_the_configured_pool_not_of_those_who_answered():
-    ballot = Ballot(TX, POOL + ("validator_4", "validator_5"),
-                    dict(KEYS, validator_4=b"4" * 32, validator_5=b"5" * 32))
+    ballot = Ballot(TX, POOL + ("validator_4", "validator_5"), keyring())
     ballot.add(vote("validator_1"))
     ballot.add(vote("validator_2"))
     assert ballot.close() == NO_QUORUM  # 2 of 5 answered: not 3

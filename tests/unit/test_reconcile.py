@@ -3,12 +3,14 @@ RPC and ``paysys reconcile``, against real PostgreSQL and a real broker of the t
 
 The module has a database of its own (consistent books); each test publishes the whole
 outbox to a new topic first, so the mirror can be whole."""
+import dataclasses
 import io
 import json
 import os
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -198,8 +200,8 @@ def test_kafka_not_answering_is_service_unavailable(ledger, relay, kafka_broker)
 # --- paysys reconcile ---------------------------------------------------------------------
 
 
-def run_cli(config, **options):
-    out, err = io.StringIO(), io.StringIO()
+def run_cli(config, err=None, **options):
+    out, err = io.StringIO(), err or io.StringIO()
     status = cli_reconcile.run(config, out=out, err=err, **options)
     return status, out.getvalue(), err.getvalue()
 
@@ -237,8 +239,125 @@ def test_the_command_lists_what_is_missing_and_exits_1(ledger, relay, config, en
 def test_the_command_exits_2_when_kafka_does_not_answer(config, kafka_broker):
     kafka_broker.stop()
     status, out, err = run_cli(config)
-    assert status == 2 and out == ""
+    assert status == 2
     assert "Kafka mirror cannot be read" in err
+    # What it did compare, the books, is there all the same.
+    assert out.startswith("Ledger reconciliation: NOT DONE") and "Accounts checked" in out
+    assert "Verdict: could not reconcile (exit 2)" in out
+
+
+def test_a_mirror_behind_that_catches_up_while_the_command_waits_exits_0(
+        ledger, relay, config, engine):
+    publish(relay)
+    for _ in range(5):
+        ledger.post([deposit(open_account(ledger), 40)])
+    slow = slow_relay(engine, config)
+    waiting, done = threading.Event(), threading.Event()
+
+    def publish_when_waited_for():
+        waiting.wait(60)
+        while not done.is_set() and slow.step():  # a row a round: the relay advances
+            time.sleep(0.05)
+
+    publisher = threading.Thread(target=publish_when_waited_for, daemon=True)
+    publisher.start()
+    try:
+        status, out, err = run_cli(config, wait_s=120, stall_s=30,
+                                   err=ProgressSeen("still to publish", waiting))
+    finally:
+        done.set()
+        publisher.join(30)
+        slow.close()
+    assert status == 0, out + err
+    assert "10 postings of the snapshot still to publish" in err  # it waited, and said so
+    assert out.startswith("Ledger reconciliation: BALANCED")
+    assert "the relay: 10 postings of the snapshot to publish at the start, 0 after" in out
+    assert "0 missing" in out and "read to offsets" in out
+    assert "Verdict: balanced (exit 0)" in out
+
+
+def test_a_mirror_still_advancing_when_the_wait_runs_out_exits_3(ledger, relay, config, engine):
+    publish(relay)
+    for _ in range(40):
+        ledger.post([deposit(open_account(ledger), 40)])
+    slow = slow_relay(engine, config)
+    started, done = threading.Event(), threading.Event()
+
+    def trickle():
+        started.wait(60)
+        while not done.is_set() and slow.step():
+            time.sleep(0.2)  # 80 rows at 5 a second: far longer than the wait below
+
+    publisher = threading.Thread(target=trickle, daemon=True)
+    publisher.start()
+    try:
+        status, out, err = run_cli(config, as_json=True, wait_s=3, stall_s=30,
+                                   err=ProgressSeen("still to publish", started))
+    finally:
+        done.set()
+        publisher.join(30)
+        slow.close()
+    assert status == 3, out + err
+    report = json.loads(out)
+    assert report["verdict"] == "catching up" and report["balanced"] is False
+    assert report["relay"]["state"] == "catching up"
+    assert 0 < report["relay"]["unpublished"] < report["relay"]["unpublished_at_start"] == 80
+    assert 0 < report["mirror"]["missing_count"] <= report["mirror"]["unpublished"]
+    assert "run again" in report["reason"]
+    publish(relay)
+
+
+def test_a_relay_that_stopped_is_broken_and_named(ledger, relay, config):
+    publish(relay)
+    [result] = ledger.post([deposit(open_account(ledger), 40)])  # and no relay runs
+    account = result["entries"][1]["account_id"]
+    status, out, err = run_cli(config, wait_s=60, stall_s=1)
+    assert status == 1, out + err
+    assert out.startswith("Ledger reconciliation: NOT BALANCED (broken)")
+    assert "Verdict: broken (exit 1): the relay stopped advancing: 2 postings of the " \
+        "snapshot unpublished" in out
+    assert "missing {}:1".format(account) in out
+    publish(relay)
+
+
+def test_a_mirror_that_differs_is_broken_and_says_what_differs(ledger, relay, config, engine):
+    publish(relay)
+    [result] = ledger.post([deposit(open_account(ledger), 250)])
+    account = result["entries"][1]["account_id"]
+    with engine.begin() as connection:  # a relay that stamped a message it never sent
+        connection.execute(update(outbox).where(outbox.c.account_id == account)
+                           .values(published_at=func.now()))
+    publish(relay)
+    status, out, err = run_cli(config, as_json=True)  # nothing to wait for: at once
+    assert status == 1, out + err
+    report = json.loads(out)
+    assert report["verdict"] == "broken"
+    assert report["reason"] == ("1 postings the relay has published are missing from the "
+                                "mirror (first: {}:1)".format(account))
+    assert report["relay"]["state"] == "caught up"
+    with engine.begin() as connection:
+        connection.execute(update(outbox).where(outbox.c.account_id == account)
+                           .values(published_at=None))
+    publish(relay)
+
+
+class ProgressSeen(io.StringIO):
+    """The command's stderr: sets ``event`` once a line holding ``words`` is written."""
+
+    def __init__(self, words, event):
+        super().__init__()
+        self.words, self.event = words, event
+
+    def write(self, text):
+        if self.words in text:
+            self.event.set()
+        return super().write(text)
+
+
+def slow_relay(engine, config):
+    """A relay of one row a round, so the test sees it advance."""
+    return mirror_relay(engine, dataclasses.replace(RelaySettings.from_config(config),
+                                                    batch_size=1))
 
 
 def test_paysys_reconcile_on_the_command_line(ledger, relay, config, books_url):

@@ -4,7 +4,7 @@ validator's own keys, each expiring; and without Redis the stateless rules still
 and deep health says so."""
 from services.validator import rules
 from services.validator.risk import MEMORY_TTL_S, VELOCITY_TTL_S, WINDOW_S
-from shared.votes import load_validator_key, verify_vote
+from shared.votes import PublicKeyFiles
 from harness.servers import free_port
 from tests.support.validator import (  # noqa: F401 - fixtures
     APPROVED,
@@ -130,8 +130,8 @@ def test_without_redis_the_stateless_rules_still_decide(pool, config):
         rejected(rules.LIMIT_EXCEEDED),
         rejected(rules.MALFORMED_TRANSACTION),
     ]
-    key = load_validator_key(config, "validator_1")
-    assert all(verify_vote(key, vote) for vote in votes)
+    keyring = PublicKeyFiles(config, ["validator_1"])
+    assert all(keyring.verifies(vote) for vote in votes)
     assert validator.voter.store.breaker.state == "open"
 
 

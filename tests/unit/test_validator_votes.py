@@ -1,13 +1,13 @@
 """The validator's ``vote`` RPC: real signing keys (from its provider) and a real Redis.
-Votes are signed by each validator's own key, a batch is answered in its order with a
-malformed item rejected alone, and each item is judged on the money the approved items
-before it moved."""
+Votes are signed by each validator's own Ed25519 key and verify with its public key file,
+a batch is answered in its order with a malformed item rejected alone, and each item is
+judged on the money the approved items before it moved."""
 import pytest
 
 from services.validator import rules
 from services.validator.dependencies import VoteKey
 from shared.errors import ValidationFailed
-from shared.votes import key_file, load_validator_key, verify_vote
+from shared.votes import PublicKeyFiles, key_file
 from tests.support.validator import (  # noqa: F401 - fixtures
     APPROVED,
     MAX_AMOUNT,
@@ -26,25 +26,32 @@ from tests.support.workers import bound
 # --- signing ---------------------------------------------------------------------------------
 
 
+def public_keys(config):
+    """What the transactions service verifies with: the pool's public key files."""
+    return PublicKeyFiles(config, ("validator_1", "validator_2", "validator_3"))
+
+
 def test_votes_are_signed_by_this_validator_and_verify(validator, config):
     good, poor = transaction(), transaction(source=account(balance=10))
     votes = validator.vote([good, poor])
     assert [vote["transaction_id"] for vote in votes] == [good["id"], poor["id"]]
     assert {vote["validator_id"] for vote in votes} == {"validator_1"}
     assert decisions(votes) == [APPROVED, rejected(rules.INSUFFICIENT_FUNDS)]
-    key = load_validator_key(config, "validator_1")
-    assert all(verify_vote(key, vote) for vote in votes)
-    # Another validator's key does not verify it, and an altered vote does not verify.
-    assert not verify_vote(load_validator_key(config, "validator_2"), votes[0])
-    assert not verify_vote(key, dict(votes[1], decision="approve", reasons=[]))
+    keyring = public_keys(config)
+    assert [keyring.why_not(vote) for vote in votes] == [None, None]
+    # Passed off as another validator's, or altered, it does not verify.
+    assert keyring.why_not(dict(votes[0], validator_id="validator_2")) == "unknown key"
+    assert keyring.why_not(dict(votes[1], decision="approve", reasons=[])) == "bad signature"
 
 
 def test_each_validator_signs_with_its_own_name_and_key(pool, config):
     tx = transaction()
     vote = pool.worker("validator_3").vote([tx])[0]
     assert vote["validator_id"] == "validator_3"
-    assert verify_vote(load_validator_key(config, "validator_3"), vote)
-    assert not verify_vote(load_validator_key(config, "validator_1"), vote)
+    keyring = public_keys(config)
+    assert keyring.why_not(vote) is None
+    assert keyring.why_not(dict(vote, validator_id="validator_1")) == "unknown key"
+    assert len(vote["signature"]) == 86 and len(vote["key_id"]) == 16  # 64 bytes, 8 bytes
 
 
 def test_a_validator_without_its_key_refuses_to_start(config):
@@ -55,7 +62,8 @@ def test_a_validator_without_its_key_refuses_to_start(config):
 
 
 def test_a_key_file_that_is_not_a_key_refuses_to_start(config):
-    key_file(config, "validator_2").write_text("not hex\n")
+    # An HMAC secret of the old format, say: nothing verifies its votes any more.
+    key_file(config, "validator_2").write_text("ab" * 32 + "\n")
     with pytest.raises(RuntimeError, match="validator_2.key"):
         bound(VoteKey(), config, "validator_2")
 
@@ -93,8 +101,8 @@ def test_a_malformed_item_is_rejected_alone(validator, config):
         APPROVED]
     assert [vote["transaction_id"] for vote in votes] == [
         first["id"], no_amount["id"], None, None, last["id"]]
-    key = load_validator_key(config, "validator_1")
-    assert all(verify_vote(key, vote) for vote in votes)
+    keyring = public_keys(config)
+    assert [keyring.why_not(vote) for vote in votes] == [None] * 5
 
 
 def test_an_empty_batch_gets_no_votes(validator):
