@@ -22,6 +22,7 @@ from gateway.routes import BY_OPERATION
 from shared.commands import Movement, TransferBatch
 from shared.db import Database
 from shared.errors import ServiceUnavailable
+from shared import tracing
 from shared.rpc import ServiceRpc
 from shared.service import ServiceBase
 
@@ -51,7 +52,8 @@ def _movement(call, kind, source_id, destination_id, body, key):
                     destination_account_id=destination_id, amount=body["amount"],
                     currency=body["currency"], idempotency_key=key,
                     description=body.get("description"), metadata=body.get("metadata"),
-                    acting_as_admin=call.user.is_admin, request_id=call.request_id)
+                    acting_as_admin=call.user.is_admin, request_id=call.request_id,
+                    traceparent=tracing.current_traceparent())
 
 
 class GatewayService(ServiceBase):

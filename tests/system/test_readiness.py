@@ -72,6 +72,26 @@ def test_a_dead_redis_leaves_the_gateway_serving_and_ready_degraded(system):
     assert deposit.status_code == 201 and deposit.json()["status"] == "completed", deposit.text
 
 
+def test_status_details_each_dependency_and_process_for_staff_only(system):
+    auditor = new_session(system, role="auditor")
+    response = auditor.get("/v1/status")
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["status"] == "degraded" and body["degraded"] == ["redis"]
+    redis = body["dependencies"]["redis"]
+    assert (redis["state"], redis["role"]) == ("down", "optional") and redis["error"]
+    assert body["dependencies"]["postgresql"]["state"] == "ok"
+    assert body["dependencies"]["postgresql"]["role"] == "required"
+    ledger = body["processes"]["ledger"]
+    assert ledger["state"] == "ok" and ledger["error"] is None and ledger["latency_ms"] >= 0
+    assert ledger["detail"]["schema_version"]
+    assert body["quorum"] == {"pool": 3, "needed": 2, "answering": 3}
+
+    customer = new_session(system)
+    assert customer.get("/v1/status").status_code == 403
+    assert system.get("/v1/status").status_code == 401
+
+
 def test_kafka_and_one_validator_down_are_degraded_two_validators_down_is_503(system):
     system.supervisorctl("stop", "kafka")
     system.supervisorctl("stop", "validator_2")
@@ -109,23 +129,3 @@ def test_postgresql_cut_is_503_naming_it_and_ready_again_once_healed(system, dat
     finally:
         database_proxy.heal()
     _until(system, _degraded_by(["redis"]), "/ready back to degraded by redis alone")
-
-
-def test_status_details_each_dependency_and_process_for_staff_only(system):
-    auditor = new_session(system, role="auditor")
-    response = auditor.get("/v1/status")
-    assert response.status_code == 200, response.text
-    body = response.json()
-    assert body["status"] == "degraded" and body["degraded"] == ["redis"]
-    redis = body["dependencies"]["redis"]
-    assert (redis["state"], redis["role"]) == ("down", "optional") and redis["error"]
-    assert body["dependencies"]["postgresql"]["state"] == "ok"
-    assert body["dependencies"]["postgresql"]["role"] == "required"
-    ledger = body["processes"]["ledger"]
-    assert ledger["state"] == "ok" and ledger["error"] is None and ledger["latency_ms"] >= 0
-    assert ledger["detail"]["schema_version"]
-    assert body["quorum"] == {"pool": 3, "needed": 2, "answering": 3}
-
-    customer = new_session(system)
-    assert customer.get("/v1/status").status_code == 403
-    assert system.get("/v1/status").status_code == 401
