@@ -79,3 +79,19 @@ def test_the_rabbitmq_probe_keeps_its_connection_and_makes_a_new_one_after_a_fai
     with pytest.raises(Exception):
         dead()
     assert dead.connection is None
+
+
+def test_a_relayed_batch_continues_its_events_trace_only_when_they_share_one():
+    from shared.outbox_relay.events import batch_traceparent
+
+    other = "00-{}-00f067aa0ba902b7-01".format("a" * 32)
+    assert batch_traceparent([{"traceparent": VALID}, {"traceparent": VALID}]) == VALID
+    assert batch_traceparent([{"traceparent": VALID}, {}]) == VALID
+    assert batch_traceparent([{"traceparent": VALID}, {"traceparent": other}]) is None
+    assert batch_traceparent([{}, {"traceparent": "garbage"}]) is None
+    with tracing.batch_span([VALID, None]) as span:
+        assert span.trace_id == "4bf92f3577b34da6a3ce929d0e0e4736"
+    with tracing.batch_span([VALID, other]) as span:
+        assert span.trace_id not in (VALID.split("-")[1], "a" * 32)
+    assert tracing.trace_ids([other, VALID, None, VALID]) == [
+        "4bf92f3577b34da6a3ce929d0e0e4736", "a" * 32]
