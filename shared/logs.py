@@ -90,9 +90,10 @@ class CorrelationId(DependencyProvider):
         # A line per worker (RPC, event, HTTP handler) only at debug level: the gateway
         # writes one access line per HTTP request (gateway/access_log.py), the batches log
         # themselves, and at hundreds a second an info line each costs more than the work.
-        # A failure that is not an answer (no PaysysError: a bug, a dead dependency) is a
-        # warning.
-        unexpected = exc_info is not None and not issubclass(exc_info[0], PaysysError)
+        # A failure that is not an answer to the client (a bug, or a 5xx such as a dead
+        # dependency) is a warning; a refusal (4xx) is the service doing its job.
+        unexpected = exc_info is not None and (
+            not isinstance(exc_info[1], PaysysError) or exc_info[1].status >= 500)
         level = logging.WARNING if unexpected else logging.DEBUG
         if not log.isEnabledFor(level):
             return
