@@ -15,8 +15,8 @@ With ``tracing.otlp_endpoint`` set, finished spans are exported over OTLP
 (shared/otlp.py, ``configure_export``); by default nothing is.
 """
 import logging
+import random
 import re
-import secrets
 import threading
 import time
 from dataclasses import dataclass, field
@@ -70,8 +70,14 @@ def parse(header):
     return trace_id, span_id, flags
 
 
+# Ids need to be unique, not secret (OpenTelemetry's SDK draws them the same way): no
+# system call per worker, as os.urandom would cost.
 def new_span_id():
-    return secrets.token_hex(8)
+    return "{:016x}".format(random.getrandbits(64) or 1)
+
+
+def new_trace_id():
+    return "{:032x}".format(random.getrandbits(128) or 1)
 
 
 def child_of(traceparent):
@@ -79,7 +85,7 @@ def child_of(traceparent):
     ``traceparent`` is missing or invalid."""
     parsed = parse(traceparent)
     if parsed is None:
-        return Span(secrets.token_hex(16), new_span_id())
+        return Span(new_trace_id(), new_span_id())
     trace_id, parent_id, flags = parsed
     return Span(trace_id, new_span_id(), parent_id, flags)
 
