@@ -63,6 +63,8 @@ def test_a_dead_redis_leaves_the_gateway_serving_and_ready_degraded(system):
     body = response.json()
     assert body["status"] == "degraded" and body["unavailable"] == []
     assert body["checks"]["redis"] != "ok" and body["checks"]["postgresql"] == "ok"
+    status = system.paysys("status", check=False)
+    assert status.returncode == 0 and "degraded: redis" in status.stdout, status.stdout
     # Rate limits fail open: money still moves.
     user = new_session(system)
     account = user.open_account()
