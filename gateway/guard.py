@@ -21,7 +21,7 @@ import eventlet
 from nameko.extensions import DependencyProvider
 from werkzeug.wrappers import Response
 
-from gateway import idempotency, inputs
+from gateway import access_log, idempotency, inputs
 from gateway.http import GatewayEndpoint, response_for_error, with_instance
 from gateway.metrics import rate_limit_skipped
 from gateway.ratelimit import RateLimiter, limits_from_config
@@ -100,6 +100,7 @@ class GuardAccess:
         user = None
         if route.auth:
             user = authenticate(provider.tokens, request)
+            access_log.note_user(request, user.id)
             provider.rate_checks.call(("user", user.id))
             authorize(route, user)
         call = Call(route, user, inputs.load_path(route, path_values),
@@ -181,8 +182,7 @@ class Guard(DependencyProvider):
     def setup(self):
         config = self.container.config
         self.tokens = VerifiedTokens(load_public_key(config))
-        proxies = config["gateway"].get("trusted_proxies") or ""
-        self.trusted_proxies = frozenset(p.strip() for p in proxies.split(",") if p.strip())
+        self.trusted_proxies = inputs.trusted_proxies(config)
         limits = config["rate_limits"]
         timeout_s = int(limits["redis_timeout_ms"]) / 1000
         # The gateway's one Redis client: /ready pings it too (``GuardAccess.ping_redis``).

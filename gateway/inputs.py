@@ -106,3 +106,9 @@ def client_ip(request, trusted_proxies):
         if address not in trusted_proxies:
             return address
     return peer
+
+
+def trusted_proxies(config):
+    """The addresses of config's ``gateway.trusted_proxies`` (comma-separated)."""
+    proxies = config["gateway"].get("trusted_proxies") or ""
+    return frozenset(p.strip() for p in proxies.split(",") if p.strip())

@@ -78,6 +78,9 @@ def serve(process_name):
     if isinstance(section, dict) and section.get("max_workers"):
         config["max_workers"] = int(section["max_workers"])
     configure_logging(process_name, config["logging"]["level"])
+    from shared.tracing import configure_export
+
+    configure_export(config, process_name)
     runner = ServiceRunner(config)
     runner.add_service(service_class(process_name, service))
 
