@@ -130,9 +130,12 @@ class Target:
                         timeout_s, interval_s=0.5, what="{} running again".format(program))
 
     def ready(self):
+        """Everything answers again: /ready 200 and "ready" (a "degraded" 200 still
+        serves, but something injected has not healed)."""
         try:
-            return requests.get(self.url + "/ready", timeout=5).status_code == 200
-        except requests.RequestException:
+            response = requests.get(self.url + "/ready", timeout=5)
+            return response.status_code == 200 and response.json()["status"] == "ready"
+        except (requests.RequestException, ValueError, KeyError):
             return False
 
     def auditor_token(self):

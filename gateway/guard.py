@@ -21,7 +21,7 @@ import eventlet
 from nameko.extensions import DependencyProvider
 from werkzeug.wrappers import Response
 
-from gateway import idempotency, inputs
+from gateway import access_log, idempotency, inputs
 from gateway.http import GatewayEndpoint, response_for_error, with_instance
 from gateway.metrics import rate_limit_skipped
 from gateway.ratelimit import RateLimiter, limits_from_settings
@@ -103,6 +103,7 @@ class GuardAccess:
         user = None
         if route.auth:
             user = authenticate(provider.tokens, request)
+            access_log.note_user(request, user.id)
             provider.rate_checks.call(("user", user.id))
             authorize(route, user)
         call = Call(route, user, inputs.load_path(route, path_values),

@@ -1,4 +1,5 @@
-"""The gateway's HTTP entrypoint: problem+json errors, correlation ids, metrics.
+"""The gateway's HTTP entrypoint: problem+json errors, correlation ids, traces, metrics,
+the access log.
 
 Every route is a method decorated with ``@endpoint(route)`` (gateway.guard). The entrypoint
 answers each request with JSON, maps every ``PaysysError`` (raised here or
@@ -16,7 +17,10 @@ from nameko.web.server import WebServer, WsgiApp
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Request, Response
 
+from gateway import access_log
+from gateway.inputs import client_ip, trusted_proxies
 from gateway.metrics import observe_request
+from shared import tracing
 from shared.wire_json import compact, parse
 from shared.errors import PaysysError, RateLimited, ServiceUnavailable, Unauthorized
 from shared.logs import CORRELATION_ID_KEY, new_correlation_id
@@ -92,9 +96,31 @@ def stamped(response, request_id):
     return with_instance(response, request_id)
 
 
+def answered(request, response, method, route, started_s, correlation_id, proxies):
+    """What every answer gets: its X-Request-ID (and ``instance``), the traceparent of the
+    trace it belongs to (a client quotes its trace id), its metrics and its access line."""
+    stamped(response, correlation_id)
+    response.headers[tracing.HEADER] = tracing.current_traceparent()
+    duration_s = time.perf_counter() - started_s
+    observe_request(method, route, response.status_code, duration_s)
+    status = response.status_code
+    tracing.finish(tracing.current_span(), "{} {}".format(method, route), "server", {
+        "http.request.method": method, "http.route": route, "http.response.status_code": status,
+        "paysys.request_id": correlation_id},
+        error="HTTP {}".format(status) if status >= 500 else None)
+    access_log.log_request(request, method, route, response.status_code, duration_s,
+                           client_ip(request, proxies), correlation_id)
+    return response
+
+
 class ProblemWsgiApp(WsgiApp):
     """Nameko's WSGI app, but an unknown path (404) or method (405) is problem+json too,
-    carries its X-Request-ID and is counted like any other answer."""
+    carries its X-Request-ID and traceparent, is counted and logged like any other
+    answer."""
+
+    def __init__(self, server):
+        super().__init__(server)
+        self.trusted_proxies = trusted_proxies(server.container.config)
 
     def __call__(self, environ, start_response):
         started_s = time.perf_counter()
@@ -107,9 +133,13 @@ class ProblemWsgiApp(WsgiApp):
                 exc.code, "not_found" if exc.code == 404 else "method_not_allowed",
                 exc.name, exc.description,
                 headers=[(k, v) for k, v in exc.get_headers(environ) if k != "Content-Type"])
-            stamped(response, request_id(request))
             method = request.method if request.method in KNOWN_METHODS else "OTHER"
-            observe_request(method, UNMATCHED_ROUTE, exc.code, time.perf_counter() - started_s)
+            outer = tracing.enter(tracing.child_of(request.headers.get(tracing.HEADER)))
+            try:
+                answered(request, response, method, UNMATCHED_ROUTE, started_s,
+                         request_id(request), self.trusted_proxies)
+            finally:
+                tracing.leave(outer)
             return response(environ, start_response)
         request.path_values = values
         return provider.handle_request(request)(environ, start_response)
@@ -127,10 +157,24 @@ class GatewayEndpoint(HttpRequestHandler):
 
     def __init__(self, route, **kwargs):
         self.route = route
+        self.trusted_proxies = frozenset()
         kwargs.setdefault("expected_exceptions", PaysysError)
         super().__init__(route.method, route.url_rule, **kwargs)
 
+    def setup(self):
+        super().setup()
+        self.trusted_proxies = trusted_proxies(self.container.config)
+
     def handle_request(self, request):
+        # The request's span: it continues the client's trace (a valid traceparent) or
+        # starts one; the worker and everything it calls are its children.
+        outer = tracing.enter(tracing.child_of(request.headers.get(tracing.HEADER)))
+        try:
+            return self._handle_request(request)
+        finally:
+            tracing.leave(outer)
+
+    def _handle_request(self, request):
         started_s = time.perf_counter()
         request.shallow = False
         correlation_id = request_id(request)
@@ -140,16 +184,19 @@ class GatewayEndpoint(HttpRequestHandler):
             done = Event()
             self.container.spawn_worker(
                 self, args, kwargs,
-                context_data={CORRELATION_ID_KEY: correlation_id},
+                context_data={CORRELATION_ID_KEY: correlation_id,
+                              tracing.TRACEPARENT_KEY: tracing.current_traceparent()},
                 handle_result=partial(self.handle_result, done),
             )
             response = self.response_from_result(done.wait())
         except Exception as exc:  # noqa: BLE001 - every error becomes problem+json
             response = response_for_error(exc)
-        stamped(response, correlation_id)
+        answered(request, response, self.route.method, self.route.path, started_s,
+                 correlation_id, self.trusted_proxies)
         duration_s = time.perf_counter() - started_s
-        observe_request(self.route.method, self.route.path, response.status_code, duration_s)
-        if response.status_code >= 500:
+        # /ready's 503 names its causes in the access line's status; each probe of an
+        # outage is not a warning of its own.
+        if response.status_code >= 500 and not self.route.operational:
             log.warning("%s %s answered %s", self.route.method, self.route.path,
                         response.status_code, extra={"fields": {
                             "correlation_id": correlation_id, "duration_ms": duration_s * 1000,

@@ -106,3 +106,12 @@ def client_ip(request, trusted_proxies):
         if address not in trusted_proxies:
             return address
     return peer
+
+
+def trusted_proxies(config):
+    """The addresses of config's ``gateway.trusted_proxies``, read through the gateway's
+    settings model."""
+    from gateway.settings import GatewaySettings
+    from shared.settings import load
+
+    return frozenset(load(GatewaySettings, config).gateway.trusted_proxies)

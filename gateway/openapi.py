@@ -65,7 +65,10 @@ def _operation(route):
     for status, (description, schema) in route.responses.items():
         response = {"description": description}
         if schema is not None:
-            response["content"] = {"application/json": {"schema": schema}}
+            media_type = PROBLEM_JSON if status >= 400 else "application/json"
+            response["content"] = {media_type: {"schema": schema}}
+        if status == 503:
+            response["headers"] = RETRY_AFTER
         if route.moves_money or route.idempotent:
             response["headers"] = {
                 "Idempotent-Replayed": {

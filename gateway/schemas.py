@@ -358,15 +358,66 @@ class Health(Schema):
     status = fields.String(required=True, metadata={"example": "ok"})
 
 
+READINESS_STATES = ["ready", "degraded", "unavailable"]
+
+
 class Readiness(Schema):
-    status = fields.String(required=True, validate=validate.OneOf(["ready", "unavailable"]))
+    """The /ready body: 200 ``ready`` or ``degraded`` (docs/observability.md)."""
+
+    status = fields.String(required=True, validate=validate.OneOf(READINESS_STATES),
+                           metadata={"description": "ready: everything answers; degraded: "
+                                     "something the money path does without does not "
+                                     "(named in degraded)."})
     checks = fields.Dict(
         keys=fields.String(),
         values=fields.String(),
         required=True,
         metadata={"description": "Each dependency and service: \"ok\" or why not."},
     )
+    unavailable = fields.List(fields.String(), required=True, metadata={
+        "description": "What the gateway cannot serve money requests without and that does "
+        "not answer (always empty on a 200)."})
+    degraded = fields.List(fields.String(), required=True, metadata={
+        "description": "What does not answer but the system serves without."})
+
+
+class NotReady(Problem):
+    """/ready's 503: a problem whose ``unavailable`` names the cause(s)."""
+
+    checks = fields.Dict(keys=fields.String(), values=fields.String(), required=True)
     unavailable = fields.List(fields.String(), required=True)
+    degraded = fields.List(fields.String(), required=True)
+
+
+class ComponentStatus(Schema):
+    state = fields.String(required=True, validate=validate.OneOf(["ok", "down"]))
+    latency_ms = fields.Float(required=True, metadata={"description": "How long it took to "
+                                                       "answer, or to fail."})
+    error = fields.String(required=True, allow_none=True)
+    role = fields.String(required=True, validate=validate.OneOf(["required", "quorum",
+                                                                  "optional"]),
+                         metadata={"description": "required: /ready is 503 without it; "
+                                   "quorum: a validator, 503 once fewer than a quorum "
+                                   "answer; optional: degraded without it."})
+    detail = fields.Dict(metadata={"description": "A service's own health report."})
+
+
+class Quorum(Schema):
+    pool = fields.Integer(required=True)
+    needed = fields.Integer(required=True)
+    answering = fields.Integer(required=True)
+
+
+class SystemStatus(Schema):
+    status = fields.String(required=True, validate=validate.OneOf(READINESS_STATES))
+    checked_at = fields.DateTime(required=True)
+    unavailable = fields.List(fields.String(), required=True)
+    degraded = fields.List(fields.String(), required=True)
+    quorum = fields.Nested(Quorum, required=True)
+    dependencies = fields.Dict(keys=fields.String(), values=fields.Nested(ComponentStatus),
+                               required=True)
+    processes = fields.Dict(keys=fields.String(), values=fields.Nested(ComponentStatus),
+                            required=True)
 
 
 # --- Queries --------------------------------------------------------------------

@@ -12,17 +12,17 @@ from werkzeug.wrappers import Response
 
 from gateway.desk import MoneyDesk
 from gateway.guard import Guard, endpoint
-from gateway.http import json_response
+from gateway.http import json_response, problem_response
 from gateway.idempotency import IdempotencyStore
 from gateway.metrics import exposition
 from gateway.openapi import build_spec
-from gateway.readiness import check_kafka, check_rabbitmq, readiness_report
+from gateway.readiness import Readiness
 from gateway.routes import BY_OPERATION
 from gateway.settings import GatewaySettings
-from shared.catalog import rpc_identities_of
 from shared.commands import Movement, TransferBatch
 from shared.db import Database
-from shared.errors import NotFound
+from shared import tracing
+from shared.errors import NotFound, ServiceUnavailable
 from shared.rpc import ServiceRpc
 from shared.service import ServiceBase
 from shared.settings import Settings
@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 EXPIRED_KEYS_PURGE_INTERVAL_S = 600
 RECONCILIATION_TIMEOUT_S = 60
+READY_RETRY_AFTER_S = 5
 
 
 def _no_content():
@@ -53,7 +54,8 @@ def _movement(call, kind, source_id, destination_id, body, key):
                     destination_account_id=destination_id, amount=body["amount"],
                     currency=body["currency"], idempotency_key=key,
                     description=body.get("description"), metadata=body.get("metadata"),
-                    acting_as_admin=call.user.is_admin, request_id=call.request_id)
+                    acting_as_admin=call.user.is_admin, request_id=call.request_id,
+                    traceparent=tracing.current_traceparent())
 
 
 class GatewayService(ServiceBase):
@@ -65,6 +67,7 @@ class GatewayService(ServiceBase):
     rpc = ServiceRpc()
     guard = Guard()
     desk = MoneyDesk()
+    readiness = Readiness()
 
     # --- Auth -------------------------------------------------------------------
 
@@ -265,20 +268,20 @@ class GatewayService(ServiceBase):
 
     @endpoint(BY_OPERATION["ready"])
     def get_ready(self, call):
-        shared = self.shared
-        timeout_s = self.settings.gateway.readiness_timeout_s
-        checks = {
-            "rabbitmq": lambda: check_rabbitmq(shared.amqp_uri, timeout_s),
-            "postgresql": self.db.schema_version,
-            "redis": self.guard.ping_redis,
-            "kafka": lambda: check_kafka(shared.kafka.servers, timeout_s),
-        }
-        for identity in rpc_identities_of(shared.validators.names):
-            checks[identity] = self._pinger(identity, timeout_s)
-        report = readiness_report(checks, timeout_s)
-        status = 200 if report["status"] == "ready" else 503
-        headers = {"Retry-After": "5"} if status == 503 else None
-        return json_response(report, status, headers)
+        body, status = self.readiness.ready()
+        if status == 200:
+            return json_response(body)
+        # Not ready is a problem like any other 503: problem+json, Retry-After, and the
+        # readiness fields (checks, unavailable, degraded) as its extension members.
+        detail = "Cannot serve money requests: {} not answering.".format(
+            ", ".join(body["unavailable"]))
+        extra = {key: body[key] for key in ("checks", "unavailable", "degraded")}
+        return problem_response(503, ServiceUnavailable.code, ServiceUnavailable.title, detail,
+                                extra, {"Retry-After": str(READY_RETRY_AFTER_S)})
+
+    @endpoint(BY_OPERATION["status"])
+    def get_status(self, call):
+        return json_response(self.readiness.status())
 
     @endpoint(BY_OPERATION["metrics"])
     def get_metrics(self, call):
@@ -292,10 +295,6 @@ class GatewayService(ServiceBase):
     def get_openapi(self, call):
         spec = build_spec(self.settings.gateway.public_url)
         return Response(json.dumps(spec), status=200, mimetype="application/json")
-
-    def _pinger(self, identity, timeout_s):
-        # Readiness asks for real even while a circuit breaker is open.
-        return lambda: self.rpc[identity].health(timeout_s=timeout_s, breaker=False)
 
     @timer(interval=EXPIRED_KEYS_PURGE_INTERVAL_S)
     def purge_expired_idempotency_keys(self):

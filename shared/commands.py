@@ -41,8 +41,10 @@ class Movement:
     # capture captures.
     hold: bool = False
     authorization_id: Optional[str] = None
-    # The HTTP request it came from, for the logs of the batch that carries it.
+    # The HTTP request it came from, for the logs of the batch that carries it, and the
+    # W3C traceparent of the request's span (shared/tracing.py).
     request_id: Optional[str] = None
+    traceparent: Optional[str] = None
 
     def to_wire(self):
         # The fields as they are (``asdict`` deep-copies each, a tenth of the gateway's CPU

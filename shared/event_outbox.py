@@ -20,6 +20,7 @@ from sqlalchemy import BigInteger, Column, DateTime, Identity, MetaData, Table, 
 from sqlalchemy import text
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 
+from shared import tracing
 from shared.ids import rfc3339
 from shared.wire_json import compact
 
@@ -42,14 +43,20 @@ def outbox_table(schema):
 
 
 def event(event_type, created_at, data, user_ids):
-    """An event's payload: ``{id, type, created_at, data, user_ids}``."""
-    return {
+    """An event's payload: ``{id, type, created_at, data, user_ids}``, and the
+    ``traceparent`` of the work that wrote it when there is one (shared/tracing.py), so
+    the consumer's lines join that trace. Webhooks never show it."""
+    payload = {
         "id": str(uuid.uuid4()),
         "type": event_type,
         "created_at": rfc3339(created_at),
         "data": data,
         "user_ids": sorted({user for user in user_ids if user}),
     }
+    traceparent = tracing.current_traceparent()
+    if traceparent:
+        payload[tracing.TRACEPARENT_KEY] = traceparent
+    return payload
 
 
 def append(connection, table, event_type, created_at, data, user_ids):

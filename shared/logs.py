@@ -14,11 +14,12 @@ import uuid
 import weakref
 
 from nameko.extensions import DependencyProvider
+from nameko.events import EventHandler
 from nameko.rpc import Rpc
 from nameko.timer import Timer
-from nameko.web.handlers import HttpRequestHandler
 
-from shared import work_counters
+from shared import tracing, work_counters
+from shared.errors import PaysysError
 
 CORRELATION_ID_KEY = "correlation_id"
 # Info lines reach the log at most this late (warnings and errors at once).
@@ -58,10 +59,13 @@ log = logging.getLogger(__name__)
 
 class CorrelationId(DependencyProvider):
     """Makes the worker's correlation id current for its logs, makes sure it has one,
-    and logs one line per finished worker (entrypoint, outcome, duration)."""
+    makes the worker a span of the trace its caller sent (shared/tracing.py: the
+    ``traceparent`` in its context data, handed on as the worker's own), and logs one
+    line per finished worker (entrypoint, outcome, duration)."""
 
     def __init__(self):
         self._started_s = weakref.WeakKeyDictionary()
+        self._outer_spans = weakref.WeakKeyDictionary()
 
     def get_dependency(self, worker_ctx):
         # Nameko injects dependencies before it calls worker_setup.
@@ -70,19 +74,27 @@ class CorrelationId(DependencyProvider):
     def worker_setup(self, worker_ctx):
         self._started_s[worker_ctx] = time.perf_counter()
         _current.correlation_id = worker_ctx.data[CORRELATION_ID_KEY]
+        span = tracing.child_of(worker_ctx.data.get(tracing.TRACEPARENT_KEY))
+        # What this worker calls or dispatches is a child of its span.
+        worker_ctx.data[tracing.TRACEPARENT_KEY] = span.traceparent
+        self._outer_spans[worker_ctx] = tracing.enter(span)
 
     def worker_result(self, worker_ctx, result=None, exc_info=None):
         started_s = self._started_s.pop(worker_ctx, None)
+        _finish_span(worker_ctx, exc_info)
         if isinstance(worker_ctx.entrypoint, Rpc):
             work_counters.count(work_counters.RPCS_SERVED)
         if exc_info is None and isinstance(worker_ctx.entrypoint, Timer):
             return  # background ticks (relays, recovery) speak only when they fail
         duration_ms = (time.perf_counter() - started_s) * 1000 if started_s else None
-        # One line per HTTP request (the access log); the RPCs and events behind it only
-        # at debug level when they went well: at hundreds a second, an info line each
-        # costs more than the work, and the batches log themselves.
-        level = (logging.INFO if exc_info is not None
-                 or isinstance(worker_ctx.entrypoint, HttpRequestHandler) else logging.DEBUG)
+        # A line per worker (RPC, event, HTTP handler) only at debug level: the gateway
+        # writes one access line per HTTP request (gateway/access_log.py), the batches log
+        # themselves, and at hundreds a second an info line each costs more than the work.
+        # A failure that is not an answer to the client (a bug, or a 5xx such as a dead
+        # dependency) is a warning; a refusal (4xx) is the service doing its job.
+        unexpected = exc_info is not None and (
+            not isinstance(exc_info[1], PaysysError) or exc_info[1].status >= 500)
+        level = logging.WARNING if unexpected else logging.DEBUG
         if not log.isEnabledFor(level):
             return
         log.log(level, "%s.%s", worker_ctx.service_name, worker_ctx.entrypoint.method_name,
@@ -93,6 +105,21 @@ class CorrelationId(DependencyProvider):
 
     def worker_teardown(self, worker_ctx):
         _current.correlation_id = None
+        tracing.leave(self._outer_spans.pop(worker_ctx, None))
+
+
+def _finish_span(worker_ctx, exc_info):
+    """The worker's span ended: exported when export is on (timer ticks are not spans:
+    background loops would drown the traces)."""
+    entrypoint = worker_ctx.entrypoint
+    if isinstance(entrypoint, Timer):
+        return
+    kind = ("consumer" if isinstance(entrypoint, EventHandler) else "server")
+    tracing.finish(tracing.current_span(), "{}.{}".format(
+        worker_ctx.service_name, entrypoint.method_name), kind,
+        {"rpc.service": worker_ctx.service_name, "rpc.method": entrypoint.method_name,
+         "paysys.correlation_id": worker_ctx.data.get(CORRELATION_ID_KEY)},
+        error=exc_info[0].__name__ if exc_info is not None else None)
 
 
 class JsonFormatter(logging.Formatter):
@@ -114,6 +141,10 @@ class JsonFormatter(logging.Formatter):
         correlation_id = current_correlation_id()
         if correlation_id:
             entry[CORRELATION_ID_KEY] = correlation_id
+        trace_id = getattr(record, "trace_id", None)
+        if trace_id:
+            entry["trace_id"] = trace_id
+            entry["span_id"] = record.span_id
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         for key, value in getattr(record, "fields", {}).items():
@@ -192,6 +223,7 @@ def configure_logging(service, level="INFO"):
     to stderr with them."""
     handler = BufferedLines(sys.stdout)
     handler.setFormatter(JsonFormatter(service))
+    handler.addFilter(tracing.TraceLogFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

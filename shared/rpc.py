@@ -22,7 +22,7 @@ from nameko.exceptions import UnknownService
 from nameko.extensions import DependencyProvider, Extension
 from nameko.rpc import MethodProxy, ReplyListener
 
-from shared import work_counters
+from shared import tracing, work_counters
 from shared.circuit import CircuitBreaker
 from shared.errors import unanswered
 from shared.metrics.breakers import BREAKERS
@@ -115,6 +115,10 @@ class ServiceDirectory:
     def _call(self, service_name, method_name, args, kwargs, timeout_s=None):
         timeout_s = timeout_s or self._timeout_s
         work_counters.count(work_counters.RPC_CALLS)
+        if isinstance(self._worker_ctx.entrypoint, _Work):
+            # A provider's own work (a batch, a loop) has no worker span: its calls
+            # continue whatever span is current where they are made (shared/tracing.py).
+            self._worker_ctx.data[tracing.TRACEPARENT_KEY] = tracing.current_traceparent()
         method = MethodProxy(
             self._worker_ctx, service_name, method_name, self._reply_listener, **self._options
         )

@@ -118,6 +118,12 @@ class MetricsSection(Section):
                         min_length=1)
 
 
+class TracingSection(Section):
+    otlp_endpoint: str = setting(
+        "OTLP/HTTP receiver every process sends its spans to (e.g. http://127.0.0.1:4318); "
+        "empty: no export (the traceparent still travels and log lines name their trace)")
+
+
 class LoggingSection(Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = setting(
         "Log level of every process")
@@ -144,6 +150,7 @@ class SharedSettings(ServiceSettings):
     supervisor: SupervisorSection
     logging: LoggingSection
     metrics: MetricsSection
+    tracing: TracingSection
 
     @property
     def validator_keys_path(self):

@@ -134,15 +134,18 @@ while :; do
 done
 echo "every container healthy, every job done in $((SECONDS - up_started_s)) s"
 # And the gateway's own view: every dependency and every service answers it.
-"$PYTHON" - "$URL/ready" <<'PY' || fail "$URL/ready did not answer 200"
-import sys, time, urllib.error, urllib.request
+# (200 "degraded" would still serve, but something of the stack does not answer.)
+"$PYTHON" - "$URL/ready" <<'PY' || fail "$URL/ready did not answer 200 \"ready\""
+import json, sys, time, urllib.error, urllib.request
 deadline, answer = time.monotonic() + 60, None
 while time.monotonic() < deadline:
     try:
         with urllib.request.urlopen(sys.argv[1], timeout=5) as reply:
-            print(sys.argv[1], reply.status, "with", len(reply.read()), "bytes")
-            sys.exit(0)
-    except (OSError, urllib.error.HTTPError) as error:
+            answer = json.loads(reply.read())
+            if answer.get("status") == "ready":
+                print(sys.argv[1], reply.status, answer["status"])
+                sys.exit(0)
+    except (OSError, ValueError, urllib.error.HTTPError) as error:
         answer = error
     time.sleep(1)
 print(sys.argv[1], "last answer:", answer, file=sys.stderr)

@@ -2,9 +2,10 @@
 the entry itself, so a posting and its messages commit or vanish together. The relay
 (mirror_relay/) publishes the unpublished rows in id order and stamps ``published_at``."""
 
-from sqlalchemy import BigInteger, Column, DateTime, MetaData, Table, func, text
+from sqlalchemy import BigInteger, Column, DateTime, MetaData, Table, Text, func, text
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 
+from shared import tracing
 from shared.wire_json import compact
 
 metadata = MetaData(schema="ledger")
@@ -18,6 +19,8 @@ outbox = Table(
     Column("payload", JSONB, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("published_at", DateTime(timezone=True), nullable=True),
+    # The posting's W3C traceparent, the message's ``traceparent`` header (shared/tracing.py).
+    Column("traceparent", Text, nullable=True),
 )
 
 
@@ -47,9 +50,10 @@ def message(entry_view, account_seq, currency, posting, posted_at):
 
 
 _INSERT = text("""
-    INSERT INTO ledger.outbox (account_id, account_seq, transaction_id, payload)
-    SELECT * FROM unnest(CAST(:account_ids AS uuid[]), CAST(:seqs AS bigint[]),
-                         CAST(:transaction_ids AS uuid[]), CAST(:payloads AS jsonb[]))
+    INSERT INTO ledger.outbox (account_id, account_seq, transaction_id, payload, traceparent)
+    SELECT *, CAST(:traceparent AS text)
+    FROM unnest(CAST(:account_ids AS uuid[]), CAST(:seqs AS bigint[]),
+                CAST(:transaction_ids AS uuid[]), CAST(:payloads AS jsonb[]))
 """)
 
 
@@ -63,4 +67,6 @@ def append(connection, rows):
         "seqs": [row["account_seq"] for row in rows],
         "transaction_ids": [row["transaction_id"] for row in rows],
         "payloads": [compact(row["payload"]) for row in rows],
+        # The posting call's span: every row a call writes belongs to it.
+        "traceparent": tracing.current_traceparent(),
     })

@@ -25,7 +25,7 @@ from services.notifications.dependencies import (
     service_calls,
 )
 from services.notifications.secret_box import CLEAR_PREFIX
-from shared import service
+from shared import service, tracing
 from shared.cursors import DEFAULT_PAGE_SIZE, page_request
 from shared.db import Database
 from shared.errors import Conflict, NotFound, ServiceUnavailable, ValidationFailed
@@ -179,9 +179,18 @@ class NotificationsService(service.ServiceBase):
         transaction. Only a transient database error raises (the batch goes back to the
         broker and comes again); a batch that can never be stored is logged and
         acknowledged, so it cannot loop forever."""
+        traceparents = [item.get(tracing.TRACEPARENT_KEY) for item in
+                        (payload.get("events") if isinstance(payload, dict) else None) or ()
+                        if isinstance(item, dict)]
         try:
             received = inbox.read_batch(payload, datetime.now(timezone.utc))
-            return inbox.accept_many(self.db, self.settings, source, received)
+            # The batch's lines join the trace of the work that wrote its events (one
+            # trace) or name them all (shared/tracing.py).
+            with tracing.batch_span(traceparents, "notifications accept " + source):
+                made = inbox.accept_many(self.db, self.settings, source, received)
+                log.info("%s: %d events accepted, %d deliveries made", source, len(received),
+                         made, extra={"fields": {"trace_ids": tracing.trace_ids(traceparents)}})
+            return made
         except TRANSIENT_DB_ERRORS:
             log.warning("%s events not stored (database unavailable); requeued", source,
                         exc_info=True)

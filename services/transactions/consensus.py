@@ -19,6 +19,7 @@ from services.transactions.dependencies import ValidatorPool
 from services.transactions.pipeline import Owners, Pipeline
 from services.transactions.settings import TransactionsSettings
 from shared.db import DatabaseClient
+from shared import tracing
 from shared.logs import correlated, new_correlation_id
 from shared.metrics.scrape import SCRAPED
 from shared.rpc import RpcClient
@@ -130,6 +131,7 @@ class _Work:
         self.correlation_id = correlation_id
         self.pipeline = pipeline
         self.request_ids = sorted({item.request_id for item in carried if item.request_id})
+        self.traceparents = [getattr(item, "traceparent", None) for item in carried]
         self.size = size
 
     def run_and_wait(self, process, wait_s):
@@ -143,17 +145,23 @@ class _Work:
 
     def _logged(self, process):
         started = time.monotonic()
-        with correlated(self.correlation_id):
+        # The batch's calls, events and lines continue its requests' trace (one request)
+        # or name every trace it carries.
+        trace_ids = tracing.trace_ids(self.traceparents)
+        with correlated(self.correlation_id), tracing.batch_span(
+                self.traceparents, "transactions " + self.name):
             try:
                 rows = process()
             except Exception:  # noqa: BLE001 - they stay pending; recovery finishes them
                 log.exception("%s: a batch of %d transactions failed", self.name, self.size,
-                              extra={"fields": {"request_ids": self.request_ids}})
+                              extra={"fields": {"request_ids": self.request_ids,
+                                                "trace_ids": trace_ids}})
                 return {}
             counts = {}
             for row in rows.values():
                 counts[row.status] = counts.get(row.status, 0) + 1
             log.info("%s: %d transactions decided in %.1f ms", self.name, self.size,
                      (time.monotonic() - started) * 1000, extra={"fields": {
-                         "counts": counts, "request_ids": self.request_ids}})
+                         "counts": counts, "request_ids": self.request_ids,
+                         "trace_ids": trace_ids}})
         return rows

@@ -16,6 +16,7 @@ from nameko.constants import (
 )
 from nameko.standalone.events import get_event_exchange
 
+from shared import tracing
 from shared.event_outbox import BATCH_EVENT
 from shared.logs import CORRELATION_ID_KEY, new_correlation_id
 from shared.outbox_relay.loop import LoopSettings, Relay
@@ -46,6 +47,16 @@ class EventsSink(Sink):
             return Delivery(0, failure=EventsUnavailable("{} events not confirmed: {}: {}".format(
                 len(rows), type(error).__name__, error)))
         return Delivery(len(rows))
+
+
+def batch_traceparent(events):
+    """The traceparent the consumer's worker continues: the events' own when they all
+    belong to one trace (a lone request's), else None (the consumer starts a trace and
+    names theirs)."""
+    traceparents = {tracing.trace_id_of(event.get(tracing.TRACEPARENT_KEY)):
+                    event.get(tracing.TRACEPARENT_KEY) for event in events}
+    traceparents.pop(None, None)
+    return next(iter(traceparents.values())) if len(traceparents) == 1 else None
 
 
 def events_outbox(table):
@@ -83,11 +94,16 @@ class EventRelay(OutboxRelay):
             exchange=exchange, declare=[exchange], ssl=config.get(AMQP_SSL_CONFIG_KEY),
             login_method=config.get(LOGIN_METHOD_CONFIG_KEY))
         header = "{}.{}".format(HEADER_PREFIX, CORRELATION_ID_KEY)
+        trace_header = "{}.{}".format(HEADER_PREFIX, tracing.TRACEPARENT_KEY)
 
         def dispatch(event_type, payload):
             # A correlation id of its own per batch: the consumers' logs of one batch
             # tell it apart from any request's.
+            headers = {header: new_correlation_id()}
+            traceparent = batch_traceparent(payload.get("events", ()))
+            if traceparent:
+                headers[trace_header] = traceparent
             publisher.publish(payload, exchange=exchange, routing_key=event_type,
-                              extra_headers={header: new_correlation_id()})
+                              extra_headers=headers)
 
         return event_relay(engine, self.table, dispatch, self.interval_s)

@@ -23,7 +23,7 @@ def test_ready_names_every_dependency_and_every_service_including_each_validator
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["status"] == "ready"
-    assert body["unavailable"] == []
+    assert body["unavailable"] == [] and body["degraded"] == []
     assert body["checks"] == {name: "ok" for name in [
         "rabbitmq", "postgresql", "redis", "kafka", "auth", "transactions",
         "validator_1", "validator_2", "validator_3", "payments", "ledger", "notifications"]}
@@ -97,17 +97,10 @@ def test_metrics_count_requests_by_route_and_status_with_latency_histograms(syst
     assert after[bucket] - before[bucket] == 3
 
 
-def _logged_under(system, program, correlation_id):
-    """``program``'s log lines about ``correlation_id``: its own, or a batch carrying it."""
-    return [entry for entry in map(json.loads, filter(None, system.log_lines(program)))
-            if correlation_id in (entry.get("correlation_id"), *entry.get("request_ids", ()))]
-
-
 def test_the_correlation_id_of_a_request_reaches_the_logs_of_the_services_it_calls(system):
-    # What an operator greps for one request: the gateway's access line, the batch of the
-    # transactions service that decided its transfer, and the line of any call that failed
-    # (calls that went well log at debug only: at hundreds a second, a line each cost more
-    # than the work).
+    # What an operator greps for one request: the gateway's access line and the batch of
+    # the transactions service that decided its transfer (calls that went well log at
+    # debug only: at hundreds a second, a line each cost more than the work).
     user = new_session(system)
     account = user.open_account()
     correlation_id = "test-" + uuid.uuid4().hex
@@ -115,18 +108,18 @@ def test_the_correlation_id_of_a_request_reaches_the_logs_of_the_services_it_cal
         "account_id": account["id"], "amount": 500, "currency": "USD"}, headers={
         "Idempotency-Key": str(uuid.uuid4()), "X-Request-ID": correlation_id})
     assert response.status_code == 201 and response.headers["X-Request-ID"] == correlation_id
-    for program, message in (("gateway", "gateway.deposit"), ("transactions", "decided in")):
+    for program, message in (("gateway", "POST /v1/deposits 201"),
+                             ("transactions", "decided in")):
         mine = wait_for(lambda: _logged_under(system, program, correlation_id), timeout_s=10,
                         what="a log line of {} carrying {}".format(program, correlation_id))
         assert mine[0]["service"] == program and message in mine[0]["message"], mine
 
-    refused_id = "test-" + uuid.uuid4().hex
-    refused = system.post("/v1/auth/login", json={"email": user.email, "password": "not it"},
-                          headers={"X-Request-ID": refused_id})
-    assert refused.status_code == 401
-    mine = wait_for(lambda: _logged_under(system, "auth", refused_id), timeout_s=10,
-                    what="a log line of auth carrying {}".format(refused_id))
-    assert (mine[0]["message"], mine[0]["outcome"] != "ok") == ("auth.login", True), mine
+
+def _logged_under(system, program, correlation_id):
+    """``program``'s log lines about ``correlation_id``: its own, or a batch carrying it."""
+    return [entry for entry in map(json.loads, filter(None, system.log_lines(program)))
+            if correlation_id in (entry.get("correlation_id"), entry.get("request_id"),
+                                  *entry.get("request_ids", ()))]
 
 
 def test_a_request_without_an_id_gets_one(system):

@@ -46,3 +46,45 @@ def test_a_partial_line_waits_for_its_end(collected):
     assert lines == []
     stray.write("line\n")
     assert [json.loads(line)["message"] for line in lines] == ["half a line"]
+
+
+class _Context:
+    """What CorrelationId reads of a Nameko worker context."""
+
+    def __init__(self, entrypoint, data=None):
+        self.service_name = "auth"
+        self.entrypoint = entrypoint
+        self.data = data if data is not None else {}
+
+
+def _rpc_entrypoint(method_name):
+    from nameko.rpc import Rpc
+
+    entrypoint = Rpc.__new__(Rpc)
+    entrypoint.method_name = method_name
+    return entrypoint
+
+
+@pytest.mark.parametrize("error,level", [
+    (None, None), ("unauthorized", None), ("unavailable", "WARNING"), ("bug", "WARNING"),
+])
+def test_rpc_lines_are_debug_unless_the_call_failed_unexpectedly(caplog, error, level):
+    from shared.errors import ServiceUnavailable, Unauthorized
+    from shared.logs import CorrelationId
+
+    provider = CorrelationId()
+    context = _Context(_rpc_entrypoint("login"),
+                       {"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"})
+    raised = {"unauthorized": Unauthorized("no"), "unavailable": ServiceUnavailable("db"),
+              "bug": KeyError("x")}.get(error)
+    caplog.set_level(logging.INFO, logger="shared.logs")
+    provider.get_dependency(context)
+    provider.worker_setup(context)
+    # The worker is a span of the caller's trace, and hands its own on.
+    assert context.data["traceparent"].startswith("00-4bf92f3577b34da6a3ce929d0e0e4736-")
+    assert not context.data["traceparent"].endswith("00f067aa0ba902b7-01")
+    exc_info = (type(raised), raised, None) if raised is not None else None
+    provider.worker_result(context, None, exc_info)
+    provider.worker_teardown(context)
+    levels = [record.levelname for record in caplog.records if record.name == "shared.logs"]
+    assert levels == ([level] if level else [])

@@ -298,3 +298,25 @@ def test_settings_come_from_the_configuration(service_config):
     assert settings.timeout_ms == int(service_config["kafka"]["request_timeout_ms"])
     assert settings.batch_size > 0 and settings.partitions > 0
     assert settings.delivery_timeout_ms > settings.timeout_ms
+
+
+def test_each_message_carries_the_traceparent_of_the_posting_that_wrote_it(
+        service, engine, kafka_broker, relays):
+    from shared import tracing
+
+    traced_person, untraced_person = opened(service), opened(service)
+    sent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    with tracing.traced(sent) as span:
+        [result] = service.post([deposit(traced_person, 500)])
+    assert result["status"] == "posted"
+    [result] = service.post([deposit(untraced_person, 500)])
+    relay = relays(kafka_broker)
+    drain(relay)
+
+    headers = {}
+    for found in raw_records(kafka_broker, relay.settings.topic).values():
+        for record in found:
+            headers[json.loads(record.value)["account_id"]] = dict(record.headers or [])
+    assert headers[traced_person] == {"traceparent": span.traceparent.encode()}
+    assert tracing.trace_id_of(span.traceparent) == "4bf92f3577b34da6a3ce929d0e0e4736"
+    assert headers[untraced_person] == {}

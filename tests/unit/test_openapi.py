@@ -22,6 +22,7 @@ CONTRACT = [
     ("get", "/v1/ledger/reconciliation"), ("post", "/v1/webhooks"), ("get", "/v1/webhooks"),
     ("delete", "/v1/webhooks/{webhook_id}"), ("get", "/v1/notifications"),
     ("get", "/health"), ("get", "/ready"), ("get", "/metrics"), ("get", "/openapi.json"),
+    ("get", "/v1/status"),
 ]
 
 SPEC = build_spec("http://127.0.0.1:8000")
@@ -49,6 +50,29 @@ def test_every_error_an_operation_can_answer_is_problem_json(method, path):
     for response in errors.values():
         assert response["content"]["application/problem+json"]["schema"] == {
             "$ref": "#/components/schemas/Problem"}
+
+
+def test_ready_documents_degraded_and_its_503_as_a_problem_naming_the_causes():
+    responses = SPEC["paths"]["/ready"]["get"]["responses"]
+    ok = responses["200"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
+    readiness = SPEC["components"]["schemas"][ok]
+    assert readiness["properties"]["status"]["enum"] == ["ready", "degraded", "unavailable"]
+    assert {"status", "checks", "unavailable", "degraded"} <= set(readiness["required"])
+    not_ready = responses["503"]["content"]["application/problem+json"]["schema"]["$ref"]
+    problem = SPEC["components"]["schemas"][not_ready.rsplit("/", 1)[1]]
+    assert {"type", "title", "status", "detail", "code", "unavailable", "checks"} <= set(
+        problem["required"])
+    assert "Retry-After" in responses["503"]["headers"]
+
+
+def test_status_is_for_admins_and_auditors_and_documents_every_component():
+    operation = SPEC["paths"]["/v1/status"]["get"]
+    assert {"401", "403"} <= set(operation["responses"])
+    assert operation["security"] == [{"bearerAuth": []}]
+    schema = SPEC["components"]["schemas"]["SystemStatus"]
+    assert {"status", "dependencies", "processes", "quorum"} <= set(schema["required"])
+    component = SPEC["components"]["schemas"]["ComponentStatus"]
+    assert {"state", "latency_ms", "error"} <= set(component["required"])
 
 
 def test_every_route_of_the_contract_has_its_handler():

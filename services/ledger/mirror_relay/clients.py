@@ -134,7 +134,8 @@ class KafkaClients:
             for row in rows:
                 futures.append(producer.send(
                     self.settings.topic, key=row.account_id.encode("utf-8"),
-                    value=encode(row.payload)))  # text from the outbox, or a dict
+                    value=encode(row.payload),  # text from the outbox, or a dict
+                    headers=_headers(row)))
             producer.flush(timeout=self.settings.delivery_timeout_ms / 1000 + 1)
         except KafkaError as error:
             failure = error
@@ -148,3 +149,9 @@ class KafkaClients:
                 break
             acks.append(future.value)
         return acks, failure
+
+
+def _headers(row):
+    """The message's headers: the posting's W3C ``traceparent`` when it has one."""
+    traceparent = getattr(row, "traceparent", None)
+    return [("traceparent", traceparent.encode("ascii"))] if traceparent else None

@@ -15,7 +15,8 @@ RELAY_LOCK_KEY = 7_283_912
 MIRROR_OUTBOX = Outbox(
     # The payload as PostgreSQL's JSON text, sent as it is: no parse and no re-encoding
     # of every message.
-    outbox, "published_at", (outbox.c.account_id, cast(outbox.c.payload, Text).label("payload")),
+    outbox, "published_at", (outbox.c.account_id, cast(outbox.c.payload, Text).label("payload"),
+                             outbox.c.traceparent),
     RELAY_LOCK_KEY)
 
 
