@@ -291,12 +291,43 @@ class MirrorReport(Schema):
         "description": "Outbox rows the relay had not published yet."})
 
 
+class ChainHead(Schema):
+    seq = fields.Integer(required=True, metadata={"description": "The newest posting's "
+                                                  "place in the chain (0: no posting)."})
+    hash = fields.String(required=True, metadata={"description": "Its chain hash, hex."})
+
+
+class BrokenLink(Schema):
+    seq = fields.Integer(required=True, metadata={"description": "The posting's chain_seq."})
+    transaction_id = Id(required=True, allow_none=True)
+    reason = fields.String(required=True, validate=validate.OneOf(
+        ["hash_mismatch", "missing", "head_mismatch"]))
+    detail = fields.String(required=True)
+
+
+class ChainReport(Schema):
+    """The ledger's hash chain verified (docs/integrity.md)."""
+
+    valid = fields.Boolean(required=True)
+    postings_checked = fields.Integer(required=True)
+    entries_checked = fields.Integer(required=True)
+    head = fields.Nested(ChainHead, required=True)
+    first_broken = fields.Nested(BrokenLink, required=True, allow_none=True, metadata={
+        "description": "The first posting whose link does not verify; null when intact."})
+    broken_links = fields.Integer(required=True)
+    entries_outside_chain = fields.Integer(required=True, metadata={
+        "description": "Entries whose transaction has no posting in the chain."})
+
+
 class Reconciliation(Schema):
-    balanced = fields.Boolean(required=True)
+    balanced = fields.Boolean(required=True, metadata={
+        "description": "Every sum zero, every balance its entries, the hash chain intact, "
+                       "the mirror complete."})
     currencies = fields.Dict(keys=fields.String(), values=fields.Nested(CurrencyTotals),
                              required=True)
     accounts_checked = fields.Integer(required=True)
     discrepancies = fields.List(fields.Dict(), required=True)
+    chain = fields.Nested(ChainReport, required=True)
     mirror = fields.Nested(MirrorReport, required=True)
 
 

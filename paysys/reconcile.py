@@ -57,6 +57,7 @@ def readable(report):
     for found in discrepancies[:LISTED]:
         lines.append("  {account_id}: balance {balance}, entries sum {entries_sum}".format(
             **found))
+    lines += [""] + chain_lines(report["chain"])
     mirror = report["mirror"]
     lines += ["", "Kafka mirror (topic {}): {} ledger postings, {} in Kafka, {} missing, "
               "{} unexpected, {} duplicate messages".format(
@@ -72,3 +73,21 @@ def readable(report):
             lines.append("  … and {} more {} (--json lists up to {})".format(
                 mirror[name + "_count"] - LISTED, name, len(mirror[name])))
     return "\n".join(lines)
+
+
+def chain_lines(chain):
+    """The hash chain's part of the readable report: intact, or its first broken link."""
+    head = chain["head"]
+    lines = ["Hash chain: {} ({} postings, {} entries checked; head #{} {})".format(
+        "INTACT" if chain["valid"] else "BROKEN", chain["postings_checked"],
+        chain["entries_checked"], head["seq"], head["hash"][:16])]
+    broken = chain["first_broken"]
+    if broken is not None:
+        lines.append("  first broken link: posting #{} (transaction {}): {}: {}".format(
+            broken["seq"], broken["transaction_id"] or "-", broken["reason"],
+            broken["detail"]))
+        lines.append("  broken links: {}".format(chain["broken_links"]))
+    if chain["entries_outside_chain"]:
+        lines.append("  {} entries belong to no posting of the chain".format(
+            chain["entries_outside_chain"]))
+    return lines
