@@ -292,13 +292,16 @@ class MirrorReport(Schema):
 
 
 class ChainHead(Schema):
-    seq = fields.Integer(required=True, metadata={"description": "The newest posting's "
-                                                  "place in the chain (0: no posting)."})
+    lane = fields.Integer(required=True)
+    seq = fields.Integer(required=True, metadata={"description": "The lane's newest "
+                                                  "posting's place (0: none yet)."})
     hash = fields.String(required=True, metadata={"description": "Its chain hash, hex."})
 
 
 class BrokenLink(Schema):
-    seq = fields.Integer(required=True, metadata={"description": "The posting's chain_seq."})
+    lane = fields.Integer(required=True)
+    seq = fields.Integer(required=True, metadata={"description": "The posting's place in "
+                                                  "its lane (chain_seq)."})
     transaction_id = Id(required=True, allow_none=True)
     reason = fields.String(required=True, validate=validate.OneOf(
         ["hash_mismatch", "missing", "head_mismatch"]))
@@ -311,9 +314,11 @@ class ChainReport(Schema):
     valid = fields.Boolean(required=True)
     postings_checked = fields.Integer(required=True)
     entries_checked = fields.Integer(required=True)
-    head = fields.Nested(ChainHead, required=True)
+    heads = fields.List(fields.Nested(ChainHead), required=True,
+                        metadata={"description": "Where each lane of the chain ends."})
     first_broken = fields.Nested(BrokenLink, required=True, allow_none=True, metadata={
-        "description": "The first posting whose link does not verify; null when intact."})
+        "description": "The first link that does not verify (by lane, then place); null "
+                       "when the chain is intact."})
     broken_links = fields.Integer(required=True)
     entries_outside_chain = fields.Integer(required=True, metadata={
         "description": "Entries whose transaction has no posting in the chain."})

@@ -77,14 +77,13 @@ def readable(report):
 
 def chain_lines(chain):
     """The hash chain's part of the readable report: intact, or its first broken link."""
-    head = chain["head"]
-    lines = ["Hash chain: {} ({} postings, {} entries checked; head #{} {})".format(
+    lines = ["Hash chain: {} ({} postings, {} entries checked in {} lanes)".format(
         "INTACT" if chain["valid"] else "BROKEN", chain["postings_checked"],
-        chain["entries_checked"], head["seq"], head["hash"][:16])]
+        chain["entries_checked"], len(chain["heads"]))]
     broken = chain["first_broken"]
     if broken is not None:
-        lines.append("  first broken link: posting #{} (transaction {}): {}: {}".format(
-            broken["seq"], broken["transaction_id"] or "-", broken["reason"],
+        lines.append("  first broken link: lane {} posting #{} (transaction {}): {}: {}".format(
+            broken["lane"], broken["seq"], broken["transaction_id"] or "-", broken["reason"],
             broken["detail"]))
         lines.append("  broken links: {}".format(chain["broken_links"]))
     if chain["entries_outside_chain"]:

@@ -12,8 +12,8 @@ postings it holds — the way the fastest ledgers amortize their commits.
    later posting sees the balances the earlier ones left. A refused posting changes
    nothing; with ``atomic`` one refusal refuses the whole batch (``batch_aborted``).
 4. Write what changed with set-based statements: holds, entries, balances, then — under
-   the chain head's lock, taken last and held to the commit — the postings with their
-   links in the hash chain (chain.py) and the Kafka outbox, each one statement for the
+   the lock of a lane of the hash chain, taken last and held to the commit — the
+   postings with their links (chain.py) and the Kafka outbox, each one statement for the
    whole batch.
 
 Deadlocks and serialization failures abort the whole transaction and nothing of it is
@@ -165,9 +165,8 @@ class _Applied:
         """Claim each posting's and hold's row: one already there (a replay, or the same
         transaction id posted meanwhile for other accounts) rolls it all back.
 
-        The chain head's lock comes last, so a batch holds it only for its last two
-        statements and its commit: every batch queues there, whatever accounts it
-        touches (docs/integrity.md measures what that costs)."""
+        The lock of a lane of the chain comes last, so a batch holds it only for its
+        last two statements and its commit (docs/integrity.md measures what it costs)."""
         placed = [hold for hold in holds.values() if hold.new]
         if hold_records.insert_many(connection, placed, self.posted_at) < len(placed):
             raise _Replayed()
@@ -188,8 +187,8 @@ class _Applied:
     def _stamp_links(self, links):
         """Each mirror message carries its posting's link: a copy of the chain outside
         the database (Kafka), against which a rewritten chain can be checked."""
-        stamps = {posting.transaction_id: {"seq": seq, "hash": chain_hash.hex()}
-                  for posting, (seq, chain_hash) in zip(self.moved, links)}
+        stamps = {posting.transaction_id: link.stamp()
+                  for posting, link in zip(self.moved, links)}
         for message in self.messages:
             message["payload"]["posting"]["chain"] = stamps[message["transaction_id"]]
 

@@ -3,18 +3,23 @@ row and all its entries) and of the previous posting's hash, so a change made be
 ledger's back — a superuser with the immutability triggers disabled, a doctored backup —
 shows up as a broken link when the chain is verified (docs/integrity.md).
 
-Order: ``chain_seq`` 1, 2, 3… across the whole ledger. A batch takes the chain head's row
-lock (``ledger.chain_head``, one row) as its last lock, after every balances row, and
-keeps it until it commits; so batches join the chain one at a time, each after the
-previous one has committed, and commit order is chain order. The hashes are computed here
-in Python, in order, and written by the same set-based statement that inserts the
-postings (postings.py), which also moves the head: one statement more per batch (the
-lock), none per posting.
+Order: the chain runs in a few lanes (``ledger.chain_heads``, one row each), and each
+lane is one unbroken chain, ``chain_seq`` 1, 2, 3… A batch takes one lane's row lock as
+its last lock, after every balances row — the first lane no other batch holds (SKIP
+LOCKED), or, when every lane is busy, it waits for one — and keeps it until it commits;
+so within a lane batches join one at a time, each after the previous one has committed,
+and commit order is chain order. One lane would make every batch of the ledger wait for
+the previous one's commit (its WAL flush): concurrent batches could no longer share
+flushes, and throughput fell by half in docs/integrity.md's measurement. The hashes are
+computed here in Python, in batch order, and written by the same set-based statement
+that inserts the postings (postings.py), which also moves the lane's head: one statement
+more per batch (the lock), none per posting.
 
-Genesis: the first posting links to 32 zero bytes (ledger_0008 chained the postings that
-existed before it, in ``(posted_at, transaction_id)`` order).
+Genesis: every lane's first posting links to 32 zero bytes. ledger_0008 chained the
+postings that existed before it into lane 0, in ``(posted_at, transaction_id)`` order.
 """
 import hashlib
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import (
@@ -27,17 +32,28 @@ GENESIS_HASH = bytes(32)
 CONTENT_VERSION = "v1"
 
 metadata = MetaData(schema="ledger")
-chain_head = Table(
-    "chain_head",
+chain_heads = Table(
+    "chain_heads",
     metadata,
-    Column("id", SmallInteger, primary_key=True),  # always 1: one chain
-    Column("seq", BigInteger, nullable=False),  # the newest posting's chain_seq (0: none)
+    Column("lane", SmallInteger, primary_key=True),
+    Column("seq", BigInteger, nullable=False),  # the lane's newest chain_seq (0: none)
     Column("hash", LargeBinary, nullable=False),  # its chain_hash (GENESIS_HASH: none)
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _MICROSECOND = timedelta(microseconds=1)
+
+
+@dataclass(frozen=True)
+class Link:
+    lane: int
+    seq: int
+    hash: bytes
+
+    def stamp(self):
+        """The link as JSON (the mirror's messages carry it)."""
+        return {"lane": self.lane, "seq": self.seq, "hash": self.hash.hex()}
 
 
 def microseconds(moment):
@@ -63,21 +79,35 @@ def link(previous_hash, posting_content):
     return hashlib.sha256(previous_hash + posting_content).digest()
 
 
-_LOCK_HEAD = text("SELECT seq, hash FROM ledger.chain_head WHERE id = 1 FOR UPDATE")
+# The first lane free; never waits.
+_TAKE_FREE_LANE = text("""
+    SELECT lane, seq, hash FROM ledger.chain_heads ORDER BY lane LIMIT 1
+       FOR UPDATE SKIP LOCKED
+""")
+# Every lane busy: wait for one, a different one for each batch.
+_WAIT_FOR_LANE = text("""
+    SELECT lane, seq, hash FROM ledger.chain_heads
+     WHERE lane = (SELECT lane FROM ledger.chain_heads ORDER BY lane
+                   OFFSET :pick % (SELECT count(*) FROM ledger.chain_heads) LIMIT 1)
+       FOR UPDATE
+""")
 
 
-def lock_head(connection):
-    """``(seq, hash)`` of the chain's newest posting, its row locked until the batch ends:
-    every other batch waits here until this one has committed (or rolled back)."""
-    row = connection.execute(_LOCK_HEAD).one()
-    return row.seq, bytes(row.hash)
+def take_lane(connection, pick):
+    """``(lane, seq, hash)`` of a lane's newest posting, its head row locked until the
+    batch ends: no other batch joins that lane before this one has committed (or rolled
+    back). ``pick`` spreads the batches that must wait over the lanes."""
+    row = connection.execute(_TAKE_FREE_LANE).one_or_none()
+    if row is None:
+        row = connection.execute(_WAIT_FOR_LANE, {"pick": pick}).one()
+    return row.lane, row.seq, bytes(row.hash)
 
 
 def extend(connection, moved, lines_of, posted_at):
-    """The links of the postings ``moved`` (postings.Posting, in batch order): a list of
-    ``(chain_seq, chain_hash)``, one per posting, after the current head (locked here).
-    ``lines_of``: ``{transaction_id: [entry dicts as batches.py writes them]}``."""
-    seq, previous = lock_head(connection)
+    """The links of the postings ``moved`` (postings.Posting, in batch order), one per
+    posting, continuing a lane taken here. ``lines_of``: ``{transaction_id: [entry dicts
+    as batches.py writes them]}``."""
+    lane, seq, previous = take_lane(connection, pick=hash(moved[0].transaction_id) & 0xFFFF)
     posted_at_us = microseconds(posted_at)
     links = []
     for posting in moved:
@@ -88,5 +118,5 @@ def extend(connection, moved, lines_of, posted_at):
             [(entry["id"], entry["account_id"], entry["amount"], entry["balance_after"],
               entry["account_seq"], posted_at_us)
              for entry in lines_of[posting.transaction_id]]))
-        links.append((seq, previous))
+        links.append(Link(lane, seq, previous))
     return links

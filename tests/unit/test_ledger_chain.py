@@ -11,6 +11,7 @@ import uuid
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 
+import eventlet
 import pytest
 from alembic import command
 from nameko.testing.services import worker_factory
@@ -28,7 +29,8 @@ from shared.db import DatabaseAccess
 from tests.support.concurrency import run_together
 from tests.support.databases import migrated_database, pooled_engine
 from tests.support.kafka import running_broker
-from tests.support.ledger import deposit, new_id, open_account, posting, withdrawal
+from tests.support.ledger import count, deposit, new_id, open_account, posting, withdrawal
+from tests.support.ledger_locks import wait_for_a_lock_wait
 
 
 @pytest.fixture(scope="module")
@@ -48,20 +50,25 @@ def ledger(engine):
     return worker_factory(LedgerService, db=DatabaseAccess(engine, "ledger"))
 
 
-def verified(engine, after_seq=0):
+def verified(engine, checkpoint=None):
     """The chain's report, read in one snapshot as reconciliation reads it."""
     with engine.connect() as connection:
         connection.execution_options(isolation_level="REPEATABLE READ",
                                      postgresql_readonly=True)
         with connection.begin():
-            return chain_check.verify(connection, after_seq=after_seq)
+            return chain_check.verify(connection, checkpoint=checkpoint)
 
 
 def link_of(engine, transaction_id):
     with engine.connect() as connection:
         return connection.execute(
-            select(postings.c.chain_seq, postings.c.chain_hash)
+            select(postings.c.chain_lane, postings.c.chain_seq, postings.c.chain_hash)
             .where(postings.c.transaction_id == transaction_id)).one()
+
+
+def head_of(report, lane=0):
+    [head] = [head for head in report["heads"] if head["lane"] == lane]
+    return head
 
 
 @contextmanager
@@ -90,9 +97,10 @@ def test_a_link_is_the_sha256_of_the_previous_hash_and_the_documented_content(le
     alice = open_account(ledger)
     one = deposit(alice, 1_234)
     [result] = ledger.post([one])
-    seq, stored = link_of(engine, one["transaction_id"])
+    lane, seq, stored = link_of(engine, one["transaction_id"])
     with engine.connect() as connection:
         previous = connection.execute(select(postings.c.chain_hash).where(
+            postings.c.chain_lane == lane,
             postings.c.chain_seq == seq - 1)).scalar() if seq > 1 else bytes(32)
         row = connection.execute(select(postings).where(
             postings.c.transaction_id == one["transaction_id"])).one()
@@ -114,28 +122,30 @@ def test_a_link_is_the_sha256_of_the_previous_hash_and_the_documented_content(le
 
 
 def test_postings_take_consecutive_places_and_the_head_names_the_last(ledger, engine):
-    before = verified(engine)["head"]["seq"]
+    # One batch at a time: each finds the first lane free.
+    before = head_of(verified(engine))["seq"]
     ids = some_postings(ledger, 5)
-    assert [link_of(engine, one).chain_seq for one in ids] == list(range(before + 1,
-                                                                         before + 6))
+    assert [tuple(link_of(engine, one)[:2]) for one in ids] == [
+        (0, seq) for seq in range(before + 1, before + 6)]
     report = verified(engine)
     assert report["valid"] is True, report
-    assert report["head"] == {"seq": before + 5,
-                              "hash": link_of(engine, ids[-1]).chain_hash.hex()}
-    assert report["postings_checked"] == before + 5
+    assert head_of(report) == {"lane": 0, "seq": before + 5,
+                               "hash": link_of(engine, ids[-1]).chain_hash.hex()}
+    assert report["postings_checked"] == sum(head["seq"] for head in report["heads"])
+    assert len(report["heads"]) == 16
     assert report["first_broken"] is None and report["broken_links"] == 0
 
 
 def test_refused_postings_and_holds_take_no_place_in_the_chain(ledger, engine):
     alice, bob = open_account(ledger), open_account(ledger)
-    head = verified(engine)["head"]["seq"]
+    head = head_of(verified(engine))["seq"]
     results = ledger.post([posting(alice, bob, 5),  # nothing to move: refused
                            posting(alice, bob, 5, type="payment", hold=True)])
     assert [result["status"] for result in results] == ["rejected", "rejected"]
     ledger.post([deposit(alice, 50)])
     ledger.post([posting(alice, bob, 20, type="payment", hold=True)])
     report = verified(engine)
-    assert report["valid"] is True and report["head"]["seq"] == head + 1
+    assert report["valid"] is True and head_of(report)["seq"] == head + 1
 
 
 def test_a_replayed_posting_keeps_its_one_link(ledger, engine):
@@ -144,16 +154,19 @@ def test_a_replayed_posting_keeps_its_one_link(ledger, engine):
     seq = link_of(engine, one["transaction_id"]).chain_seq
     assert ledger.post([one]) == first
     assert link_of(engine, one["transaction_id"]).chain_seq == seq
-    assert verified(engine)["head"]["seq"] == seq
+    assert head_of(verified(engine))["seq"] == seq
 
 
 def test_a_link_cannot_be_rewritten_and_the_head_cannot_move_back(ledger, engine):
     [one] = some_postings(ledger, 1)
     for statement in ("UPDATE ledger.postings SET chain_hash = '\\x00' WHERE "
                       "transaction_id = :t",
-                      "UPDATE ledger.chain_head SET seq = seq - 1",
-                      "DELETE FROM ledger.chain_head",
-                      "TRUNCATE ledger.chain_head"):
+                      "UPDATE ledger.chain_heads SET seq = seq - 1 WHERE lane = 0",
+                      "UPDATE ledger.chain_heads SET hash = sha256(hash) WHERE lane = 0",
+                      "INSERT INTO ledger.chain_heads (lane, seq, hash) "
+                      "VALUES (99, 5, sha256(''))",
+                      "DELETE FROM ledger.chain_heads",
+                      "TRUNCATE ledger.chain_heads"):
         with pytest.raises(IntegrityError), engine.begin() as connection:
             connection.execute(text(statement), {"t": one})
     assert verified(engine)["valid"] is True
@@ -174,12 +187,13 @@ def test_an_entry_changed_behind_the_ledgers_back_breaks_exactly_its_postings_li
         report = verified(engine)
         assert report["valid"] is False
         assert report["first_broken"]["seq"] == seq
+        assert report["first_broken"]["lane"] == 0
         assert report["first_broken"]["transaction_id"] == victim
         assert report["first_broken"]["reason"] == "hash_mismatch"
         # Each link is checked against the stored hash before it: only the changed one breaks.
         assert report["broken_links"] == 1
         # Verified from a checkpoint after it, the rest of the chain holds.
-        assert verified(engine, after_seq=seq)["valid"] is True
+        assert verified(engine, checkpoint={0: seq})["valid"] is True
     finally:
         with triggers_off(engine, "ledger.entries") as connection:
             connection.execute(text("UPDATE ledger.entries SET amount = amount - 1 WHERE "
@@ -200,7 +214,7 @@ def test_an_entry_changed_behind_the_ledgers_back_breaks_exactly_its_postings_li
 def test_a_posting_or_its_hash_changed_breaks_its_link(ledger, engine, change, undo):
     ids = some_postings(ledger, 3)
     victim = ids[1]
-    seq, original = link_of(engine, victim)
+    _, seq, original = link_of(engine, victim)
     with triggers_off(engine, "ledger.postings") as connection:
         connection.execute(text(change), {"t": victim})
     try:
@@ -227,7 +241,7 @@ def test_a_deleted_posting_is_a_missing_link(ledger, engine):
         connection.execute(postings.delete().where(postings.c.transaction_id == victim))
     try:
         report = verified(engine)
-        assert report["first_broken"] == dict(report["first_broken"], seq=seq,
+        assert report["first_broken"] == dict(report["first_broken"], lane=0, seq=seq,
                                               transaction_id=None, reason="missing")
         assert report["broken_links"] == 1
     finally:
@@ -296,7 +310,7 @@ def test_paysys_reconcile_names_the_changed_posting_and_exits_1(ledger, engine, 
         status = cli_reconcile.run(config, out=out, err=err)
         assert status == 1, out.getvalue() + err.getvalue()
         assert "Hash chain: BROKEN" in out.getvalue()
-        assert "first broken link: posting #{} (transaction {}): hash_mismatch".format(
+        assert "first broken link: lane 0 posting #{} (transaction {}): hash_mismatch".format(
             seq, victim) in out.getvalue()
         # The worker's RPC (GET /v1/ledger/reconciliation) says the same.
         report = worker_factory(LedgerService, db=DatabaseAccess(engine, "ledger"),
@@ -315,10 +329,20 @@ def test_paysys_reconcile_names_the_changed_posting_and_exits_1(ledger, engine, 
 # --- concurrency ------------------------------------------------------------------------------
 
 
-def test_concurrent_batches_keep_one_unbroken_chain(ledger, engine):
-    # Batches of disjoint accounts (no balances lock shared: only the chain head orders
-    # them) and of overlapping ones, at once, each on its own connection.
-    head = verified(engine)["head"]["seq"]
+def lanes_are_whole(engine, report):
+    """Every lane holds exactly the places 1…head, each once."""
+    with engine.connect() as connection:
+        for head in report["heads"]:
+            seqs = connection.execute(select(postings.c.chain_seq).where(
+                postings.c.chain_lane == head["lane"]).order_by(
+                postings.c.chain_seq)).scalars().all()
+            assert seqs == list(range(1, head["seq"] + 1)), head["lane"]
+
+
+def test_concurrent_batches_keep_every_lane_unbroken(ledger, engine):
+    # Batches of disjoint accounts (no balances lock shared: only the chain orders them)
+    # and of overlapping ones, at once, each on its own connection.
+    before = verified(engine)
     accounts = [open_account(ledger) for _ in range(8)]
     ledger.post([deposit(account, 1_000_000) for account in accounts])
     rounds, size = 6, 5
@@ -339,11 +363,41 @@ def test_concurrent_batches_keep_one_unbroken_chain(ledger, engine):
     assert sum(outcomes) == len(accounts) * rounds * size
     report = verified(engine)
     assert report["valid"] is True, report
-    assert report["head"]["seq"] == head + len(accounts) + sum(outcomes)
-    with engine.connect() as connection:
-        seqs = connection.execute(select(postings.c.chain_seq).where(
-            postings.c.chain_seq > head).order_by(postings.c.chain_seq)).scalars().all()
-    assert seqs == list(range(head + 1, report["head"]["seq"] + 1))
+    assert report["postings_checked"] == (before["postings_checked"] + len(accounts)
+                                          + sum(outcomes))
+    lanes_are_whole(engine, report)
+
+
+@contextmanager
+def lanes_held(engine, where):
+    """Another transaction holding the head rows of the lanes ``where`` picks."""
+    with engine.begin() as connection:
+        connection.execute(text("SELECT lane FROM ledger.chain_heads WHERE {} FOR UPDATE"
+                                .format(where)))
+        yield
+
+
+def test_a_batch_takes_a_free_lane_rather_than_wait_for_a_busy_one(ledger, engine):
+    account = open_account(ledger)
+    one = deposit(account, 10)
+    with lanes_held(engine, "lane IN (0, 1)"):
+        assert ledger.post([one])[0]["status"] == "posted"  # no wait: lane 2 is free
+        assert link_of(engine, one["transaction_id"]).chain_lane == 2
+    report = verified(engine)
+    assert report["valid"] is True
+    lanes_are_whole(engine, report)
+
+
+def test_a_batch_waits_for_a_lane_when_every_lane_is_busy(ledger, engine):
+    one = deposit(open_account(ledger), 10)
+    with lanes_held(engine, "true"):
+        posting_ = eventlet.spawn(ledger.post, [one])
+        wait_for_a_lock_wait(engine)  # it waits for a lane, posting nothing meanwhile
+        assert count(engine, postings, transaction_id=one["transaction_id"]) == 0
+    assert posting_.wait()[0]["status"] == "posted"
+    report = verified(engine)
+    assert report["valid"] is True
+    lanes_are_whole(engine, report)
 
 
 # --- the migration ------------------------------------------------------------------------------
@@ -378,10 +432,12 @@ def test_the_migration_chains_the_postings_made_before_it():
             migrate(url, report=lambda line: None)
             report = verified(engine)
             assert report["valid"] is True, report
-            assert report["postings_checked"] == report["head"]["seq"] == 3
-            assert [link_of(engine, transaction_id).chain_seq
-                    for _, transaction_id in sorted(made)] == [1, 2, 3]
+            assert report["postings_checked"] == head_of(report)["seq"] == 3
+            assert [tuple(link_of(engine, transaction_id)[:2])
+                    for _, transaction_id in sorted(made)] == [(0, 1), (0, 2), (0, 3)]
+            assert all(head["seq"] == 0 for head in report["heads"][1:])
             # And new postings carry on from there.
             service = worker_factory(LedgerService, db=DatabaseAccess(engine, "ledger"))
             service.post([deposit(open_account(service), 5)])
-            assert verified(engine)["head"]["seq"] == 4 and verified(engine)["valid"]
+            report = verified(engine)
+            assert head_of(report)["seq"] == 4 and report["valid"] is True

@@ -54,7 +54,8 @@ def test_every_entry_has_one_outbox_message_in_its_account_order(service, engine
         rows = connection.execute(
             select(outbox).where(outbox.c.transaction_id.in_(
                 [p["transaction_id"] for p in batch])).order_by(outbox.c.id)).all()
-        links = {row.transaction_id: {"seq": row.chain_seq, "hash": row.chain_hash.hex()}
+        links = {row.transaction_id: {"lane": row.chain_lane, "seq": row.chain_seq,
+                                      "hash": row.chain_hash.hex()}
                  for row in connection.execute(select(postings))}
     posted = [r for r in results if r["status"] == "posted"]
     assert len(rows) == 2 * len(posted) == 6
