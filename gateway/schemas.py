@@ -8,6 +8,7 @@ from marshmallow import Schema, ValidationError, fields, validate
 from shared.commands import (
     MAX_BATCH_ITEMS, MAX_METADATA_KEY_LENGTH, MAX_METADATA_KEYS, MAX_METADATA_VALUE_LENGTH,
 )
+from shared.ids import MAX_RFC3339_TEXT, parse_rfc3339, rfc3339
 from shared.money import CURRENCIES, MAX_AMOUNT_MINOR, MIN_AMOUNT_MINOR, TRANSACTION_TYPES
 
 
@@ -140,6 +141,16 @@ class Entry(Schema):
     amount = fields.Integer(required=True, metadata={"description": "Signed, in minor units."})
     balance_after = fields.Integer(required=True)
     created_at = fields.DateTime(required=True)
+
+
+class Balance(Schema):
+    account_id = Id(required=True)
+    currency = Currency(required=True)
+    balance = fields.Integer(required=True, metadata={
+        "description": "Posted money in minor units, as of ``as_of``."})
+    as_of = fields.DateTime(required=True, metadata={
+        "description": "The moment the balance is of: ``at``, or now when ``at`` is "
+                       "absent or still to come."})
 
 
 # --- Money movement -----------------------------------------------------------
@@ -411,6 +422,27 @@ class Readiness(Schema):
 class PageQuery(Schema):
     limit = fields.Integer(strict=False, load_default=50, validate=validate.Range(min=1, max=200))
     cursor = Text(validate=validate.Length(min=1, max=512))
+
+
+class Moment(Text):
+    """An RFC 3339 date-time with its offset, loaded as its UTC form (what the services
+    take); anything else is a 422."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        moment = parse_rfc3339(super()._deserialize(value, attr, data, **kwargs))
+        if moment is None:
+            raise ValidationError("Must be an RFC 3339 date-time with an offset, e.g. "
+                                  "2026-11-30T12:00:00Z.")
+        return rfc3339(moment)
+
+
+class BalanceQuery(Schema):
+    at = Moment(metadata={
+        "format": "date-time", "maxLength": MAX_RFC3339_TEXT, "example": "2026-11-30T12:00:00Z",
+        "description": "The moment to read the balance at (RFC 3339, with an offset): the "
+                       "balance_after of the account's latest entry at or before it; 0 "
+                       "when there is none (also before the account was opened). Absent: "
+                       "now."})
 
 
 class TransactionsQuery(PageQuery):

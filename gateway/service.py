@@ -112,6 +112,12 @@ class GatewayService(ServiceBase):
         return json_response(self.rpc.ledger.entries(
             account_id, call.query["limit"], call.query.get("cursor")))
 
+    @endpoint(BY_OPERATION["get_balance"])
+    def get_balance(self, call):
+        # The owner's, or anyone's for admins and auditors; another's is a 404.
+        return json_response(self.rpc.ledger.balance(
+            call.path["account_id"], call.query.get("at"), owner_id=_viewer(call)))
+
     @endpoint(BY_OPERATION["freeze_account"])
     def freeze_account(self, call):
         return json_response(self.rpc.ledger.set_status(call.path["account_id"], "frozen"))

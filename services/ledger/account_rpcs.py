@@ -5,11 +5,14 @@ Every RPC returns plain JSON-able dicts (an account as the contract shows it, it
 included) and raises ``shared.errors`` types. Ownership is checked here: another
 owner's account is a NotFound, exactly like one that does not exist.
 """
+from sqlalchemy import text
+
 from services.ledger import accounts as account_records
 from services.ledger import balances as balance_records
+from services.ledger import entries as entry_records
 from shared.cursors import DEFAULT_PAGE_SIZE, page_request
 from shared.errors import Conflict, NotFound, ValidationFailed
-from shared.ids import parse_id
+from shared.ids import parse_id, parse_rfc3339, rfc3339
 from shared.money import CURRENCIES
 from shared.service import rpc
 
@@ -89,6 +92,37 @@ class AccountRpcs:
                 raise not_found()
             money = balance_records.balances_of(connection, [account])
         return account_records.view(row, money.get(account, balance_records.ZERO))
+
+    @rpc
+    def balance(self, account_id, at=None, owner_id=None):
+        """``{account_id, currency, balance, as_of}``: the account's posted balance now,
+        or at the moment ``at`` (RFC 3339) from its entries' ``balance_after``: that of
+        its latest entry made at or before ``at``, 0 if there is none (also before the
+        account was opened). ``as_of``: the moment the balance is of, ``at`` or, for a
+        moment still to come, now. NotFound when it does not exist, or is not
+        ``owner_id``'s when given."""
+        moment = None
+        if at is not None:
+            moment = parse_rfc3339(at)
+            if moment is None:
+                raise invalid("at", "must be an RFC 3339 date-time with an offset, e.g. "
+                                    "2026-11-30T12:00:00Z")
+        account = parse_id(account_id)
+        if account is None:
+            raise not_found()
+        with self.db.connection() as connection:
+            row = account_records.find(connection, account)
+            if row is None or (owner_id is not None and row.owner_id != parse_id(owner_id)):
+                raise not_found()
+            now = connection.execute(text("SELECT clock_timestamp()")).scalar_one()
+            if moment is None or moment >= now:
+                moment = now
+                money = balance_records.balances_of(connection, [account]).get(
+                    account, balance_records.ZERO)["balance"]
+            else:
+                money = entry_records.balance_at(connection, account, moment)
+        return {"account_id": account, "currency": row.currency, "balance": money,
+                "as_of": rfc3339(moment)}
 
     @rpc
     def snapshot(self, account_ids):

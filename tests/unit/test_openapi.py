@@ -12,6 +12,7 @@ CONTRACT = [
     ("post", "/v1/auth/logout"), ("get", "/v1/users/me"),
     ("post", "/v1/accounts"), ("get", "/v1/accounts"), ("get", "/v1/accounts/{account_id}"),
     ("get", "/v1/accounts/{account_id}/entries"), ("post", "/v1/accounts/{account_id}/freeze"),
+    ("get", "/v1/accounts/{account_id}/balance"),
     ("post", "/v1/accounts/{account_id}/unfreeze"),
     ("post", "/v1/deposits"), ("post", "/v1/withdrawals"), ("post", "/v1/transfers"),
     ("get", "/v1/transfers/{transaction_id}"), ("get", "/v1/transactions"),
@@ -93,3 +94,13 @@ def test_amounts_are_documented_as_bounded_integers():
     amount = SPEC["components"]["schemas"]["TransferRequest"]["properties"]["amount"]
     assert amount["type"] == "integer"
     assert (amount["minimum"], amount["maximum"]) == (1, 10**15)
+
+
+def test_the_balance_at_a_moment_takes_an_rfc_3339_date_time():
+    operation = SPEC["paths"]["/v1/accounts/{account_id}/balance"]["get"]
+    [at] = [parameter for parameter in operation["parameters"] if parameter["name"] == "at"]
+    assert (at["in"], at["required"], at["schema"]["format"]) == ("query", False, "date-time")
+    assert {"401", "404", "422"} <= set(operation["responses"])
+    balance = SPEC["components"]["schemas"]["Balance"]
+    assert set(balance["required"]) == {"account_id", "currency", "balance", "as_of"}
+    assert balance["properties"]["as_of"]["format"] == "date-time"
