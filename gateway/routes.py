@@ -148,6 +148,10 @@ ROUTES = (
     Route("reconciliation", "GET", "/v1/ledger/reconciliation",
           "Check the books and the Kafka mirror", "ledger",
           _ok("The reconciliation report", s.Reconciliation), roles=AUDIT),
+    Route("list_audit_events", "GET", "/v1/audit-events",
+          "The audit trail: freezes, users and roles made at the command line, webhook "
+          "changes; newest first", "audit",
+          _ok("Audit events", s.page_of(s.AuditEvent)), query=s.AuditQuery, roles=AUDIT),
     Route("create_webhook", "POST", "/v1/webhooks", "Register a webhook", "webhooks",
           _ok("Registered; the secret is shown once", s.CreatedWebhook, 201),
           body=s.CreateWebhookRequest, idempotent=True),

@@ -5,6 +5,10 @@ that tries to set ``balance``, ``owner_id`` or ``roles`` is a 422, not a silent 
 """
 from marshmallow import Schema, ValidationError, fields, validate
 
+from shared.audit import ACTIONS as AUDIT_ACTIONS
+from shared.audit import ACTOR_TYPES as AUDIT_ACTOR_TYPES
+from shared.audit import MAX_FILTER_LENGTH as MAX_AUDIT_FILTER_LENGTH
+from shared.audit import SERVICES as AUDIT_SERVICES
 from shared.commands import (
     MAX_BATCH_ITEMS, MAX_METADATA_KEY_LENGTH, MAX_METADATA_KEYS, MAX_METADATA_VALUE_LENGTH,
 )
@@ -401,6 +405,26 @@ class Notification(Schema):
     history = fields.List(fields.Nested(DeliveryAttempt), required=True)
 
 
+class AuditEvent(Schema):
+    """One action recorded in the audit trail, by the service that performed it."""
+
+    id = Id(required=True)
+    occurred_at = fields.DateTime(required=True)
+    service = fields.String(required=True, validate=validate.OneOf(AUDIT_SERVICES))
+    actor_type = fields.String(required=True, validate=validate.OneOf(AUDIT_ACTOR_TYPES),
+                               metadata={"description": "user: over HTTP; cli: paysys at "
+                                         "the command line; service: no one named."})
+    actor_id = fields.String(required=True, metadata={
+        "description": "The user's id, or the operator's login name (cli)."})
+    action = fields.String(required=True, validate=validate.OneOf(AUDIT_ACTIONS))
+    target_type = fields.String(required=True, metadata={"example": "account"})
+    target_id = fields.String(required=True)
+    details = fields.Dict(required=True, metadata={
+        "description": "What changed, e.g. an account's status before and after."})
+    request_id = fields.String(required=True, allow_none=True, metadata={
+        "description": "The X-Request-ID of the request (the command line's own id)."})
+
+
 class Health(Schema):
     status = fields.String(required=True, metadata={"example": "ok"})
 
@@ -443,6 +467,12 @@ class BalanceQuery(Schema):
                        "balance_after of the account's latest entry at or before it; 0 "
                        "when there is none (also before the account was opened). Absent: "
                        "now."})
+
+
+class AuditQuery(PageQuery):
+    action = fields.String(validate=validate.OneOf(AUDIT_ACTIONS))
+    actor_id = Text(validate=validate.Length(min=1, max=MAX_AUDIT_FILTER_LENGTH))
+    target_id = Text(validate=validate.Length(min=1, max=MAX_AUDIT_FILTER_LENGTH))
 
 
 class TransactionsQuery(PageQuery):

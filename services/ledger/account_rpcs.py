@@ -10,6 +10,7 @@ from sqlalchemy import text
 from services.ledger import accounts as account_records
 from services.ledger import balances as balance_records
 from services.ledger import entries as entry_records
+from shared import audit
 from shared.cursors import DEFAULT_PAGE_SIZE, page_request
 from shared.errors import Conflict, NotFound, ValidationFailed
 from shared.ids import parse_id, parse_rfc3339, rfc3339
@@ -134,18 +135,33 @@ class AccountRpcs:
             return account_records.states(connection, wanted)
 
     @rpc
-    def set_status(self, account_id, status, expected_version=None):
-        """Freeze (``"frozen"``) or unfreeze (``"active"``); the caller has checked the role."""
+    def set_status(self, account_id, status, expected_version=None, actor_id=None,
+                   request_id=None):
+        """Freeze (``"frozen"``) or unfreeze (``"active"``); the caller has checked the role.
+        A change is recorded in the audit trail in its own transaction, as done by
+        ``actor_id`` (the admin's user id) under ``request_id`` (the HTTP request's); a
+        request that changes nothing records nothing."""
         if status not in account_records.SETTABLE_STATUSES:
             raise invalid("status", "must be one of {}".format(
                 ", ".join(account_records.SETTABLE_STATUSES)))
-        return self._change(account_id, _expected_version(expected_version),
-                            lambda row: {} if row.status == status else {"status": status})
+        actor = audit.Actor.of(actor_id, request_id)
+        action = (audit.ACCOUNT_FROZEN if status == account_records.FROZEN
+                  else audit.ACCOUNT_UNFROZEN)
 
-    def _change(self, account_id, expected_version, changes_of):
+        def recorded(connection, before, after):
+            audit.record(connection, audit.table_of("ledger"), actor, action, "account",
+                         after.id, {"owner_id": after.owner_id, "status_before": before.status,
+                                    "status": after.status, "version": after.version})
+
+        return self._change(account_id, _expected_version(expected_version),
+                            lambda row: {} if row.status == status else {"status": status},
+                            on_change=recorded)
+
+    def _change(self, account_id, expected_version, changes_of, on_change=None):
         """Apply ``changes_of(row)`` under the account's lock, bumping its version; no
         changes: the account unchanged. With ``expected_version`` the caller's view must be
-        current, else version_conflict."""
+        current, else version_conflict. ``on_change(connection, before, after)`` runs in
+        the same transaction when something changed."""
         account = parse_id(account_id)
         if account is None:
             raise not_found()
@@ -160,7 +176,10 @@ class AccountRpcs:
                     row.version, expected_version), code="version_conflict")
             changes = changes_of(row)
             if changes:
-                row = account_records.update_if_version(connection, row.id, row.version,
-                                                        **changes)
+                changed = account_records.update_if_version(connection, row.id, row.version,
+                                                            **changes)
+                if on_change is not None:
+                    on_change(connection, row, changed)
+                row = changed
             money = balance_records.balances_of(connection, [account])
         return account_records.view(row, money.get(account, balance_records.ZERO))

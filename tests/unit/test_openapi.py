@@ -20,7 +20,8 @@ CONTRACT = [
     ("post", "/v1/payments"), ("post", "/v1/payments/{payment_id}/capture"),
     ("post", "/v1/payments/{payment_id}/void"), ("post", "/v1/payments/{payment_id}/refund"),
     ("get", "/v1/payments/{payment_id}"),
-    ("get", "/v1/ledger/reconciliation"), ("post", "/v1/webhooks"), ("get", "/v1/webhooks"),
+    ("get", "/v1/ledger/reconciliation"), ("get", "/v1/audit-events"),
+    ("post", "/v1/webhooks"), ("get", "/v1/webhooks"),
     ("delete", "/v1/webhooks/{webhook_id}"), ("get", "/v1/notifications"),
     ("get", "/health"), ("get", "/ready"), ("get", "/metrics"), ("get", "/openapi.json"),
 ]
@@ -104,3 +105,15 @@ def test_the_balance_at_a_moment_takes_an_rfc_3339_date_time():
     balance = SPEC["components"]["schemas"]["Balance"]
     assert set(balance["required"]) == {"account_id", "currency", "balance", "as_of"}
     assert balance["properties"]["as_of"]["format"] == "date-time"
+
+
+def test_the_audit_trail_is_for_admins_and_auditors_and_pages_like_every_list():
+    operation = SPEC["paths"]["/v1/audit-events"]["get"]
+    assert "403" in operation["responses"] and "admin, auditor" in operation["description"]
+    names = {parameter["name"] for parameter in operation["parameters"]}
+    assert {"limit", "cursor", "action", "actor_id", "target_id"} <= names
+    page = operation["responses"]["200"]["content"]["application/json"]["schema"]
+    assert page == {"$ref": "#/components/schemas/AuditEventPage"}
+    event = SPEC["components"]["schemas"]["AuditEvent"]
+    assert {"id", "occurred_at", "actor_type", "actor_id", "action", "target_type",
+            "target_id", "details", "request_id"} <= set(event["required"])
