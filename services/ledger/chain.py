@@ -12,8 +12,9 @@ and commit order is chain order. One lane would make every batch of the ledger w
 the previous one's commit (its WAL flush): concurrent batches could no longer share
 flushes, and throughput fell by half in docs/integrity.md's measurement. The hashes are
 computed here in Python, in batch order, and written by the same set-based statement
-that inserts the postings (postings.py), which also moves the lane's head: one statement
-more per batch (the lock), none per posting.
+that inserts the postings (postings.py), which also moves the lane's head; the lane is
+taken by the statement that writes the batch's balances: no statement more per batch,
+none per posting.
 
 Genesis: every lane's first posting links to 32 zero bytes. ledger_0008 chained the
 postings that existed before it into lane 0, in ``(posted_at, transaction_id)`` order.
@@ -25,6 +26,8 @@ from datetime import datetime, timedelta, timezone
 from sqlalchemy import (
     BigInteger, Column, DateTime, LargeBinary, MetaData, SmallInteger, Table, func, text,
 )
+
+from services.ledger import balances as balance_records
 
 GENESIS_HASH = bytes(32)
 # Names the content layout below: a future layout must be a new version, and verification
@@ -79,11 +82,19 @@ def link(previous_hash, posting_content):
     return hashlib.sha256(previous_hash + posting_content).digest()
 
 
-# The first lane free; never waits.
-_TAKE_FREE_LANE = text("""
+_FREE_LANE_SQL = """
     SELECT lane, seq, hash FROM ledger.chain_heads ORDER BY lane LIMIT 1
        FOR UPDATE SKIP LOCKED
-""")
+"""
+# The first lane free; never waits.
+_TAKE_FREE_LANE = text(_FREE_LANE_SQL)
+# The same, in the statement that writes the batch's balances (a data-modifying WITH
+# always runs): no round trip of its own, the cost of a statement being most of a small
+# batch's (docs/integrity.md).
+_STORE_AND_TAKE_FREE_LANE = text("""
+    WITH stored AS ({}), lane AS ({})
+    SELECT lane, seq, hash FROM lane
+""".format(balance_records.UPDATE_SQL, _FREE_LANE_SQL))
 # Every lane busy: wait for one, a different one for each batch.
 _WAIT_FOR_LANE = text("""
     SELECT lane, seq, hash FROM ledger.chain_heads
@@ -93,21 +104,27 @@ _WAIT_FOR_LANE = text("""
 """)
 
 
-def take_lane(connection, pick):
+def take_lane(connection, pick, books=()):
     """``(lane, seq, hash)`` of a lane's newest posting, its head row locked until the
     batch ends: no other batch joins that lane before this one has committed (or rolled
-    back). ``pick`` spreads the batches that must wait over the lanes."""
-    row = connection.execute(_TAKE_FREE_LANE).one_or_none()
+    back). ``pick`` spreads the batches that must wait over the lanes. ``books``: the
+    batch's changed balances (rules.Book), written by the same statement."""
+    if books:
+        row = connection.execute(_STORE_AND_TAKE_FREE_LANE,
+                                 balance_records.store_parameters(books)).one_or_none()
+    else:
+        row = connection.execute(_TAKE_FREE_LANE).one_or_none()
     if row is None:
         row = connection.execute(_WAIT_FOR_LANE, {"pick": pick}).one()
     return row.lane, row.seq, bytes(row.hash)
 
 
-def extend(connection, moved, lines_of, posted_at):
+def extend(connection, moved, lines_of, posted_at, books=()):
     """The links of the postings ``moved`` (postings.Posting, in batch order), one per
-    posting, continuing a lane taken here. ``lines_of``: ``{transaction_id: [entry dicts
+    posting, continuing a lane taken here — by the statement that writes ``books``, the
+    batch's changed balances, when given. ``lines_of``: ``{transaction_id: [entry dicts
     as batches.py writes them]}``."""
-    lane, seq, previous = take_lane(connection, pick=hash(moved[0].transaction_id) & 0xFFFF)
+    lane, seq, previous = take_lane(connection, hash(moved[0].transaction_id) & 0xFFFF, books)
     posted_at_us = microseconds(posted_at)
     links = []
     for posting in moved:
