@@ -22,6 +22,7 @@ import random  # noqa: E402
 import resource  # noqa: E402
 import time  # noqa: E402
 import uuid  # noqa: E402
+from datetime import timedelta  # noqa: E402
 
 
 def cpu_s():
@@ -66,6 +67,35 @@ class LaneClock:
                 self.calls += 1
 
         chain.take_lane = timed
+
+
+def read_costs(engine, db):
+    """What the reads of docs/integrity.md cost on the books just posted: verifying the
+    whole hash chain (as reconciliation does, in one snapshot), and the balance at a
+    moment before the busiest account's first entry (the longest walk back)."""
+    from sqlalchemy import text
+
+    from services.ledger import chain_check, entries
+
+    with engine.connect() as connection:
+        connection.execution_options(isolation_level="REPEATABLE READ",
+                                     postgresql_readonly=True)
+        with connection.begin():
+            started = time.monotonic()
+            report = chain_check.verify(connection)
+            verify_s = time.monotonic() - started
+    assert report["valid"], report
+    with db.connection() as connection:
+        busiest, count, first = connection.execute(text(
+            "SELECT account_id, count(*), min(created_at) FROM ledger.entries "
+            "GROUP BY account_id ORDER BY 2 DESC LIMIT 1")).one()
+        started = time.monotonic()
+        assert entries.balance_at(connection, busiest, first - timedelta(seconds=1)) == 0
+        walk_s = time.monotonic() - started
+    return {"verified_postings": report["postings_checked"],
+            "verify_s": round(verify_s, 3),
+            "verify_postings_per_s": round(report["postings_checked"] / verify_s),
+            "balance_at_walk_entries": count, "balance_at_walk_ms": round(walk_s * 1000, 2)}
 
 
 def run(arguments):
@@ -122,6 +152,10 @@ def run(arguments):
         threads = [eventlet.spawn(worker, mine) for mine in work]
         posted = sum(thread.wait() for thread in threads)
         wall_s, cpu_used_s = time.monotonic() - wall_before, cpu_s() - cpu_before
+        if arguments.verify and clock.present:
+            figures_of_reads = read_costs(engine, db)
+        else:
+            figures_of_reads = {}
         lanes_used = None
         if clock.present:
             with db.connection() as connection:
@@ -136,6 +170,7 @@ def run(arguments):
         "cpu_us_per_transfer": round(cpu_used_s / posted * 1e6, 1),
         "transfers_per_s": round(posted / wall_s, 1),
     }
+    figures.update(figures_of_reads)
     if clock.present:
         figures["take_lane_ms_per_batch"] = round(clock.seconds / clock.calls * 1000, 3)
         figures["batches_that_waited_for_a_lane"] = clock.waits
@@ -153,6 +188,9 @@ def main(argv=None):
                         help="concurrent batches (the ledger's max_workers; default 10)")
     parser.add_argument("--accounts", type=int, default=200)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--verify", action="store_true",
+                        help="then time the reads of the books: the hash chain verified, "
+                        "and the longest walk back of a balance at a moment")
     print(json.dumps(run(parser.parse_args(argv))))
 
 
