@@ -11,10 +11,10 @@ postings it holds — the way the fastest ledgers amortize their commits.
 3. Apply: the postings one after another, in the order given, in memory (rules.py): a
    later posting sees the balances the earlier ones left. A refused posting changes
    nothing; with ``atomic`` one refusal refuses the whole batch (``batch_aborted``).
-4. Write what changed with set-based statements: holds, entries, balances, then — under
-   the lock of a lane of the hash chain, taken last and held to the commit — the
-   postings with their links (chain.py) and the Kafka outbox, each one statement for the
-   whole batch.
+4. Write what changed with set-based statements: holds, entries, then the balances —
+   whose statement also takes a lane of the hash chain, the batch's last lock, held to
+   the commit — the postings with their links (chain.py) and the Kafka outbox, each one
+   statement for the whole batch.
 
 Deadlocks and serialization failures abort the whole transaction and nothing of it is
 kept, so the batch simply runs again. The lock order leaves no deadlock among
