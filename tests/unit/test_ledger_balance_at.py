@@ -111,3 +111,16 @@ def test_an_entry_is_stamped_when_its_posting_holds_the_account_not_when_it_bega
     [result] = posting_.wait()
     assert parse_rfc3339(result["posted_at"]) > held
     assert service.balance(account, at(held))["balance"] == 0
+
+
+@pytest.mark.parametrize("given, moment", [
+    ("2026-11-30T12:00:00Z", "2026-11-30T12:00:00.000000Z"),
+    ("2026-11-30t12:00:00.1234567+02:00", "2026-11-30T10:00:00.123456Z"),
+    ("2026-11-30T12:00:00-05:30", "2026-11-30T17:30:00.000000Z"),
+    ("2016-12-31T23:59:60Z", "2016-12-31T23:59:59.999999Z"),  # a leap second
+    ("0000-01-01T00:00:00Z", "0001-01-01T00:00:00.000000Z"),  # before any datetime
+    ("9999-12-31T23:59:59-01:00", "9999-12-31T23:59:59.999999Z"),  # after any
+])
+def test_every_rfc_3339_date_time_names_a_moment(given, moment):
+    # Whatever a client (or a fuzzer reading the document's date-time) sends is answered.
+    assert rfc3339(parse_rfc3339(given)) == moment
