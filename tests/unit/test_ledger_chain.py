@@ -388,6 +388,28 @@ def test_a_batch_takes_a_free_lane_rather_than_wait_for_a_busy_one(ledger, engin
     lanes_are_whole(engine, report)
 
 
+def test_a_change_in_another_lane_is_named_by_its_lane(ledger, engine):
+    one = deposit(open_account(ledger), 10)
+    with lanes_held(engine, "lane < 5"):
+        ledger.post([one])
+    lane, seq, _ = link_of(engine, one["transaction_id"])
+    assert lane == 5
+    with triggers_off(engine, "ledger.entries") as connection:
+        connection.execute(text("UPDATE ledger.entries SET account_seq = account_seq + 100 "
+                                "WHERE transaction_id = :t AND amount > 0"),
+                           {"t": one["transaction_id"]})
+    try:
+        broken = verified(engine)["first_broken"]
+        assert (broken["lane"], broken["seq"], broken["transaction_id"]) == (
+            5, seq, one["transaction_id"])
+    finally:
+        with triggers_off(engine, "ledger.entries") as connection:
+            connection.execute(text("UPDATE ledger.entries SET account_seq = account_seq - 100 "
+                                    "WHERE transaction_id = :t AND amount > 0"),
+                               {"t": one["transaction_id"]})
+    assert verified(engine)["valid"] is True
+
+
 def test_a_batch_waits_for_a_lane_when_every_lane_is_busy(ledger, engine):
     one = deposit(open_account(ledger), 10)
     with lanes_held(engine, "true"):
