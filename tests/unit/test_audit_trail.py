@@ -216,10 +216,10 @@ def test_the_services_pages_merge_into_one_trail_newest_first_without_gaps(
         made.append(hook["id"])
         worker.delete_webhook(actor, hook["id"])
         made.append(hook["id"])
-    services = {"ledger": ledger, "notifications": worker, "auth": auth}
+    by_name = {"ledger": ledger, "notifications": worker, "auth": auth}
     merged, cursor = [], None
     while True:
-        pages = [services[name].audit_events(limit=2, cursor=cursor, actor_id=actor)
+        pages = [by_name[name].audit_events(limit=2, cursor=cursor, actor_id=actor)
                  for name in audit.SERVICES]
         page = audit.merge_pages(pages, 2)
         assert len(page["items"]) <= 2
