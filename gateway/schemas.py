@@ -5,9 +5,14 @@ that tries to set ``balance``, ``owner_id`` or ``roles`` is a 422, not a silent 
 """
 from marshmallow import Schema, ValidationError, fields, validate
 
+from shared.audit import ACTIONS as AUDIT_ACTIONS
+from shared.audit import ACTOR_TYPES as AUDIT_ACTOR_TYPES
+from shared.audit import MAX_FILTER_LENGTH as MAX_AUDIT_FILTER_LENGTH
+from shared.audit import SERVICES as AUDIT_SERVICES
 from shared.commands import (
     MAX_BATCH_ITEMS, MAX_METADATA_KEY_LENGTH, MAX_METADATA_KEYS, MAX_METADATA_VALUE_LENGTH,
 )
+from shared.ids import MAX_RFC3339_TEXT, parse_rfc3339, rfc3339
 from shared.money import CURRENCIES, MAX_AMOUNT_MINOR, MIN_AMOUNT_MINOR, TRANSACTION_TYPES
 
 
@@ -140,6 +145,16 @@ class Entry(Schema):
     amount = fields.Integer(required=True, metadata={"description": "Signed, in minor units."})
     balance_after = fields.Integer(required=True)
     created_at = fields.DateTime(required=True)
+
+
+class Balance(Schema):
+    account_id = Id(required=True)
+    currency = Currency(required=True)
+    balance = fields.Integer(required=True, metadata={
+        "description": "Posted money in minor units, as of ``as_of``."})
+    as_of = fields.DateTime(required=True, metadata={
+        "description": "The moment the balance is of: ``at``, or now when ``at`` is "
+                       "absent or still to come."})
 
 
 # --- Money movement -----------------------------------------------------------
@@ -291,12 +306,48 @@ class MirrorReport(Schema):
         "description": "Outbox rows the relay had not published yet."})
 
 
+class ChainHead(Schema):
+    lane = fields.Integer(required=True)
+    seq = fields.Integer(required=True, metadata={"description": "The lane's newest "
+                                                  "posting's place (0: none yet)."})
+    hash = fields.String(required=True, metadata={"description": "Its chain hash, hex."})
+
+
+class BrokenLink(Schema):
+    lane = fields.Integer(required=True)
+    seq = fields.Integer(required=True, metadata={"description": "The posting's place in "
+                                                  "its lane (chain_seq)."})
+    transaction_id = Id(required=True, allow_none=True)
+    reason = fields.String(required=True, validate=validate.OneOf(
+        ["hash_mismatch", "missing", "head_mismatch"]))
+    detail = fields.String(required=True)
+
+
+class ChainReport(Schema):
+    """The ledger's hash chain verified (docs/integrity.md)."""
+
+    valid = fields.Boolean(required=True)
+    postings_checked = fields.Integer(required=True)
+    entries_checked = fields.Integer(required=True)
+    heads = fields.List(fields.Nested(ChainHead), required=True,
+                        metadata={"description": "Where each lane of the chain ends."})
+    first_broken = fields.Nested(BrokenLink, required=True, allow_none=True, metadata={
+        "description": "The first link that does not verify (by lane, then place); null "
+                       "when the chain is intact."})
+    broken_links = fields.Integer(required=True)
+    entries_outside_chain = fields.Integer(required=True, metadata={
+        "description": "Entries whose transaction has no posting in the chain."})
+
+
 class Reconciliation(Schema):
-    balanced = fields.Boolean(required=True)
+    balanced = fields.Boolean(required=True, metadata={
+        "description": "Every sum zero, every balance its entries, the hash chain intact, "
+                       "the mirror complete."})
     currencies = fields.Dict(keys=fields.String(), values=fields.Nested(CurrencyTotals),
                              required=True)
     accounts_checked = fields.Integer(required=True)
     discrepancies = fields.List(fields.Dict(), required=True)
+    chain = fields.Nested(ChainReport, required=True)
     mirror = fields.Nested(MirrorReport, required=True)
 
 
@@ -352,6 +403,26 @@ class Notification(Schema):
     delivered_at = fields.DateTime(required=True, allow_none=True)
     created_at = fields.DateTime(required=True)
     history = fields.List(fields.Nested(DeliveryAttempt), required=True)
+
+
+class AuditEvent(Schema):
+    """One action recorded in the audit trail, by the service that performed it."""
+
+    id = Id(required=True)
+    occurred_at = fields.DateTime(required=True)
+    service = fields.String(required=True, validate=validate.OneOf(AUDIT_SERVICES))
+    actor_type = fields.String(required=True, validate=validate.OneOf(AUDIT_ACTOR_TYPES),
+                               metadata={"description": "user: over HTTP; cli: paysys at "
+                                         "the command line; service: no one named."})
+    actor_id = fields.String(required=True, metadata={
+        "description": "The user's id, or the operator's login name (cli)."})
+    action = fields.String(required=True, validate=validate.OneOf(AUDIT_ACTIONS))
+    target_type = fields.String(required=True, metadata={"example": "account"})
+    target_id = fields.String(required=True)
+    details = fields.Dict(required=True, metadata={
+        "description": "What changed, e.g. an account's status before and after."})
+    request_id = fields.String(required=True, allow_none=True, metadata={
+        "description": "The X-Request-ID of the request (the command line's own id)."})
 
 
 class Health(Schema):
@@ -426,6 +497,33 @@ class SystemStatus(Schema):
 class PageQuery(Schema):
     limit = fields.Integer(strict=False, load_default=50, validate=validate.Range(min=1, max=200))
     cursor = Text(validate=validate.Length(min=1, max=512))
+
+
+class Moment(Text):
+    """An RFC 3339 date-time with its offset, loaded as its UTC form (what the services
+    take); anything else is a 422."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        moment = parse_rfc3339(super()._deserialize(value, attr, data, **kwargs))
+        if moment is None:
+            raise ValidationError("Must be an RFC 3339 date-time with an offset, e.g. "
+                                  "2026-11-30T12:00:00Z.")
+        return rfc3339(moment)
+
+
+class BalanceQuery(Schema):
+    at = Moment(metadata={
+        "format": "date-time", "maxLength": MAX_RFC3339_TEXT, "example": "2026-11-30T12:00:00Z",
+        "description": "The moment to read the balance at (RFC 3339, with an offset): the "
+                       "balance_after of the account's latest entry at or before it; 0 "
+                       "when there is none (also before the account was opened). Absent: "
+                       "now."})
+
+
+class AuditQuery(PageQuery):
+    action = fields.String(validate=validate.OneOf(AUDIT_ACTIONS))
+    actor_id = Text(validate=validate.Length(min=1, max=MAX_AUDIT_FILTER_LENGTH))
+    target_id = Text(validate=validate.Length(min=1, max=MAX_AUDIT_FILTER_LENGTH))
 
 
 class TransactionsQuery(PageQuery):

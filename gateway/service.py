@@ -19,6 +19,7 @@ from gateway.openapi import build_spec
 from gateway.readiness import Readiness
 from gateway.routes import BY_OPERATION
 from gateway.settings import GatewaySettings
+from shared import audit
 from shared.commands import Movement, TransferBatch
 from shared.db import Database
 from shared import tracing
@@ -118,13 +119,23 @@ class GatewayService(ServiceBase):
         return json_response(self.rpc.ledger.entries(
             account_id, call.query["limit"], call.query.get("cursor")))
 
+    @endpoint(BY_OPERATION["get_balance"])
+    def get_balance(self, call):
+        # The owner's, or anyone's for admins and auditors; another's is a 404.
+        return json_response(self.rpc.ledger.balance(
+            call.path["account_id"], call.query.get("at"), owner_id=_viewer(call)))
+
     @endpoint(BY_OPERATION["freeze_account"])
     def freeze_account(self, call):
-        return json_response(self.rpc.ledger.set_status(call.path["account_id"], "frozen"))
+        return json_response(self.rpc.ledger.set_status(
+            call.path["account_id"], "frozen", actor_id=call.user.id,
+            request_id=call.request_id))
 
     @endpoint(BY_OPERATION["unfreeze_account"])
     def unfreeze_account(self, call):
-        return json_response(self.rpc.ledger.set_status(call.path["account_id"], "active"))
+        return json_response(self.rpc.ledger.set_status(
+            call.path["account_id"], "active", actor_id=call.user.id,
+            request_id=call.request_id))
 
     # --- Money movement -----------------------------------------------------------
 
@@ -242,7 +253,7 @@ class GatewayService(ServiceBase):
     @endpoint(BY_OPERATION["create_webhook"])
     def create_webhook(self, call):
         webhook = self.rpc.notifications.create_webhook(
-            call.user.id, call.body["url"], call.body["events"])
+            call.user.id, call.body["url"], call.body["events"], request_id=call.request_id)
         return json_response(webhook, 201)
 
     @endpoint(BY_OPERATION["list_webhooks"])
@@ -252,13 +263,26 @@ class GatewayService(ServiceBase):
 
     @endpoint(BY_OPERATION["delete_webhook"])
     def delete_webhook(self, call):
-        self.rpc.notifications.delete_webhook(call.user.id, call.path["webhook_id"])
+        self.rpc.notifications.delete_webhook(call.user.id, call.path["webhook_id"],
+                                              request_id=call.request_id)
         return _no_content()
 
     @endpoint(BY_OPERATION["list_notifications"])
     def list_notifications(self, call):
         return json_response(self.rpc.notifications.list_deliveries(
             call.user.id, call.query["limit"], call.query.get("cursor")))
+
+    # --- The audit trail ---------------------------------------------------------
+
+    @endpoint(BY_OPERATION["list_audit_events"])
+    def list_audit_events(self, call):
+        # Each service keeps the trail of its own actions: the newest of them all, merged.
+        query = call.query
+        pages = [self.rpc[name].audit_events(
+            query["limit"], query.get("cursor"), action=query.get("action"),
+            actor_id=query.get("actor_id"), target_id=query.get("target_id"))
+            for name in audit.SERVICES]
+        return json_response(audit.merge_pages(pages, query["limit"]))
 
     # --- Operations ---------------------------------------------------------------
 

@@ -321,17 +321,32 @@ def cmd_status(args, config):
     return 0 if status == 200 else 1
 
 
+def operator_name():
+    """Who runs the command, for the audit trail: the login name, as the system knows it."""
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry nor USER/LOGNAME (some containers)
+        return "unknown"
+
+
 def cmd_create_user(args, config):
+    import uuid
+
     from sqlalchemy import create_engine
 
     from services.auth.users import create_or_grant
+    from shared.audit import CLI, Actor
     from shared.db import sqlalchemy_url
 
+    # Each run is one request of its own in the audit trail.
+    actor = Actor(CLI, operator_name(), str(uuid.uuid4()))
     engine = create_engine(sqlalchemy_url(_shared(config).database.url))
     try:
         with engine.begin() as connection:
             user, created = create_or_grant(
-                connection, args.email, args.password, args.full_name, args.role)
+                connection, args.email, args.password, args.full_name, args.role, actor)
     except ValueError as error:
         print("paysys create-user: {}".format(error), file=sys.stderr)
         return 2

@@ -16,11 +16,12 @@ NOT_BALANCED = BROKEN
 VERDICTS = {BALANCED: "balanced", BROKEN: "broken", UNAVAILABLE: "unavailable",
             CATCHING_UP: "catching up"}
 EXIT_STATUSES = """exit status:
-  0  balanced: every currency sums to zero, every balance equals its entries, and the
-     Kafka mirror holds every posting of the snapshot and nothing the ledger lacks
-  1  broken: the books do not balance; or the mirror differs from the ledger (a
-     posting the relay has published is missing, or it holds one the ledger lacks);
-     or the relay stopped advancing (published nothing for --stall seconds)
+  0  balanced: every currency sums to zero, every balance equals its entries, the
+     hash chain holds, and the Kafka mirror holds every posting of the snapshot and
+     nothing the ledger lacks
+  1  broken: the books do not balance, or the hash chain is broken; or the mirror
+     differs from the ledger (a posting the relay has published is missing, or it
+     holds one the ledger lacks); or the relay stopped advancing (published nothing for --stall seconds)
   2  could not reconcile: PostgreSQL or Kafka did not answer
   3  still catching up: the books balance and the mirror lacks only postings the relay
      had not yet published, while it was still publishing when --wait ran out: run
@@ -95,6 +96,14 @@ def judge(report, seen, stall_s):
     mirror = report["mirror"]
     if report["balanced"]:
         return BALANCED, "the books balance and the mirror equals the ledger"
+    chain = report["chain"]
+    if not chain["valid"]:
+        broken = chain["first_broken"]
+        if broken is None:
+            return BROKEN, "the hash chain is broken: {} entries belong to no posting".format(
+                chain["entries_outside_chain"])
+        return BROKEN, "the hash chain is broken: first at lane {} posting #{} ({})".format(
+            broken["lane"], broken["seq"], broken["reason"])
     if not books_balance(report):
         wrong = sorted(currency for currency, sums in report["currencies"].items()
                        if sums["entries_sum"] or sums["accounts_sum"])
@@ -185,4 +194,22 @@ def books_lines(report):
     for found in discrepancies[:LISTED]:
         lines.append("  {account_id}: balance {balance}, entries sum {entries_sum}".format(
             **found))
+    lines += [""] + chain_lines(report["chain"])
+    return lines
+
+
+def chain_lines(chain):
+    """The hash chain's part of the readable report: intact, or its first broken link."""
+    lines = ["Hash chain: {} ({} postings, {} entries checked in {} lanes)".format(
+        "INTACT" if chain["valid"] else "BROKEN", chain["postings_checked"],
+        chain["entries_checked"], len(chain["heads"]))]
+    broken = chain["first_broken"]
+    if broken is not None:
+        lines.append("  first broken link: lane {} posting #{} (transaction {}): {}: {}".format(
+            broken["lane"], broken["seq"], broken["transaction_id"] or "-", broken["reason"],
+            broken["detail"]))
+        lines.append("  broken links: {}".format(chain["broken_links"]))
+    if chain["entries_outside_chain"]:
+        lines.append("  {} entries belong to no posting of the chain".format(
+            chain["entries_outside_chain"]))
     return lines

@@ -1,4 +1,5 @@
-"""Auth RPCs: registration, login, refresh-token rotation, logout, user lookup.
+"""Auth RPCs: registration, login, refresh-token rotation, logout, user lookup, and the
+audit trail of users made and roles granted at the command line (``audit_events``).
 
 Every error is one of ``shared.errors`` so the gateway receives it typed. Password hashing
 runs outside database transactions so no pooled connection waits on Argon2's CPU time.
@@ -10,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 
 from services.auth import login_brake, passwords, refresh_tokens, users
 from services.auth.dependencies import LoginBrake, TokenIssuer
+from shared.audit import AuditRpcs
 from shared.db import Database
 from shared.errors import Conflict, NotFound, RateLimited, Unauthorized, ValidationFailed
 from shared.service import ServiceBase, rpc
@@ -23,7 +25,7 @@ def _invalid_credentials():
     return Unauthorized("Email or password is wrong.", code="invalid_credentials")
 
 
-class AuthService(ServiceBase):
+class AuthService(AuditRpcs, ServiceBase):
     name = "auth"
     db = Database(schema="auth")
     tokens = TokenIssuer()

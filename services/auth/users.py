@@ -5,6 +5,7 @@ from sqlalchemy import ARRAY, Column, DateTime, MetaData, Table, Text, func, ins
 from sqlalchemy.dialects.postgresql import UUID
 
 from services.auth.passwords import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH, hash_password
+from shared import audit
 
 ROLES = ("customer", "merchant", "admin", "auditor")
 MAX_EMAIL_LENGTH = 254
@@ -121,8 +122,10 @@ def replace_password_hash(connection, user_id, old_hash, new_hash):
     )
 
 
-def create_or_grant(connection, email, password, full_name, role):
-    """Create the user with ``role`` (and ``customer``), or add ``role`` to an existing one.
+def create_or_grant(connection, email, password, full_name, role, actor):
+    """Create the user with ``role`` (and ``customer``), or add ``role`` to an existing one,
+    recording it in the audit trail as done by ``actor`` (shared.audit.Actor), in the
+    caller's transaction. A user who has the role already is left as it was, unrecorded.
 
     Returns ``(user_row, created)``. An existing user's password is left as it was.
     """
@@ -138,9 +141,14 @@ def create_or_grant(connection, email, password, full_name, role):
             .values(roles=func.array_append(users.c.roles, role))
             .returning(users)
         ).one()
+        audit.record(connection, audit.table_of("auth"), actor, audit.ROLE_GRANTED, "user",
+                     row.id, {"email": row.email, "role": role,
+                              "roles": ordered_roles(row.roles)})
         return row, False
     if len(password or "") < MIN_PASSWORD_LENGTH:
         raise ValueError("password must be at least {} characters".format(MIN_PASSWORD_LENGTH))
     roles = ["customer"] if role == "customer" else ["customer", role]
-    return insert_user(
-        connection, email, hash_password(password), full_name or email, roles), True
+    row = insert_user(connection, email, hash_password(password), full_name or email, roles)
+    audit.record(connection, audit.table_of("auth"), actor, audit.USER_CREATED, "user", row.id,
+                 {"email": row.email, "roles": ordered_roles(row.roles)})
+    return row, True

@@ -5,11 +5,15 @@ Every RPC returns plain JSON-able dicts (an account as the contract shows it, it
 included) and raises ``shared.errors`` types. Ownership is checked here: another
 owner's account is a NotFound, exactly like one that does not exist.
 """
+from sqlalchemy import text
+
 from services.ledger import accounts as account_records
 from services.ledger import balances as balance_records
+from services.ledger import entries as entry_records
+from shared import audit
 from shared.cursors import DEFAULT_PAGE_SIZE, page_request
 from shared.errors import Conflict, NotFound, ValidationFailed
-from shared.ids import parse_id
+from shared.ids import parse_id, parse_rfc3339, rfc3339
 from shared.money import CURRENCIES
 from shared.service import rpc
 
@@ -91,6 +95,37 @@ class AccountRpcs:
         return account_records.view(row, money.get(account, balance_records.ZERO))
 
     @rpc
+    def balance(self, account_id, at=None, owner_id=None):
+        """``{account_id, currency, balance, as_of}``: the account's posted balance now,
+        or at the moment ``at`` (RFC 3339) from its entries' ``balance_after``: that of
+        its latest entry made at or before ``at``, 0 if there is none (also before the
+        account was opened). ``as_of``: the moment the balance is of, ``at`` or, for a
+        moment still to come, now. NotFound when it does not exist, or is not
+        ``owner_id``'s when given."""
+        moment = None
+        if at is not None:
+            moment = parse_rfc3339(at)
+            if moment is None:
+                raise invalid("at", "must be an RFC 3339 date-time with an offset, e.g. "
+                                    "2026-11-30T12:00:00Z")
+        account = parse_id(account_id)
+        if account is None:
+            raise not_found()
+        with self.db.connection() as connection:
+            row = account_records.find(connection, account)
+            if row is None or (owner_id is not None and row.owner_id != parse_id(owner_id)):
+                raise not_found()
+            now = connection.execute(text("SELECT clock_timestamp()")).scalar_one()
+            if moment is None or moment >= now:
+                moment = now
+                money = balance_records.balances_of(connection, [account]).get(
+                    account, balance_records.ZERO)["balance"]
+            else:
+                money = entry_records.balance_at(connection, account, moment)
+        return {"account_id": account, "currency": row.currency, "balance": money,
+                "as_of": rfc3339(moment)}
+
+    @rpc
     def snapshot(self, account_ids):
         """``{account_id: {id, owner_id, currency, status, overdraft_limit, version, balance,
         held}}`` of those of ``account_ids`` that exist, read in one statement: what the
@@ -100,18 +135,33 @@ class AccountRpcs:
             return account_records.states(connection, wanted)
 
     @rpc
-    def set_status(self, account_id, status, expected_version=None):
-        """Freeze (``"frozen"``) or unfreeze (``"active"``); the caller has checked the role."""
+    def set_status(self, account_id, status, expected_version=None, actor_id=None,
+                   request_id=None):
+        """Freeze (``"frozen"``) or unfreeze (``"active"``); the caller has checked the role.
+        A change is recorded in the audit trail in its own transaction, as done by
+        ``actor_id`` (the admin's user id) under ``request_id`` (the HTTP request's); a
+        request that changes nothing records nothing."""
         if status not in account_records.SETTABLE_STATUSES:
             raise invalid("status", "must be one of {}".format(
                 ", ".join(account_records.SETTABLE_STATUSES)))
-        return self._change(account_id, _expected_version(expected_version),
-                            lambda row: {} if row.status == status else {"status": status})
+        actor = audit.Actor.of(actor_id, request_id)
+        action = (audit.ACCOUNT_FROZEN if status == account_records.FROZEN
+                  else audit.ACCOUNT_UNFROZEN)
 
-    def _change(self, account_id, expected_version, changes_of):
+        def recorded(connection, before, after):
+            audit.record(connection, audit.table_of("ledger"), actor, action, "account",
+                         after.id, {"owner_id": after.owner_id, "status_before": before.status,
+                                    "status": after.status, "version": after.version})
+
+        return self._change(account_id, _expected_version(expected_version),
+                            lambda row: {} if row.status == status else {"status": status},
+                            on_change=recorded)
+
+    def _change(self, account_id, expected_version, changes_of, on_change=None):
         """Apply ``changes_of(row)`` under the account's lock, bumping its version; no
         changes: the account unchanged. With ``expected_version`` the caller's view must be
-        current, else version_conflict."""
+        current, else version_conflict. ``on_change(connection, before, after)`` runs in
+        the same transaction when something changed."""
         account = parse_id(account_id)
         if account is None:
             raise not_found()
@@ -126,7 +176,10 @@ class AccountRpcs:
                     row.version, expected_version), code="version_conflict")
             changes = changes_of(row)
             if changes:
-                row = account_records.update_if_version(connection, row.id, row.version,
-                                                        **changes)
+                changed = account_records.update_if_version(connection, row.id, row.version,
+                                                            **changes)
+                if on_change is not None:
+                    on_change(connection, row, changed)
+                row = changed
             money = balance_records.balances_of(connection, [account])
         return account_records.view(row, money.get(account, balance_records.ZERO))

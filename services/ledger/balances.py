@@ -85,7 +85,7 @@ def apply(connection, account_id, amount, overdraft_limit=None):
     ).one()
 
 
-_UPDATE = text("""
+UPDATE_SQL = """
     UPDATE ledger.balances b
        SET balance = v.balance, held = v.held, last_seq = v.last_seq,
            overdraft_limit = v.overdraft_limit, updated_at = now()
@@ -93,7 +93,19 @@ _UPDATE = text("""
                   CAST(:seqs AS bigint[]), CAST(:limits AS bigint[]))
            AS v(account_id, balance, held, last_seq, overdraft_limit)
      WHERE b.account_id = v.account_id
-""")
+"""
+_UPDATE = text(UPDATE_SQL)
+
+
+def store_parameters(books):
+    """The parameters of ``UPDATE_SQL`` for ``books``."""
+    return {
+        "ids": [book.account_id for book in books],
+        "balances": [book.balance for book in books],
+        "helds": [book.held for book in books],
+        "seqs": [book.last_seq for book in books],
+        "limits": [book.row_limit for book in books],
+    }
 
 
 def store_many(connection, books):
@@ -101,10 +113,4 @@ def store_many(connection, books):
     statement. The CHECK constraints still judge every row."""
     if not books:
         return
-    connection.execute(_UPDATE, {
-        "ids": [book.account_id for book in books],
-        "balances": [book.balance for book in books],
-        "helds": [book.held for book in books],
-        "seqs": [book.last_seq for book in books],
-        "limits": [book.row_limit for book in books],
-    })
+    connection.execute(_UPDATE, store_parameters(books))

@@ -11,8 +11,10 @@ postings it holds — the way the fastest ledgers amortize their commits.
 3. Apply: the postings one after another, in the order given, in memory (rules.py): a
    later posting sees the balances the earlier ones left. A refused posting changes
    nothing; with ``atomic`` one refusal refuses the whole batch (``batch_aborted``).
-4. Write what changed with set-based statements: postings, entries, holds, balances and
-   the Kafka outbox, each one statement for the whole batch.
+4. Write what changed with set-based statements: holds, entries, then the balances —
+   whose statement also takes a lane of the hash chain, the batch's last lock, held to
+   the commit — the postings with their links (chain.py) and the Kafka outbox, each one
+   statement for the whole batch.
 
 Deadlocks and serialization failures abort the whole transaction and nothing of it is
 kept, so the batch simply runs again. The lock order leaves no deadlock among
@@ -27,6 +29,7 @@ from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.exc import OperationalError
 
 from services.ledger import balances as balance_records
+from services.ledger import chain
 from services.ledger import entries as entry_records
 from services.ledger import holds as hold_records
 from services.ledger import outbox
@@ -127,6 +130,7 @@ class _Applied:
         self.posted_at_text = rfc3339(posted_at)
         self.moved = []
         self.entries = []
+        self.lines_of = {}  # transaction id -> its entries (what its chain link hashes)
         self.messages = []
         self.refused = set()  # transaction ids of the postings refused
 
@@ -139,6 +143,7 @@ class _Applied:
             return hold_records.placed(posting.transaction_id, posting.debit_account_id,
                                        posting.amount, posting.currency)
         self.moved.append(posting)
+        self.lines_of[posting.transaction_id] = lines = []
         views = []
         for line in outcome.lines:
             entry = {"id": str(uuid.uuid4()), "transaction_id": posting.transaction_id,
@@ -147,6 +152,7 @@ class _Applied:
                      "account_seq": line.account_seq}
             view = entry_records.view_of(entry, self.posted_at_text)
             self.entries.append(entry)
+            lines.append(entry)
             self.messages.append({
                 "account_id": line.account_id, "account_seq": line.account_seq,
                 "transaction_id": posting.transaction_id,
@@ -156,10 +162,11 @@ class _Applied:
         return posting_records.posted(posting.transaction_id, self.posted_at, views)
 
     def write(self, connection, books, holds):
-        """Claim each posting's and hold's row first: one already there (a replay, or the
-        same transaction id posted meanwhile for other accounts) rolls it all back."""
-        if posting_records.insert_many(connection, self.moved, self.posted_at) < len(self.moved):
-            raise _Replayed()
+        """Claim each posting's and hold's row: one already there (a replay, or the same
+        transaction id posted meanwhile for other accounts) rolls it all back.
+
+        The lock of a lane of the chain comes last, so a batch holds it only for its
+        last three statements and its commit (docs/integrity.md measures what it costs)."""
         placed = [hold for hold in holds.values() if hold.new]
         if hold_records.insert_many(connection, placed, self.posted_at) < len(placed):
             raise _Replayed()
@@ -167,17 +174,36 @@ class _Applied:
         if hold_records.capture_many(connection, captured) < len(captured):
             raise _Replayed()
         entry_records.insert_many(connection, self.entries, self.posted_at)
-        balance_records.store_many(connection, [book for book in books.values()
-                                                if book.changed])
+        changed = [book for book in books.values() if book.changed]
+        if self.moved:
+            # The balances' statement takes the lane too (no round trip of its own).
+            links = chain.extend(connection, self.moved, self.lines_of, self.posted_at,
+                                 books=changed)
+            if posting_records.insert_many(connection, self.moved, self.posted_at,
+                                           links) < len(self.moved):
+                raise _Replayed()
+            self._stamp_links(links)
+        else:
+            balance_records.store_many(connection, changed)
         outbox.append(connection, self.messages)
+
+    def _stamp_links(self, links):
+        """Each mirror message carries its posting's link: a copy of the chain outside
+        the database (Kafka), against which a rewritten chain can be checked."""
+        stamps = {posting.transaction_id: link.stamp()
+                  for posting, link in zip(self.moved, links)}
+        for message in self.messages:
+            message["payload"]["posting"]["chain"] = stamps[message["transaction_id"]]
 
 
 # The state is read by a statement of its own, after the locks: a statement that waited
 # for a lock sees the rows it locked as they are now, but the rows it joined only as they
 # were when it started (PostgreSQL's EvalPlanQual), and a freeze that committed while the
-# posting waited must be seen.
+# posting waited must be seen. The time is read there too, under the locks, not at the
+# transaction's start (now()): an account's entries then carry times in the order of its
+# history, which the balance at a point in time relies on (entries.balance_at).
 _STATE = text("""
-    SELECT id, currency, status, version, overdraft_limit, now() AS now
+    SELECT id, currency, status, version, overdraft_limit, clock_timestamp() AS now
       FROM ledger.accounts WHERE id = ANY(CAST(:ids AS uuid[]))
 """).columns(id=UUID(as_uuid=False))
 
@@ -197,7 +223,7 @@ def lock_books(connection, pending):
     rows = balance_records.lock(connection, wanted)
     states = {row.id: row for row in connection.execute(_STATE, {"ids": list(rows)})}
     now = next(iter(states.values())).now if states else connection.execute(
-        text("SELECT now()")).scalar_one()
+        text("SELECT clock_timestamp()")).scalar_one()
     books = {}
     for account_id, row in rows.items():
         state = states.get(account_id)

@@ -105,3 +105,22 @@ def decode_cursor(cursor):
     if not isinstance(seq, int) or isinstance(seq, bool) or seq < 1:
         raise ValueError("not a cursor")
     return seq
+
+
+_BALANCE_AT = text("""
+    SELECT balance_after FROM ledger.entries
+     WHERE account_id = :account_id AND created_at <= :at
+     ORDER BY account_seq DESC
+     LIMIT 1
+""")
+
+
+def balance_at(connection, account_id, at):
+    """The account's balance at the moment ``at``: the ``balance_after`` of its latest
+    entry made at or before it, 0 if none was. An account's entries carry times in the
+    order of its history (batches.py reads the time under the account's lock), so the
+    latest by sequence is the latest by time. Cost: a walk back along the account's
+    entries (its (account_id, account_seq) index) from the newest to the first at or
+    before ``at``; the further back ``at`` lies, the longer."""
+    found = connection.execute(_BALANCE_AT, {"account_id": account_id, "at": at}).scalar()
+    return 0 if found is None else found

@@ -4,7 +4,8 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from sqlalchemy import (
-    CHAR, BigInteger, Column, DateTime, MetaData, Table, Text, func, select, text,
+    CHAR, BigInteger, Column, DateTime, LargeBinary, MetaData, SmallInteger, Table, Text, func,
+    select, text,
 )
 from sqlalchemy.dialects.postgresql import UUID
 
@@ -30,6 +31,10 @@ postings = Table(
     Column("debit_account_id", UUID(as_uuid=False), nullable=False),
     Column("credit_account_id", UUID(as_uuid=False), nullable=False),
     Column("posted_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # The posting's place in the ledger's hash chain and its link (chain.py).
+    Column("chain_lane", SmallInteger, nullable=False),
+    Column("chain_seq", BigInteger, nullable=False),
+    Column("chain_hash", LargeBinary, nullable=False),
 )
 
 
@@ -130,20 +135,30 @@ def given_transaction_id(posting):
     return given if isinstance(given, str) else None
 
 
+# The lane's head moves in the same statement (a data-modifying WITH always runs): the
+# batch holds its row lock already (chain.take_lane).
 _INSERT = text("""
+    WITH head AS (
+        UPDATE ledger.chain_heads SET seq = :head_seq, hash = :head_hash, updated_at = now()
+         WHERE lane = :lane
+    )
     INSERT INTO ledger.postings (transaction_id, type, currency, amount, debit_account_id,
-                                 credit_account_id, posted_at)
-    SELECT *, CAST(:posted_at AS timestamptz) FROM unnest(
+                                 credit_account_id, chain_seq, chain_hash, chain_lane,
+                                 posted_at)
+    SELECT *, CAST(:lane AS smallint), CAST(:posted_at AS timestamptz) FROM unnest(
         CAST(:ids AS uuid[]), CAST(:types AS text[]), CAST(:currencies AS char(3)[]),
-        CAST(:amounts AS bigint[]), CAST(:debits AS uuid[]), CAST(:credits AS uuid[]))
+        CAST(:amounts AS bigint[]), CAST(:debits AS uuid[]), CAST(:credits AS uuid[]),
+        CAST(:chain_seqs AS bigint[]), CAST(:chain_hashes AS bytea[]))
     ON CONFLICT (transaction_id) DO NOTHING
     RETURNING transaction_id
 """)
 
 
-def insert_many(connection, moved, posted_at):
-    """Claim the rows of the postings ``moved``, all in one statement; the number claimed.
-    Fewer than given means another batch posted one of them first (its primary key)."""
+def insert_many(connection, moved, posted_at, links):
+    """Claim the rows of the postings ``moved``, all in one statement, with their
+    ``links`` in the hash chain (chain.extend: one lane, consecutive), and move that lane's
+    head to the last; the number claimed. Fewer than given means another batch posted one
+    of them first (its primary key): the caller must roll the whole batch back."""
     if not moved:
         return 0
     return len(connection.execute(_INSERT, {
@@ -153,6 +168,11 @@ def insert_many(connection, moved, posted_at):
         "amounts": [posting.amount for posting in moved],
         "debits": [posting.debit_account_id for posting in moved],
         "credits": [posting.credit_account_id for posting in moved],
+        "chain_seqs": [link.seq for link in links],
+        "chain_hashes": [link.hash for link in links],
+        "lane": links[-1].lane,
+        "head_seq": links[-1].seq,
+        "head_hash": links[-1].hash,
         "posted_at": posted_at,
     }).all())
 

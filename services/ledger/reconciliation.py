@@ -1,5 +1,5 @@
-"""Reconciliation: the books checked against themselves (totals.py) and the Kafka mirror
-checked against the books.
+"""Reconciliation: the books checked against themselves (totals.py), their hash chain
+verified (chain_check.py) and the Kafka mirror checked against the books.
 
 The report (API.md, GET /v1/ledger/reconciliation; the ledger's ``reconciliation()`` RPC
 and ``paysys reconcile``)::
@@ -8,6 +8,9 @@ and ``paysys reconcile``)::
      "currencies": {CUR: {"entries_sum", "accounts_sum"}},
      "accounts_checked": int,
      "discrepancies": [{"account_id", "balance", "entries_sum"}],
+     "chain": {"valid", "postings_checked", "entries_checked", "head": {"seq", "hash"},
+               "first_broken": null | {"seq", "transaction_id", "reason", "detail"},
+               "broken_links", "entries_outside_chain"},
      "mirror": {"topic", "ledger_postings", "kafka_postings",
                 "missing": ["<account_id>:<account_seq>", ...], "missing_count",
                 "unexpected": [...], "unexpected_count", "duplicates", "unpublished"}}
@@ -23,7 +26,7 @@ and ``paysys reconcile``)::
   when the topic was read (their entries are then missing too).
 
 ``balanced``: every currency's entries and balances sum to zero, no balance differs from
-its entries, nothing is missing and nothing unexpected.
+its entries, the hash chain is intact, nothing is missing and nothing unexpected.
 
 Order of the work: one REPEATABLE READ snapshot of the books; then up to ``wait_s`` for
 the relay to publish every outbox row of that snapshot (so a reconciliation right after
@@ -35,7 +38,8 @@ posting missing: that would be a claim about the mirror nobody could make.
 reconcile` (paysys/reconcile.py) runs the same steps with its own, longer wait that
 tells a relay still catching up from one that stopped.
 
-Cost: the ledger side is one aggregate per account; the mirror side holds every
+Cost: the ledger side is one aggregate per account and one pass along the hash chain
+(docs/integrity.md gives its speed); the mirror side holds every
 ``(account_id, account_seq)`` of the topic in memory, and the read is as long as the
 topic. Fine for the ledgers this system runs; a very long history wants a
 per-account-range comparison instead.
@@ -47,6 +51,7 @@ from sqlalchemy import BigInteger, bindparam, func, select, text
 from sqlalchemy.dialects.postgresql import ARRAY, UUID
 
 from paysys_mirror import MirrorUnavailable, probe, read_mirror
+from services.ledger import chain_check
 from services.ledger import totals as ledger_totals
 from services.ledger.entries import entries
 from services.ledger.outbox import outbox
@@ -125,6 +130,7 @@ def snapshot(db):
                                      postgresql_readonly=True)
         with connection.begin():
             report = ledger_totals.totals(connection)
+            report["chain"] = chain_check.verify(connection)
             ledger = ledger_postings(connection)
             newest = connection.execute(select(func.max(outbox.c.id))).scalar()
     return Books(report, ledger, newest)
@@ -167,14 +173,15 @@ def compare(db, books, mirror, unpublished):
     report["balanced"] = (
         books_balance(report) and missing_count == 0 and not unexpected)
     return {key: report[key] for key in (
-        "balanced", "currencies", "accounts_checked", "discrepancies", "mirror")}
+        "balanced", "currencies", "accounts_checked", "discrepancies", "chain", "mirror")}
 
 
 def books_balance(report):
-    """Does every currency sum to zero and every balance equal its entries?"""
+    """Does every currency sum to zero, every balance equal its entries, and the hash
+    chain hold?"""
     return (all(sums["entries_sum"] == 0 and sums["accounts_sum"] == 0
                 for sums in report["currencies"].values())
-            and not report["discrepancies"])
+            and not report["discrepancies"] and report["chain"]["valid"])
 
 
 class _Range:

@@ -1,7 +1,8 @@
 """The ledger: accounts and their money — double-entry postings and the balances they keep,
 checked under one row lock (batches.py, accounts.py) — the Kafka mirror's relay
-(mirror_relay/) and reconciliation (reconciliation.py). The account RPCs are in
-account_rpcs.py."""
+(mirror_relay/) and reconciliation (reconciliation.py), with the hash chain that makes its
+history tamper-evident (chain.py). The account RPCs are in account_rpcs.py; the audit
+trail of freezes is read with ``audit_events`` (shared/audit.py)."""
 from nameko.dependency_providers import Config
 
 from paysys_mirror import MirrorUnavailable
@@ -13,6 +14,7 @@ from services.ledger import holds as hold_records
 from services.ledger import reconciliation as ledger_reconciliation
 from services.ledger.mirror_relay import MirrorRelay
 from shared import faults
+from shared.audit import AuditRpcs
 from shared.cursors import DEFAULT_PAGE_SIZE, page_request
 from shared.db import Database
 from shared.errors import ServiceUnavailable, ValidationFailed
@@ -23,7 +25,7 @@ MAX_BALANCES = 1000
 MAX_POSTINGS = 1000
 
 
-class LedgerService(AccountRpcs, ServiceBase):
+class LedgerService(AccountRpcs, AuditRpcs, ServiceBase):
     name = "ledger"
     db = Database(schema="ledger")
     config = Config()

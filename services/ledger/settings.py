@@ -1,6 +1,6 @@
 """The ledger's settings: its relay to the Kafka mirror and reconciliation (where Kafka is,
 and the topic, are shared)."""
-from shared.settings import PositiveInt, Section, ServiceSettings, setting
+from shared.settings import NonNegativeInt, PositiveInt, Section, ServiceSettings, setting
 
 
 class LedgerSection(Section):
@@ -10,8 +10,9 @@ class LedgerSection(Section):
         "How often the relay checks that the topic still holds what it published (and "
         "replays if not)")
     relay_backoff_max_ms: PositiveInt = setting("The relay's longest pause while Kafka is away")
-    reconcile_wait_ms: PositiveInt = setting(
-        "Reconciliation waits this long for the relay to catch up")
+    reconcile_wait_ms: NonNegativeInt = setting(
+        "GET /v1/ledger/reconciliation waits this long for the relay to publish the postings "
+        "of its snapshot (0: not at all)")
     reconcile_catch_up_ms: PositiveInt = setting(
         "`paysys reconcile` waits up to this long while the relay is still publishing "
         "(exit 3 if not caught up by then)")

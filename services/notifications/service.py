@@ -1,9 +1,9 @@
 """Notifications: owns deliveries of e-mail and signed webhooks, with retries and a delivery log.
 
 Batches of events from the transactions and payments services (``inbox.py``) become
-delivery rows; a timer (``delivery.py``) sends what is due. Webhooks and the delivery log
-are the RPCs below; every RPC returns plain JSON-able dicts and raises ``shared.errors``
-types.
+delivery rows; a timer (``delivery.py``) sends what is due. Webhooks, the delivery log and
+the audit trail of webhook changes (``audit_events``, shared/audit.py) are the RPCs below;
+every RPC returns plain JSON-able dicts and raises ``shared.errors`` types.
 """
 import logging
 import secrets
@@ -25,7 +25,7 @@ from services.notifications.dependencies import (
     service_calls,
 )
 from services.notifications.secret_box import CLEAR_PREFIX
-from shared import service, tracing
+from shared import audit, service, tracing
 from shared.cursors import DEFAULT_PAGE_SIZE, page_request
 from shared.db import Database
 from shared.errors import Conflict, NotFound, ServiceUnavailable, ValidationFailed
@@ -33,6 +33,7 @@ from shared.event_outbox import BATCH_EVENT
 from shared.ids import parse_id
 
 log = logging.getLogger(__name__)
+AUDIT_EVENTS = audit.table_of("notifications")
 
 MAX_URL_LENGTH = 2048
 SECRET_PREFIX = CLEAR_PREFIX  # what a reader of the table tells clear secrets apart by
@@ -99,7 +100,7 @@ def _page(rows, more, view):
             "next_cursor": records.encode_cursor(rows[-1]) if more else None}
 
 
-class NotificationsService(service.ServiceBase):
+class NotificationsService(audit.AuditRpcs, service.ServiceBase):
     name = "notifications"
     db = Database(schema="notifications")
     # Calls to other services; so the entrypoint decorator is spelt ``service.rpc`` here.
@@ -111,9 +112,10 @@ class NotificationsService(service.ServiceBase):
     # --- Webhooks -------------------------------------------------------------------------
 
     @service.rpc
-    def create_webhook(self, owner_id, url, events):
+    def create_webhook(self, owner_id, url, events, request_id=None):
         """``{id, url, events, secret}``; the secret (the HMAC key of ``X-Signature``) is
-        shown here only."""
+        shown here only. Recorded in the audit trail (done by the owner, under the HTTP
+        request ``request_id``) in the same transaction; the secret never is."""
         owner, event_types = _owner(owner_id), _event_types(events)
         url = _url(url, self.settings.webhook_allowed_networks)
         secret = SECRET_PREFIX + secrets.token_urlsafe(32)
@@ -125,6 +127,9 @@ class NotificationsService(service.ServiceBase):
                 raise Conflict("at most {} webhooks per user".format(limit),
                                code="webhook_limit_reached")
             row = webhook_records.insert_webhook(connection, owner, url, event_types, sealed)
+            audit.record(connection, AUDIT_EVENTS, audit.Actor.of(owner, request_id),
+                         audit.WEBHOOK_CREATED, "webhook", row.id,
+                         {"owner_id": owner, "url": row.url, "events": list(row.events)})
         return dict(webhook_records.webhook_view(row), secret=secret)
 
     @service.rpc
@@ -137,15 +142,20 @@ class NotificationsService(service.ServiceBase):
         return _page(rows, more, webhook_records.webhook_view)
 
     @service.rpc
-    def delete_webhook(self, owner_id, webhook_id):
+    def delete_webhook(self, owner_id, webhook_id, request_id=None):
         """Deletes the owner's webhook (its pending deliveries fail with "webhook deleted");
-        NotFound for an unknown id, another user's webhook, or one already deleted."""
+        NotFound for an unknown id, another user's webhook, or one already deleted.
+        Recorded in the audit trail like a creation."""
         owner, webhook = parse_id(owner_id), parse_id(webhook_id)
         if owner is None or webhook is None:
             raise NotFound("webhook not found")
         with self.db.transaction() as connection:
-            if not webhook_records.delete_webhook(connection, owner, webhook):
+            deleted = webhook_records.delete_webhook(connection, owner, webhook)
+            if deleted is None:
                 raise NotFound("webhook not found")
+            audit.record(connection, AUDIT_EVENTS, audit.Actor.of(owner, request_id),
+                         audit.WEBHOOK_DELETED, "webhook", deleted.id,
+                         {"owner_id": owner, "url": deleted.url})
         return None
 
     # --- The delivery log ------------------------------------------------------------------

@@ -52,24 +52,24 @@ def page_of_webhooks(connection, owner_id, limit, after=None):
 
 
 def delete_webhook(connection, owner_id, webhook_id):
-    """Soft-deletes the owner's live webhook and fails its pending deliveries; False when
-    there is no such live webhook of that owner."""
+    """Soft-deletes the owner's live webhook and fails its pending deliveries; the deleted
+    row (``id``, ``url``), or None when there is no such live webhook of that owner."""
     deleted = connection.execute(
         update(webhooks)
         .where(webhooks.c.id == webhook_id, webhooks.c.owner_id == owner_id,
                webhooks.c.deleted_at.is_(None))
         .values(deleted_at=func.now())
-        .returning(webhooks.c.id)
+        .returning(webhooks.c.id, webhooks.c.url)
     ).one_or_none()
     if deleted is None:
-        return False
+        return None
     connection.execute(
         update(deliveries)
         .where(deliveries.c.webhook_id == webhook_id, deliveries.c.status == "pending")
         .values(status="failed", last_error="webhook deleted", locked_until=None,
                 claim_token=None)
     )
-    return True
+    return deleted
 
 
 # A secret stored before sealing existed (secret_box.py); the same expression as the partial

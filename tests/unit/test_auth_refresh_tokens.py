@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import text
 
 from services.auth import users
+from shared.audit import CLI, Actor
 from shared.errors import Unauthorized
 from shared.tokens import verify_access_token
 from tests.support.auth import (  # noqa: F401 - fixtures
@@ -75,7 +76,8 @@ def test_the_refreshed_access_token_carries_the_current_roles(service, engine, p
     user = register(service)
     pair = service.login(user["email"], PASSWORD)
     with engine.begin() as connection:  # what `paysys create-user --role merchant` does
-        users.create_or_grant(connection, user["email"], None, None, "merchant")
+        users.create_or_grant(connection, user["email"], None, None, "merchant",
+                              Actor(CLI, "operator", "cli-request"))
     refreshed = service.refresh(pair["refresh_token"])
     assert verify_access_token(public_key, refreshed["access_token"])["roles"] == [
         "customer", "merchant"]

@@ -113,7 +113,7 @@ def test_get_user_of_an_unknown_or_malformed_id_is_not_found(service, user_id):
 
 def test_health_answers_and_deep_health_reads_the_newest_revision(service):
     assert service.health() == {"service": "auth", "status": "ok"}
-    assert service.health(deep=True)["schema_version"] == "auth_0003"
+    assert service.health(deep=True)["schema_version"] == "auth_0004"
 
 
 def test_the_token_issuer_refuses_to_start_without_a_signing_key(config, tmp_path):

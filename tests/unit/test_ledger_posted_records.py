@@ -7,6 +7,7 @@ from sqlalchemy.exc import IntegrityError
 
 from services.ledger.entries import entries
 from services.ledger.outbox import outbox
+from services.ledger.postings import postings
 from tests.support.ledger import (  # noqa: F401 - fixtures
     count,
     deposit,
@@ -53,6 +54,9 @@ def test_every_entry_has_one_outbox_message_in_its_account_order(service, engine
         rows = connection.execute(
             select(outbox).where(outbox.c.transaction_id.in_(
                 [p["transaction_id"] for p in batch])).order_by(outbox.c.id)).all()
+        links = {row.transaction_id: {"lane": row.chain_lane, "seq": row.chain_seq,
+                                      "hash": row.chain_hash.hex()}
+                 for row in connection.execute(select(postings))}
     posted = [r for r in results if r["status"] == "posted"]
     assert len(rows) == 2 * len(posted) == 6
     by_entry = {row.payload["id"]: row for row in rows}
@@ -79,6 +83,8 @@ def test_every_entry_has_one_outbox_message_in_its_account_order(service, engine
                     "debit_account_id": debit["account_id"],
                     "credit_account_id": credit["account_id"],
                     "posted_at": result["posted_at"],
+                    # Its link in the hash chain: a copy outside the database.
+                    "chain": links[given["transaction_id"]],
                 },
             )
     # The messages carry each account's sequence, gapless, in id order.

@@ -12,6 +12,7 @@ CONTRACT = [
     ("post", "/v1/auth/logout"), ("get", "/v1/users/me"),
     ("post", "/v1/accounts"), ("get", "/v1/accounts"), ("get", "/v1/accounts/{account_id}"),
     ("get", "/v1/accounts/{account_id}/entries"), ("post", "/v1/accounts/{account_id}/freeze"),
+    ("get", "/v1/accounts/{account_id}/balance"),
     ("post", "/v1/accounts/{account_id}/unfreeze"),
     ("post", "/v1/deposits"), ("post", "/v1/withdrawals"), ("post", "/v1/transfers"),
     ("get", "/v1/transfers/{transaction_id}"), ("get", "/v1/transactions"),
@@ -19,7 +20,8 @@ CONTRACT = [
     ("post", "/v1/payments"), ("post", "/v1/payments/{payment_id}/capture"),
     ("post", "/v1/payments/{payment_id}/void"), ("post", "/v1/payments/{payment_id}/refund"),
     ("get", "/v1/payments/{payment_id}"),
-    ("get", "/v1/ledger/reconciliation"), ("post", "/v1/webhooks"), ("get", "/v1/webhooks"),
+    ("get", "/v1/ledger/reconciliation"), ("get", "/v1/audit-events"),
+    ("post", "/v1/webhooks"), ("get", "/v1/webhooks"),
     ("delete", "/v1/webhooks/{webhook_id}"), ("get", "/v1/notifications"),
     ("get", "/health"), ("get", "/ready"), ("get", "/metrics"), ("get", "/openapi.json"),
     ("get", "/v1/status"),
@@ -117,3 +119,25 @@ def test_amounts_are_documented_as_bounded_integers():
     amount = SPEC["components"]["schemas"]["TransferRequest"]["properties"]["amount"]
     assert amount["type"] == "integer"
     assert (amount["minimum"], amount["maximum"]) == (1, 10**15)
+
+
+def test_the_balance_at_a_moment_takes_an_rfc_3339_date_time():
+    operation = SPEC["paths"]["/v1/accounts/{account_id}/balance"]["get"]
+    [at] = [parameter for parameter in operation["parameters"] if parameter["name"] == "at"]
+    assert (at["in"], at["required"], at["schema"]["format"]) == ("query", False, "date-time")
+    assert {"401", "404", "422"} <= set(operation["responses"])
+    balance = SPEC["components"]["schemas"]["Balance"]
+    assert set(balance["required"]) == {"account_id", "currency", "balance", "as_of"}
+    assert balance["properties"]["as_of"]["format"] == "date-time"
+
+
+def test_the_audit_trail_is_for_admins_and_auditors_and_pages_like_every_list():
+    operation = SPEC["paths"]["/v1/audit-events"]["get"]
+    assert "403" in operation["responses"] and "admin, auditor" in operation["description"]
+    names = {parameter["name"] for parameter in operation["parameters"]}
+    assert {"limit", "cursor", "action", "actor_id", "target_id"} <= names
+    page = operation["responses"]["200"]["content"]["application/json"]["schema"]
+    assert page == {"$ref": "#/components/schemas/AuditEventPage"}
+    event = SPEC["components"]["schemas"]["AuditEvent"]
+    assert {"id", "occurred_at", "actor_type", "actor_id", "action", "target_type",
+            "target_id", "details", "request_id"} <= set(event["required"])

@@ -101,8 +101,12 @@ def test_a_consistent_ledger_and_a_whole_mirror_are_balanced(ledger, relay, engi
     publish(relay)
     report = ledger.reconciliation()
     assert list(report) == ["balanced", "currencies", "accounts_checked", "discrepancies",
-                            "mirror"]
+                            "chain", "mirror"]
     assert report["balanced"] is True, report
+    chain = report["chain"]
+    assert chain["valid"] is True and chain["first_broken"] is None
+    assert chain["postings_checked"] == sum(head["seq"] for head in chain["heads"]) >= 3
+    assert chain["entries_checked"] == entry_count(engine)
     assert {"USD", "EUR"} <= set(report["currencies"])
     for sums in report["currencies"].values():
         assert sums == {"entries_sum": 0, "accounts_sum": 0}
@@ -212,7 +216,7 @@ def test_the_command_says_balanced_and_exits_0(ledger, relay, config):
     status, out, err = run_cli(config)
     assert status == 0, out + err
     assert out.startswith("Ledger reconciliation: BALANCED")
-    assert "USD" in out and "0 missing" in out
+    assert "USD" in out and "0 missing" in out and "Hash chain: INTACT" in out
     status, out, err = run_cli(config, as_json=True)
     assert status == 0 and json.loads(out)["balanced"] is True
 
