@@ -11,7 +11,7 @@ CHECKERS := .venv-deploy
 CHECKERS_STAMP := $(CHECKERS)/.installed
 
 .PHONY: up down ps logs status test install migrate bench chaos help compose-test \
-	deploy-generate deploy-check
+	deploy-generate deploy-check config-docs
 
 help:
 	@echo "make up      start every service (creates .venv on first use); prints the gateway URL"
@@ -22,6 +22,7 @@ help:
 	@echo "make chaos   every chaos experiment on a sandbox of the system; EXP=name for one (EXP=list)"
 	@echo "make compose-test   the compose stack for real: up, bank workload, a container killed, down"
 	@echo "make deploy-check   compose, Kubernetes and monitoring files: up to date, rendered, validated, promtool, checkov"
+	@echo "make config-docs   rewrite docs/configuration.md from the settings models (after adding a setting)"
 	@echo "make deploy-generate   rewrite them from shared/catalog.py (after adding or dropping a service)"
 
 $(BIN)/python:
@@ -65,6 +66,10 @@ chaos: $(STAMP)
 # Containers: deploy/docker/compose-test.sh --help says what it does and what it takes.
 compose-test: $(STAMP)
 	PYTHON=$(BIN)/python deploy/docker/compose-test.sh
+
+# Rewrites docs/configuration.md from the settings models and config.yml.
+config-docs: $(STAMP)
+	$(BIN)/paysys config --docs > docs/configuration.md
 
 # Rewrites the compose files, the Kubernetes Deployments and deploy/monitoring's scrape config
 # and dashboard from shared/catalog.py.

@@ -28,7 +28,7 @@ def key_config(directory):
     """The default configuration with every key file in ``directory``."""
     config = default_config()
     config["auth"]["private_key_file"] = str(Path(directory) / "jwt-ed25519.pem")
-    config["auth"]["public_key_file"] = str(Path(directory) / "jwt-ed25519.pub.pem")
+    config["tokens"]["public_key_file"] = str(Path(directory) / "jwt-ed25519.pub.pem")
     config["validators"]["keys_dir"] = str(directory)
     config["notifications"]["webhook_key_file"] = str(Path(directory) / "webhook-secrets.key")
     return config

@@ -11,25 +11,27 @@ import logging
 from nameko.exceptions import deserialize
 from nameko.extensions import DependencyProvider
 
+from gateway.settings import GatewaySettings
 from shared.coalesce import Coalescer
 from shared.logs import new_correlation_id
 from shared.rpc import RpcClient
+from shared.settings import settings_of
+from shared.shared_settings import SharedSettings
 
 log = logging.getLogger(__name__)
 
 
 class MoneyDesk(DependencyProvider):
-    rpc = RpcClient("gateway")
+    rpc = RpcClient()
 
     def setup(self):
-        config = self.container.config
-        margin_s = int(config["gateway"]["rpc_timeout_ms"]) / 1000
+        rpc = settings_of(self.container, SharedSettings).rpc
+        gateway = settings_of(self.container, GatewaySettings).gateway
         # The transactions service answers within the decision wait; allow for the queue.
-        self.timeout_s = int(config["transactions"]["decision_wait_ms"]) / 1000 + margin_s
+        self.timeout_s = rpc.decision_wait_s + rpc.timeout_s
         self.coalescer = Coalescer(
-            self._submit_many, int(config["gateway"]["coalesce_max_batch"]),
-            int(config["gateway"]["coalesce_lanes"]), self.container.spawn_managed_thread,
-            "money desk")
+            self._submit_many, gateway.coalesce_max_batch, gateway.coalesce_lanes,
+            self.container.spawn_managed_thread, "money desk")
 
     def start(self):
         self.coalescer.start()

@@ -24,12 +24,15 @@ from werkzeug.wrappers import Response
 from gateway import access_log, idempotency, inputs
 from gateway.http import GatewayEndpoint, response_for_error, with_instance
 from gateway.metrics import rate_limit_skipped
-from gateway.ratelimit import RateLimiter, limits_from_config
+from gateway.ratelimit import RateLimiter, limits_from_settings
+from gateway.settings import GatewaySettings
 from shared import faults
 from shared.coalesce import Coalescer
 from shared.db import DatabaseClient
 from shared.errors import Forbidden, PaysysError, Unauthorized
 from shared.redis import redis_client
+from shared.settings import settings_of
+from shared.shared_settings import SharedSettings
 from shared.tokens import VerifiedTokens, load_public_key
 
 log = logging.getLogger(__name__)
@@ -180,23 +183,23 @@ class Guard(DependencyProvider):
     db = DatabaseClient(schema="gateway")
 
     def setup(self):
-        config = self.container.config
-        self.tokens = VerifiedTokens(load_public_key(config))
-        self.trusted_proxies = inputs.trusted_proxies(config)
-        limits = config["rate_limits"]
-        timeout_s = int(limits["redis_timeout_ms"]) / 1000
+        shared = settings_of(self.container, SharedSettings)
+        settings = settings_of(self.container, GatewaySettings)
+        self.tokens = VerifiedTokens(load_public_key(self.container.config))
+        self.trusted_proxies = frozenset(settings.gateway.trusted_proxies)
+        limits = settings.rate_limits
         # The gateway's one Redis client: /ready pings it too (``GuardAccess.ping_redis``).
-        self.redis = redis_client(config["redis"]["url"], timeout_s)
-        self.limiter = RateLimiter(self.redis, limits_from_config(limits),
+        self.redis = redis_client(shared.redis.url, limits.redis_timeout_s)
+        self.limiter = RateLimiter(self.redis, limits_from_settings(limits),
                                    on_skip=lambda scope: rate_limit_skipped.labels(scope).inc())
-        max_batch = int(config["gateway"]["coalesce_max_batch"])
-        lanes = int(config["gateway"]["coalesce_lanes"])
+        max_batch = settings.gateway.coalesce_max_batch
+        lanes = settings.gateway.coalesce_lanes
         # The checks of the requests in flight together share one Redis round trip.
         self.rate_checks = Coalescer(self.limiter.check_many, max_batch, lanes,
                                      self.container.spawn_managed_thread, "rate limits")
-        lease_s = int(config["idempotency"]["lease_s"])
+        lease_s = settings.idempotency.lease_s
         self.deferred = idempotency.DeferredWrites(lease_s)
-        store = idempotency.IdempotencyStore(self.db.access(), config["idempotency"]["ttl_s"],
+        store = idempotency.IdempotencyStore(self.db.access(), settings.idempotency.ttl_s,
                                              lease_s)
         self.idempotency = IdempotencyKeys(store, self.deferred,
                                            self.container.spawn_managed_thread,

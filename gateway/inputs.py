@@ -109,6 +109,9 @@ def client_ip(request, trusted_proxies):
 
 
 def trusted_proxies(config):
-    """The addresses of config's ``gateway.trusted_proxies`` (comma-separated)."""
-    proxies = config["gateway"].get("trusted_proxies") or ""
-    return frozenset(p.strip() for p in proxies.split(",") if p.strip())
+    """The addresses of config's ``gateway.trusted_proxies``, read through the gateway's
+    settings model."""
+    from gateway.settings import GatewaySettings
+    from shared.settings import load
+
+    return frozenset(load(GatewaySettings, config).gateway.trusted_proxies)

@@ -137,9 +137,7 @@ class RateLimiter:
             raise unanswered("Redis: {}".format(exc))
 
 
-def limits_from_config(section):
-    """``{"user": Limit, "ip": Limit}`` from config.yml's ``rate_limits``."""
-    return {
-        scope: Limit(float(section[scope + "_per_s"]), int(section[scope + "_burst"]))
-        for scope in ("user", "ip")
-    }
+def limits_from_settings(limits):
+    """``{"user": Limit, "ip": Limit}`` of the gateway's ``rate_limits`` settings."""
+    return {"user": Limit(limits.user_per_s, limits.user_burst),
+            "ip": Limit(limits.ip_per_s, limits.ip_burst)}

@@ -23,13 +23,15 @@ from datetime import datetime, timezone
 from nameko.extensions import DependencyProvider
 
 from gateway.probes import Cached, KafkaProbe, RabbitProbe, run_probes
-from shared.catalog import rpc_identities
-from shared.config import kafka_bootstrap_servers, validator_names
+from gateway.settings import GatewaySettings
+from shared.catalog import rpc_identities_of
 from shared.db import DatabaseClient
 from shared.ids import rfc3339
 from shared.logs import new_correlation_id
 from shared.redis import redis_client
 from shared.rpc import RpcClient
+from shared.settings import settings_of
+from shared.shared_settings import SharedSettings
 
 READY, DEGRADED, UNAVAILABLE = "ready", "degraded", "unavailable"
 
@@ -130,18 +132,18 @@ class ReadinessChecks:
 
 class Readiness(DependencyProvider):
     db = DatabaseClient(schema="gateway")
-    rpc = RpcClient("gateway")
+    rpc = RpcClient()
 
     def setup(self):
-        config = self.container.config
-        gateway = config["gateway"]
-        self.timeout_s = int(gateway["readiness_timeout_ms"]) / 1000
-        cache_s = int(gateway.get("readiness_cache_ms", 1000)) / 1000
-        self.validators = validator_names(config)
-        self.services = rpc_identities(config)
-        self.rabbitmq = RabbitProbe(config["AMQP_URI"], self.timeout_s)
-        self.kafka = KafkaProbe(kafka_bootstrap_servers(config), self.timeout_s)
-        self.redis = redis_client(config["redis"]["url"], self.timeout_s)
+        shared = settings_of(self.container, SharedSettings)
+        gateway = settings_of(self.container, GatewaySettings).gateway
+        self.timeout_s = gateway.readiness_timeout_s
+        cache_s = gateway.readiness_cache_s
+        self.validators = shared.validators.names
+        self.services = rpc_identities_of(shared.validators.names)
+        self.rabbitmq = RabbitProbe(shared.amqp_uri, self.timeout_s)
+        self.kafka = KafkaProbe(shared.kafka.servers, self.timeout_s)
+        self.redis = redis_client(shared.redis.url, self.timeout_s)
         self.shallow = Cached(lambda: self._round(deep=False), cache_s)
         self.deep = Cached(lambda: self._round(deep=True), cache_s)
 

@@ -7,7 +7,6 @@ RPC, and shapes their answer into the contract's JSON.
 import json
 import logging
 
-from nameko.dependency_providers import Config
 from nameko.timer import timer
 from werkzeug.wrappers import Response
 
@@ -19,6 +18,7 @@ from gateway.metrics import exposition
 from gateway.openapi import build_spec
 from gateway.readiness import Readiness
 from gateway.routes import BY_OPERATION
+from gateway.settings import GatewaySettings
 from shared import audit
 from shared.commands import Movement, TransferBatch
 from shared.db import Database
@@ -26,6 +26,8 @@ from shared import tracing
 from shared.errors import NotFound, ServiceUnavailable
 from shared.rpc import ServiceRpc
 from shared.service import ServiceBase
+from shared.settings import Settings
+from shared.shared_settings import SharedSettings
 
 log = logging.getLogger(__name__)
 
@@ -60,9 +62,10 @@ def _movement(call, kind, source_id, destination_id, body, key):
 class GatewayService(ServiceBase):
     name = "gateway"
 
-    config = Config()
+    settings = Settings(GatewaySettings)
+    shared = Settings(SharedSettings)
     db = Database(schema="gateway")
-    rpc = ServiceRpc("gateway")
+    rpc = ServiceRpc()
     guard = Guard()
     desk = MoneyDesk()
     readiness = Readiness()
@@ -192,11 +195,11 @@ class GatewayService(ServiceBase):
 
     @property
     def rpc_margin_s(self):
-        return int(self.config["gateway"]["rpc_timeout_ms"]) / 1000
+        return self.shared.rpc.timeout_s
 
     @property
     def _decision_wait_s(self):
-        return int(self.config["transactions"]["decision_wait_ms"]) / 1000
+        return self.shared.rpc.decision_wait_s
 
     @property
     def _submit_timeout_s(self):
@@ -306,7 +309,7 @@ class GatewayService(ServiceBase):
 
     @endpoint(BY_OPERATION["metrics"])
     def get_metrics(self, call):
-        if not self.config["gateway"].get("api_metrics", True):
+        if not self.settings.gateway.api_metrics:
             # Production scrapes the metrics port; the API port shows nothing of it.
             raise NotFound("No such resource.")
         body, content_type = exposition()
@@ -314,12 +317,12 @@ class GatewayService(ServiceBase):
 
     @endpoint(BY_OPERATION["openapi"])
     def get_openapi(self, call):
-        spec = build_spec(self.config["gateway"]["public_url"])
+        spec = build_spec(self.settings.gateway.public_url)
         return Response(json.dumps(spec), status=200, mimetype="application/json")
 
     @timer(interval=EXPIRED_KEYS_PURGE_INTERVAL_S)
     def purge_expired_idempotency_keys(self):
-        config = self.config["idempotency"]
-        deleted = IdempotencyStore(self.db, config["ttl_s"], config["lease_s"]).purge_expired()
+        keys = self.settings.idempotency
+        deleted = IdempotencyStore(self.db, keys.ttl_s, keys.lease_s).purge_expired()
         if deleted:
             log.info("purged %d expired idempotency keys", deleted)

@@ -31,8 +31,15 @@ def postgres_admin_dsn(database_url):
     return urlsplit(database_url)._replace(path="/postgres").geturl()
 
 
+def _shared(config):
+    from shared.settings import load
+    from shared.shared_settings import SharedSettings
+
+    return load(SharedSettings, config)
+
+
 def check_postgresql(config):
-    url = config["database"]["url"]
+    url = _shared(config).database.url
     try:
         psycopg2.connect(postgres_admin_dsn(url), connect_timeout=TIMEOUT_S).close()
         problem = ""
@@ -48,7 +55,7 @@ def check_postgresql(config):
 
 
 def check_redis(config):
-    url = config["redis"]["url"]
+    url = _shared(config).redis.url
     try:
         client = redis.Redis.from_url(url, socket_timeout=TIMEOUT_S,
                                       socket_connect_timeout=TIMEOUT_S)
@@ -66,7 +73,7 @@ def check_redis(config):
 
 
 def check_rabbitmq(config):
-    url = config["AMQP_URI"]
+    url = _shared(config).amqp_uri
     try:
         with Connection(url, connect_timeout=TIMEOUT_S) as connection:
             connection.ensure_connection(max_retries=1)

@@ -13,6 +13,8 @@
                                2 unavailable, 3 still catching up)
     paysys serve NAME          run one service process in the foreground
     paysys health [--live]     does the service process of this container serve? (probes)
+    paysys config [--service NAME] [--format yaml|table] [--docs]
+                               the effective settings, secrets masked
 """
 import argparse
 import json
@@ -21,14 +23,36 @@ import textwrap
 import time
 
 
-def _config():
+def _config(check=True):
+    """config.yml, environment substituted; with ``check``, every settings model is
+    validated first and a bad value ends the command (exit 2) naming it."""
     from shared.config import load_config
 
-    return load_config()
+    config = load_config()
+    if check:
+        from shared.catalog import settings_models
+        from shared.settings import SettingsError, load_all
+
+        try:
+            load_all(settings_models(), config)
+        except SettingsError as error:
+            print("paysys: {}".format(error), file=sys.stderr)
+            sys.exit(2)
+    return config
+
+
+def _shared(config):
+    from shared.settings import load
+    from shared.shared_settings import SharedSettings
+
+    return load(SharedSettings, config)
 
 
 def _gateway_url(config):
-    return config["gateway"]["public_url"].rstrip("/")
+    from gateway.settings import GatewaySettings
+    from shared.settings import load
+
+    return load(GatewaySettings, config).gateway.public_url.rstrip("/")
 
 
 def fetch_ready(config, timeout_s=5):
@@ -49,7 +73,7 @@ def fetch_ready(config, timeout_s=5):
 def cmd_migrate(args, config):
     from paysys.database import ensure_database, migrate
 
-    url = config["database"]["url"]
+    url = _shared(config).database.url
     if ensure_database(url):
         print("created database {}".format(url.rsplit("/", 1)[-1]))
     migrate(url)
@@ -90,7 +114,7 @@ def _rotate_validator_key(args, config):
     elif args.grace_s is not None:
         grace_s = args.grace_s
     else:
-        grace_s = int(config["validators"]["key_grace_period_s"])
+        grace_s = _shared(config).validators.key_grace_period_s
     ensure_validator_keys(config)
     try:
         rotation = rotate_validator_key(config, args.name, grace_s)
@@ -122,7 +146,7 @@ def cmd_up(args, config):
     from paysys.checks import check_all, tansu_binary
     from paysys.database import ensure_database, migrate
     from services.notifications.secret_box import ensure_webhook_key
-    from shared.config import kafka_is_embedded
+    from paysys.settings_report import mask
     from shared.tokens import ensure_keypair
     from shared.votes import ensure_validator_keys
 
@@ -147,10 +171,11 @@ def cmd_up(args, config):
             print("  {}: {}".format(finding.name, finding.remedy))
         return 1
 
-    print("Migrating {}…".format(config["database"]["url"]))
-    if ensure_database(config["database"]["url"]):
+    url = _shared(config).database.url
+    print("Migrating {}…".format(mask(url, secret=True)))
+    if ensure_database(url):
         print("  created the database")
-    migrate(config["database"]["url"])
+    migrate(url)
     if ensure_keypair(config):
         print("Created the key pair that signs access tokens")
     if ensure_validator_keys(config):
@@ -159,11 +184,11 @@ def cmd_up(args, config):
         print("Created the key that seals webhook secrets")
 
     run_dir = supervisor.RunDir(config)
-    tansu = tansu_binary() if kafka_is_embedded(config) else None
+    tansu = tansu_binary() if _shared(config).kafka.embedded else None
     started = supervisor.start(config, run_dir, tansu)
     print("{} supervisord ({}); logs in {}".format(
         "Started" if started else "Already running:", run_dir.conf, run_dir.logs))
-    return _wait_until_ready(config, int(config["supervisor"]["ready_timeout_s"]))
+    return _wait_until_ready(config, _shared(config).supervisor.ready_timeout_s)
 
 
 def _wait_until_ready(config, timeout_s):
@@ -185,7 +210,7 @@ def _wait_until_ready(config, timeout_s):
         print(".", end="", flush=True)
         time.sleep(1)
     print("\nNot ready after {} s. Last answer of /ready: {}".format(timeout_s, body))
-    print("See `make logs` (or {}/logs/NAME.log).".format(config["supervisor"]["run_dir"]))
+    print("See `make logs` (or {}/logs/NAME.log).".format(_shared(config).supervisor.run_dir))
     return 1
 
 
@@ -317,7 +342,7 @@ def cmd_create_user(args, config):
 
     # Each run is one request of its own in the audit trail.
     actor = Actor(CLI, operator_name(), str(uuid.uuid4()))
-    engine = create_engine(sqlalchemy_url(config["database"]["url"]))
+    engine = create_engine(sqlalchemy_url(_shared(config).database.url))
     try:
         with engine.begin() as connection:
             user, created = create_or_grant(
@@ -336,6 +361,12 @@ def cmd_reconcile(args, config):
     from paysys.reconcile import run
 
     return run(config, as_json=args.json, wait_s=args.wait, stall_s=args.stall)
+
+
+def cmd_config(args, config):
+    from paysys.settings_report import main
+
+    return main(args, config)
 
 
 def cmd_serve(args, config):
@@ -422,13 +453,30 @@ def build_parser():
                            help="print the report as JSON (with verdict, reason, relay, offsets)")
     reconcile.add_argument("--wait", type=float, metavar="SECONDS",
                            help="how long to wait at most while the relay is still publishing "
-                           "the snapshot's postings (default: kafka.reconcile_catch_up_ms, "
+                           "the snapshot's postings (default: ledger.reconcile_catch_up_ms, "
                            "PAYSYS_RECONCILE_CATCH_UP_MS, 60 s)")
     reconcile.add_argument("--stall", type=float, metavar="SECONDS",
                            help="a relay that publishes nothing for this long has stopped: "
-                           "broken, exit 1 (default: kafka.reconcile_stall_ms, "
+                           "broken, exit 1 (default: ledger.reconcile_stall_ms, "
                            "PAYSYS_RECONCILE_STALL_MS, 15 s)")
     reconcile.set_defaults(handler=cmd_reconcile)
+
+    config = commands.add_parser(
+        "config", help="print the effective configuration: every settings model (or one), "
+        "as config.yml and the environment give it, passwords and keys masked; exit 2 "
+        "naming each bad value",
+        description="Print the effective configuration: each settings model (shared, and "
+        "one per service) as config.yml and the environment give it. Passwords in URLs and "
+        "other secrets are masked. docs/configuration.md lists every variable.")
+    config.add_argument("--service", metavar="NAME",
+                        help="one model only: shared, auth, transactions, validator, "
+                        "payments, ledger, notifications or gateway")
+    config.add_argument("--format", choices=["yaml", "table"], default="yaml",
+                        help="yaml (default) or a table with each key's variable")
+    config.add_argument("--docs", action="store_true",
+                        help="print docs/configuration.md (every variable, its type, default "
+                        "and meaning) as generated from the models: `make config-docs`")
+    config.set_defaults(handler=cmd_config)
 
     serve = commands.add_parser("serve", help="run one service process in the foreground "
                                 "(supervisord does this for `up`)")
@@ -463,6 +511,9 @@ def main(argv=None):
     if args.command == "health":
         # A probe runs every few seconds: it reads one file and needs no configuration.
         return cmd_health(args, None)
+    if args.command == "config":
+        # It reports bad values itself, after what it can show.
+        return cmd_config(args, None if args.docs else _config(check=False))
     return args.handler(args, _config())
 
 

@@ -41,16 +41,20 @@ def run(config, as_json=False, wait_s=None, stall_s=None, out=None, err=None):
 
     out = out or sys.stdout
     err = err or sys.stderr
-    kafka = config["kafka"]
+    from services.ledger.settings import LedgerSettings
+    from shared.settings import load
+    from shared.shared_settings import SharedSettings
+
+    ledger = load(LedgerSettings, config).ledger
     if wait_s is None:
-        wait_s = int(kafka.get("reconcile_catch_up_ms", 60000)) / 1000
+        wait_s = ledger.reconcile_catch_up_s
     if stall_s is None:
-        stall_s = int(kafka.get("reconcile_stall_ms", 15000)) / 1000
+        stall_s = ledger.reconcile_stall_s
 
     def say(line):
         print(line, file=err, flush=True)
 
-    engine = make_engine(config["database"], 1, "paysys-reconcile")
+    engine = make_engine(load(SharedSettings, config).database, 1, "paysys-reconcile")
     db = DatabaseAccess(engine, "ledger")
     books = None
     try:
@@ -63,7 +67,7 @@ def run(config, as_json=False, wait_s=None, stall_s=None, out=None, err=None):
 
         seen = catch_up.watch(unpublished, wait_s, stall_s, say)
         unpublished_at_read = unpublished()
-        say("Reading topic {} …".format(kafka["ledger_topic"]))
+        say("Reading topic {} …".format(load(SharedSettings, config).kafka.ledger_topic))
         mirror = reconciliation.mirror_reader(config)()
         report = reconciliation.compare(db, books, mirror, unpublished_at_read)
     except MirrorUnavailable as error:

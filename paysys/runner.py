@@ -67,20 +67,30 @@ def serve(process_name):
 
     from nameko.runners import ServiceRunner
 
-    from shared.catalog import service_for
+    from shared.catalog import service_for, settings_models
     from shared.config import load_config
     from shared.logs import configure_logging
 
+    from shared.settings import SettingsError, load_all
+
     config = load_config()
     service = service_for(process_name)
-    # A service section may size its own worker pool (the gateway's is large).
-    section = config.get(service.name) or {}
-    if isinstance(section, dict) and section.get("max_workers"):
-        config["max_workers"] = int(section["max_workers"])
-    configure_logging(process_name, config["logging"]["level"])
+    # Every setting the process reads is checked before it starts: a bad value stops it
+    # here, named, rather than as a traceback (or worse, a misbehaviour) later.
+    try:
+        settings = load_all({"shared": settings_models()["shared"],
+                             service.name: service.settings_model()}, config)
+    except SettingsError as error:
+        sys.stderr.write("{}: not started. {}\n".format(process_name, error))
+        sys.exit(2)
+    # A service may size its own worker pool (the gateway's is large).
+    own_max_workers = settings[service.name].own_max_workers
+    if own_max_workers:
+        config["max_workers"] = own_max_workers
+    configure_logging(process_name, settings["shared"].logging.level)
     from shared.tracing import configure_export
 
-    configure_export(config, process_name)
+    configure_export(settings["shared"].tracing, process_name)
     runner = ServiceRunner(config)
     runner.add_service(service_class(process_name, service))
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from paysys import process_keys
 from shared.catalog import process_names
-from shared.config import config_path, kafka_is_embedded, run_dir
+from shared.config import config_path, kafka_bootstrap_servers, kafka_is_embedded, run_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -88,8 +88,7 @@ def render_conf(config, run_dir, tansu_binary=None):
         "[supervisorctl]\nserverurl=unix://{}\n".format(run_dir.socket),
     ]
     if kafka_is_embedded(config):
-        address = "tcp://{}:{}".format(config["kafka"]["embedded_host"],
-                                       config["kafka"]["embedded_port"])
+        address = "tcp://{}".format(kafka_bootstrap_servers(config))
         sections.append(_program(
             KAFKA_PROGRAM,
             "{} broker --listener-url {} --advertised-listener-url {} --silent".format(

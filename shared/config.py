@@ -49,24 +49,31 @@ def load_config(path=None):
         return yaml.load(stream, Loader=_EnvLoader)
 
 
+# For tools (the `paysys` commands, deploy/, the harness) that hold config.yml as a dict:
+# each reads the shared settings model, so a tool and a service never read a key apart.
+
+
+def _shared(config):
+    from shared.settings import load
+    from shared.shared_settings import SharedSettings
+
+    return load(SharedSettings, config)
+
+
 def kafka_bootstrap_servers(config):
     """The Kafka bootstrap address: the configured one, else the embedded broker's."""
-    kafka = config["kafka"]
-    if kafka.get("bootstrap_servers"):
-        return kafka["bootstrap_servers"]
-    return "{}:{}".format(kafka["embedded_host"], kafka["embedded_port"])
+    return _shared(config).kafka.servers
 
 
 def kafka_is_embedded(config):
-    return not config["kafka"].get("bootstrap_servers")
+    return _shared(config).kafka.embedded
 
 
 def validator_names(config):
     """RPC identities of the validator pool: validator_1 … validator_N."""
-    return ["validator_{}".format(i) for i in range(1, int(config["validators"]["pool_size"]) + 1)]
+    return _shared(config).validators.names
 
 
 def run_dir(config):
     """Where a running system keeps its supervisord files, logs and generated keys."""
-    path = Path(config["supervisor"]["run_dir"])
-    return path if path.is_absolute() else ROOT / path
+    return _shared(config).supervisor.path

@@ -9,6 +9,8 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from shared import work_counters
 from shared.errors import unanswered
+from shared.settings import settings_of
+from shared.shared_settings import SharedSettings
 from shared.wire_json import compact, parse
 
 
@@ -18,8 +20,9 @@ def sqlalchemy_url(database_url):
     return make_url(database_url).set(drivername="postgresql+psycopg2")
 
 
-def make_engine(database_config, pool_size, application_name):
-    """An engine whose every connection has the configured timeouts.
+def make_engine(database, pool_size, application_name):
+    """An engine whose every connection has the configured timeouts. ``database``: the
+    shared settings' ``database`` (or, for tools and tests, a dict of its keys).
 
     No ``pool_pre_ping``: it costs a round trip every time a connection is taken from the
     pool. A connection that died with a PostgreSQL restart fails its first statement
@@ -27,9 +30,11 @@ def make_engine(database_config, pool_size, application_name):
     then replaces every connection of the pool made before the failure, so a service
     survives a restart without being restarted itself.
     """
-    options = "-c statement_timeout={}".format(int(database_config["statement_timeout_ms"]))
+    if isinstance(database, dict):
+        database = _Keys(database)
+    options = "-c statement_timeout={}".format(int(database.statement_timeout_ms))
     engine = create_engine(
-        sqlalchemy_url(database_config["url"]),
+        sqlalchemy_url(database.url),
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_recycle=3600,
@@ -37,7 +42,7 @@ def make_engine(database_config, pool_size, application_name):
         json_serializer=compact,
         json_deserializer=parse,
         connect_args={
-            "connect_timeout": int(database_config["connect_timeout_s"]),
+            "connect_timeout": int(database.connect_timeout_s),
             "application_name": application_name,
             "options": options,
         },
@@ -46,6 +51,11 @@ def make_engine(database_config, pool_size, application_name):
         work_counters.DB_COMMITS))
     event.listen(engine, "connect", _uuids_as_text)
     return engine
+
+
+class _Keys:
+    def __init__(self, values):
+        self.__dict__.update(values)
 
 
 # Every id is text here (``UUID(as_uuid=False)``): psycopg2 hands uuid columns over as
@@ -122,10 +132,10 @@ class Engine(SharedExtension):
 
     def setup(self):
         if self.engine is None:
-            config = self.container.config
+            database = settings_of(self.container, SharedSettings).database
             self.engine = make_engine(
-                config["database"],
-                pool_size=int(config["database"].get("pool_size", 10)),
+                database,
+                pool_size=database.pool_size,
                 application_name="paysys-{}".format(self.container.service_name),
             )
 

@@ -10,7 +10,7 @@ Each target service also has a circuit breaker (shared by every worker of the
 process): a service that keeps timing out is not called again for a moment,
 and its callers get an immediate 503 with ``Retry-After`` instead of waiting.
 
-    rpc = ServiceRpc("gateway")          # deadline: config["gateway"]["rpc_timeout_ms"]
+    rpc = ServiceRpc()                   # deadline: the shared rpc.timeout_ms
     self.rpc.accounts.get(account_id)    # a service by attribute
     self.rpc["validator_2"].health()     # or by name
     self.rpc.ledger.health(breaker=False)  # bypass the breaker (readiness probes)
@@ -27,35 +27,31 @@ from shared.circuit import CircuitBreaker
 from shared.errors import unanswered
 from shared.metrics.breakers import BREAKERS
 from shared.logs import CORRELATION_ID_KEY
+from shared.settings import settings_of
+from shared.shared_settings import SharedSettings
 
 
 class RpcClient(Extension):
-    """Calls to any service, each bounded by the deadline configured for ``section``, for
-    any extension: a worker's ``ServiceRpc`` dependency nests one, and so does a provider
+    """Calls to any service, each bounded by the shared ``rpc.timeout_ms`` (or, given
+    ``timeout_ms_of(container)``, a deadline of the service's own settings), for any
+    extension: a worker's ``ServiceRpc`` dependency nests one, and so does a provider
     whose own work (a batch of many requests, a background loop) makes calls."""
 
     reply_listener = ReplyListener()
 
-    def __init__(self, section, timeout_key="rpc_timeout_ms", default_timeout_ms=None,
-                 **options):
-        self.section = section
-        self.timeout_key = timeout_key
-        self.default_timeout_ms = default_timeout_ms
+    def __init__(self, timeout_ms_of=None, **options):
+        self.timeout_ms_of = timeout_ms_of
         self.options = options
         self.timeout_s = None
         self.breakers = {}
 
     def setup(self):
-        config = self.container.config
-        timeout_ms = (config.get(self.section) or {}).get(self.timeout_key,
-                                                          self.default_timeout_ms)
-        if timeout_ms is None:
-            raise KeyError("{}.{} is not configured".format(self.section, self.timeout_key))
-        self.timeout_s = int(timeout_ms) / 1000
-        breaker_config = config.get("circuit_breaker", {})
+        shared = settings_of(self.container, SharedSettings)
+        self.timeout_s = (self.timeout_ms_of(self.container) / 1000 if self.timeout_ms_of
+                          else shared.rpc.timeout_s)
         self.breaker_options = {
-            "failure_threshold": int(breaker_config.get("failure_threshold", 5)),
-            "reset_timeout_s": float(breaker_config.get("reset_timeout_s", 5)),
+            "failure_threshold": shared.circuit_breaker.failure_threshold,
+            "reset_timeout_s": shared.circuit_breaker.reset_timeout_s,
         }
         BREAKERS.watch(self)  # its breakers' states, read at scrape time
 
@@ -79,9 +75,8 @@ class RpcClient(Extension):
 class ServiceRpc(DependencyProvider):
     """A worker's calls to any service (see ``RpcClient``)."""
 
-    def __init__(self, section, timeout_key="rpc_timeout_ms", default_timeout_ms=None,
-                 **options):
-        self.client = RpcClient(section, timeout_key, default_timeout_ms, **options)
+    def __init__(self, timeout_ms_of=None, **options):
+        self.client = RpcClient(timeout_ms_of, **options)
 
     def get_dependency(self, worker_ctx):
         return self.client.directory(worker_ctx)

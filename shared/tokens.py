@@ -8,14 +8,13 @@ claim it relies on, so ``alg: none``, an HMAC token signed with the public key
 import time
 import uuid
 from collections import OrderedDict
-from pathlib import Path
-
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from shared.config import run_dir
 from shared.errors import Unauthorized
+from shared.settings import load
+from shared.shared_settings import SharedSettings
 
 ALGORITHM = "EdDSA"
 ISSUER = "paysys-auth"
@@ -25,11 +24,16 @@ CLOCK_LEEWAY_S = 5
 
 
 def key_files(config):
-    """``(private_key_path, public_key_path)`` from config, defaulting into the run dir."""
-    auth = config["auth"]
-    keys = run_dir(config) / "keys"
-    return (Path(auth["private_key_file"] or keys / "jwt-ed25519.pem"),
-            Path(auth["public_key_file"] or keys / "jwt-ed25519.pub.pem"))
+    """``(private_key_path, public_key_path)`` of ``config`` (config.yml as a dict): the
+    auth service's private key, everyone's public key."""
+    return private_key_file(config), load(SharedSettings, config).public_key_path
+
+
+def private_key_file(config):
+    from services.auth.settings import AuthSettings
+
+    keys_path = load(SharedSettings, config).supervisor.keys_path
+    return load(AuthSettings, config).auth.private_key_path(keys_path)
 
 
 def ensure_keypair(config):
@@ -50,11 +54,13 @@ def ensure_keypair(config):
 
 
 def load_private_key(config):
-    return serialization.load_pem_private_key(key_files(config)[0].read_bytes(), password=None)
+    return serialization.load_pem_private_key(private_key_file(config).read_bytes(),
+                                              password=None)
 
 
 def load_public_key(config):
-    return serialization.load_pem_public_key(key_files(config)[1].read_bytes())
+    return serialization.load_pem_public_key(
+        load(SharedSettings, config).public_key_path.read_bytes())
 
 
 def issue_access_token(private_key, user_id, roles, ttl_s, now_s=None):

@@ -156,10 +156,11 @@ def finish(span, name, kind, attributes=None, error=None):
         _exporter.export(Finished(span, name, kind, dict(attributes or {}), error))
 
 
-def configure_export(config, service):
-    """Export this process's spans to ``tracing.otlp_endpoint`` if it is set (empty: off)."""
+def configure_export(tracing, service):
+    """Export this process's spans to ``tracing.otlp_endpoint`` if it is set (empty: off);
+    ``tracing``: the shared settings' tracing section."""
     global _exporter
-    endpoint = ((config.get("tracing") or {}).get("otlp_endpoint") or "").strip()
+    endpoint = tracing.otlp_endpoint.strip()
     if not endpoint:
         _exporter = None
         return None

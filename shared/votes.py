@@ -32,7 +32,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PublicKey,
 )
 
-from shared.config import run_dir, validator_names
+from shared.config import validator_names
+from shared.settings import load
+from shared.shared_settings import SharedSettings
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +53,9 @@ RELOAD_CHECK_S = 1.0
 
 
 def keys_dir(config):
-    return Path(config["validators"].get("keys_dir") or run_dir(config) / "keys")
+    """The validators' key directory of ``config`` (config.yml as a dict), read through
+    the shared settings model."""
+    return load(SharedSettings, config).validator_keys_path
 
 
 def key_file(config, validator_id):

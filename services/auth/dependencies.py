@@ -3,7 +3,9 @@ from nameko.extensions import DependencyProvider
 
 from services.auth import login_brake, refresh_tokens
 from services.auth.users import ordered_roles
-from shared.tokens import issue_access_token, key_files, load_private_key
+from services.auth.settings import AuthSettings
+from shared.settings import load, settings_of
+from shared.tokens import issue_access_token, load_private_key, private_key_file
 
 TOKEN_TYPE = "Bearer"
 
@@ -19,14 +21,15 @@ class Issuer:
 
     @classmethod
     def from_config(cls, config):
+        """From ``config`` (config.yml as a dict), read through the auth settings model."""
+        auth = load(AuthSettings, config).auth
         try:
             private_key = load_private_key(config)
         except FileNotFoundError:
             raise RuntimeError(
                 "auth: no token signing key at {}; `paysys up` creates the key pair "
-                "(shared.tokens.ensure_keypair)".format(key_files(config)[0])) from None
-        auth = config["auth"]
-        return cls(private_key, auth["access_token_ttl_s"], auth["refresh_token_ttl_s"])
+                "(shared.tokens.ensure_keypair)".format(private_key_file(config))) from None
+        return cls(private_key, auth.access_token_ttl_s, auth.refresh_token_ttl_s)
 
     def issue_pair(self, connection, user, family_id=None):
         """Tokens for ``user`` (a users row, read in this transaction so its roles are current).
@@ -60,7 +63,8 @@ class LoginBrake(DependencyProvider):
     work stops the service from starting."""
 
     def setup(self):
-        self.settings = login_brake.Settings.from_config(self.container.config)
+        self.settings = login_brake.Settings.from_settings(
+            settings_of(self.container, AuthSettings).auth)
 
     def get_dependency(self, worker_ctx):
         return self.settings

@@ -40,34 +40,20 @@ IPV6_PREFIX = 64
 
 @dataclass(frozen=True)
 class Settings:
-    attempts_before_backoff: int = 5
-    backoff_base_s: float = 1.0
-    backoff_cap_s: float = 900.0
-    forget_after_s: float = 86400.0
+    # Their defaults are config.yml's (auth.login_…).
+    attempts_before_backoff: int
+    backoff_base_s: float
+    backoff_cap_s: float
+    forget_after_s: float
 
     @classmethod
-    def from_config(cls, config):
-        """From the ``auth`` section (``login_…`` keys); absent or empty keys take their
-        defaults. ValueError for values that cannot work."""
-        section = (config or {}).get("auth") or {}
-        values = {}
-        for name, kind in (("attempts_before_backoff", int), ("backoff_base_s", float),
-                           ("backoff_cap_s", float), ("forget_after_s", float)):
-            raw = section.get("login_" + name)
-            if raw is None or raw == "":
-                continue
-            try:
-                values[name] = kind(raw)
-            except (TypeError, ValueError):
-                raise ValueError("auth.login_{}: {!r} is not a number".format(name, raw)) from None
-        settings = cls(**values)
-        if settings.attempts_before_backoff < 1 or settings.backoff_base_s <= 0:
-            raise ValueError("auth.login_attempts_before_backoff and login_backoff_base_s "
-                             "must be positive")
-        # A pair forgotten while still blocked would get its free attempts back.
-        if settings.forget_after_s < settings.backoff_cap_s:
-            raise ValueError("auth.login_forget_after_s must be at least login_backoff_cap_s")
-        return settings
+    def from_settings(cls, auth):
+        """From the auth settings' ``login_…`` keys (services/auth/settings.py, which
+        refuses values that cannot work)."""
+        return cls(attempts_before_backoff=auth.login_attempts_before_backoff,
+                   backoff_base_s=auth.login_backoff_base_s,
+                   backoff_cap_s=auth.login_backoff_cap_s,
+                   forget_after_s=auth.login_forget_after_s)
 
     def wait_s(self, failures):
         """The wait after the ``failures``-th attempt without a success (0: none)."""

@@ -55,8 +55,10 @@ from services.ledger import chain_check
 from services.ledger import totals as ledger_totals
 from services.ledger.entries import entries
 from services.ledger.outbox import outbox
-from shared.config import kafka_bootstrap_servers
+from services.ledger.settings import LedgerSettings
 from shared.ids import parse_id
+from shared.settings import load
+from shared.shared_settings import SharedSettings
 
 MAX_LISTED = 100
 _CHUNK = 10_000
@@ -77,25 +79,26 @@ def mirror_reader(config, timeout_s=None):
     """``read()`` of the topic config.yml names: a MirrorContents, or MirrorUnavailable
     (at once when nothing listens at the address, rather than after the client's
     bootstrap timeout)."""
-    kafka = config["kafka"]
-    servers = kafka_bootstrap_servers(config)
-    timeout_ms = int(kafka["request_timeout_ms"])
+    kafka = load(SharedSettings, config).kafka
+    servers = kafka.servers
+    timeout_ms = kafka.request_timeout_ms
     if timeout_s is None:
-        timeout_s = int(kafka.get("mirror_read_timeout_ms", 10000)) / 1000
+        timeout_s = load(LedgerSettings, config).ledger.mirror_read_timeout_s
 
     def read():
         if not probe(servers, timeout_ms / 1000):
             raise MirrorUnavailable("nothing listens at {}".format(servers))
-        return read_mirror(servers, kafka["ledger_topic"], timeout_s=timeout_s,
+        return read_mirror(servers, kafka.ledger_topic, timeout_s=timeout_s,
                            request_timeout_ms=timeout_ms)
 
     return read
 
 
 def reconcile_with_config(db, config, wait_s=None):
-    """The report for ``db`` (a DatabaseAccess of the ledger) and config.yml's Kafka."""
+    """The report for ``db`` (a DatabaseAccess of the ledger) and config.yml's Kafka
+    (``config``: config.yml as a dict, read through the settings models)."""
     if wait_s is None:
-        wait_s = int(config["kafka"].get("reconcile_wait_ms", 2000)) / 1000
+        wait_s = load(LedgerSettings, config).ledger.reconcile_wait_s
     return reconcile(db, mirror_reader(config), wait_s=wait_s)
 
 

@@ -82,7 +82,7 @@ class LedgerService(AccountRpcs, AuditRpcs, ServiceBase):
         """API.md's GET /v1/ledger/reconciliation: ``{balanced, currencies: {CUR:
         {entries_sum, accounts_sum}}, accounts_checked, discrepancies, mirror:
         {ledger_postings, kafka_postings, missing, ...}}`` (reconciliation.py). Waits up
-        to ``kafka.reconcile_wait_ms`` for the relay, then reads the whole topic.
+        to ``ledger.reconcile_wait_ms`` for the relay, then reads the whole topic.
         ServiceUnavailable when Kafka does not answer: no report beats a false one."""
         try:
             return ledger_reconciliation.reconcile_with_config(self.db, self.config)

@@ -8,8 +8,8 @@ from shared.rpc import ServiceRpc
 
 
 class NotificationSettings(DependencyProvider):
-    """The ``notifications`` section of the config with its defaults, checked at start
-    (a bad value stops the service from starting rather than misbehaving later)."""
+    """The ``notifications`` section of the config, checked at start (a bad value stops
+    the service from starting rather than misbehaving later)."""
 
     def setup(self):
         self.settings = Settings.from_config(self.container.config)
@@ -36,9 +36,9 @@ class WebhookSecrets(DependencyProvider):
 
 
 def service_calls():
-    """``shared.rpc.ServiceRpc`` whose deadline is ``notifications.rpc_timeout_ms``, with
-    its default when the key is absent."""
-    return ServiceRpc("notifications", default_timeout_ms=Settings.rpc_timeout_ms)
+    """``shared.rpc.ServiceRpc`` whose deadline is ``notifications.rpc_timeout_ms``."""
+    return ServiceRpc(
+        timeout_ms_of=lambda container: Settings.from_config(container.config).rpc_timeout_ms)
 
 
 class PollTimer(Timer):
@@ -46,7 +46,8 @@ class PollTimer(Timer):
     every interval or as soon as the previous tick ends if that took longer."""
 
     def __init__(self, **kwargs):
-        super().__init__(interval=Settings.poll_interval_s, eager=True, **kwargs)
+        # The interval is the configured one, read at setup.
+        super().__init__(interval=None, eager=True, **kwargs)
 
     def setup(self):
         super().setup()

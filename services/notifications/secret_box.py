@@ -15,20 +15,19 @@ Rows written before sealing existed hold the secret in clear. They are told apar
 runs (``records.seal_clear_secrets``). No migration can do it: migrations do not have the
 key, and must not.
 """
-from pathlib import Path
-
 from cryptography.fernet import Fernet, MultiFernet
 
-from shared.config import run_dir
+from services.notifications.settings import Settings
+from shared.settings import load
+from shared.shared_settings import SharedSettings
 
-KEY_FILE_NAME = "webhook-secrets.key"
 CLEAR_PREFIX = "whsec_"  # what every secret this service ever made starts with
 
 
 def key_file(config):
-    section = config.get("notifications") or {}
-    configured = section.get("webhook_key_file")
-    return Path(configured) if configured else run_dir(config) / "keys" / KEY_FILE_NAME
+    """The key file of ``config`` (config.yml as a dict), read through the settings models."""
+    return Settings.from_config(config).key_path(
+        load(SharedSettings, config).supervisor.keys_path)
 
 
 def ensure_webhook_key(config):

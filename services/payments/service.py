@@ -5,7 +5,6 @@ captures, voids and refunds. A timer voids authorizations past their hold time, 
 drives on operations a crash or a slow decision left pending; the outbox relay
 (shared/outbox_relay) sends the payment events (events.py).
 """
-from nameko.dependency_providers import Config
 from nameko.timer import timer
 
 from services.payments import events
@@ -13,7 +12,10 @@ from services.payments.lifecycle import Lifecycle
 from shared import service
 from shared.db import Database
 from shared.outbox_relay.events import EventRelay
+from services.payments.settings import PaymentsSettings
 from shared.rpc import ServiceRpc
+from shared.settings import Settings
+from shared.shared_settings import SharedSettings
 
 EXPIRY_INTERVAL_S = 1
 RECOVERY_INTERVAL_S = 5
@@ -26,8 +28,9 @@ class PaymentsService(service.ServiceBase):
     name = "payments"
     db = Database(schema="payments")
     # Calls to other services; so the entrypoint decorator is spelt ``service.rpc`` here.
-    rpc = ServiceRpc("payments")
-    config = Config()
+    rpc = ServiceRpc()
+    settings = Settings(PaymentsSettings)
+    shared = Settings(SharedSettings)
     event_relay = EventRelay(events.outbox, interval_s=EVENT_RELAY_INTERVAL_S)
 
     @service.rpc
@@ -68,9 +71,7 @@ class PaymentsService(service.ServiceBase):
         self._lifecycle().recover(RECOVER_AFTER_S)
 
     def _lifecycle(self):
-        config = self.config
         # A submit waits up to the decision wait, then answers; allow for the queue.
-        submit_timeout_s = (int(config["transactions"]["decision_wait_ms"])
-                            + int(config["payments"]["rpc_timeout_ms"])) / 1000
-        return Lifecycle(self.db, self.rpc, int(config["payments"]["hold_time_s"]),
+        submit_timeout_s = self.shared.rpc.decision_wait_s + self.shared.rpc.timeout_s
+        return Lifecycle(self.db, self.rpc, self.settings.payments.hold_time_s,
                          submit_timeout_s)

@@ -16,12 +16,15 @@ from nameko.extensions import DependencyProvider
 from services.transactions import batches as batch_records
 from services.transactions import metrics, records
 from services.transactions.dependencies import ValidatorPool
-from services.transactions.pipeline import REDRIVE_AFTER_S, Owners, Pipeline
+from services.transactions.pipeline import Owners, Pipeline
+from services.transactions.settings import TransactionsSettings
 from shared.db import DatabaseClient
 from shared import tracing
 from shared.logs import correlated, new_correlation_id
 from shared.metrics.scrape import SCRAPED
 from shared.rpc import RpcClient
+from shared.settings import settings_of
+from shared.shared_settings import SharedSettings
 
 log = logging.getLogger(__name__)
 
@@ -30,19 +33,16 @@ WAIT_POLL_S = 0.05
 
 class Consensus(DependencyProvider):
     db = DatabaseClient(schema="transactions")
-    rpc = RpcClient("transactions")
+    rpc = RpcClient()
     pool = ValidatorPool()
 
     def setup(self):
-        section = self.container.config["transactions"]
-        self.vote_deadline_s = int(section["vote_deadline_ms"]) / 1000
-        self.decision_wait_s = int(section["decision_wait_ms"]) / 1000
-        self.undecided_timeout_s = int(section["undecided_timeout_s"])
-        if self.undecided_timeout_s <= REDRIVE_AFTER_S:
-            # Recovery would fail what it should first vote on again.
-            raise ValueError("transactions.undecided_timeout_s ({} s) must be longer than "
-                             "the {} s after which recovery votes again".format(
-                                 self.undecided_timeout_s, REDRIVE_AFTER_S))
+        # undecided_timeout_s is longer than REDRIVE_AFTER_S (the model says so): recovery
+        # must not fail what it should first vote on again.
+        section = settings_of(self.container, TransactionsSettings).transactions
+        self.vote_deadline_s = section.vote_deadline_s
+        self.decision_wait_s = settings_of(self.container, SharedSettings).rpc.decision_wait_s
+        self.undecided_timeout_s = section.undecided_timeout_s
         self.owners = Owners()
         self.pending = None
 

@@ -6,15 +6,14 @@ from nameko.extensions import DependencyProvider
 
 from services.validator.risk import RiskStore
 from services.validator.rules import Policy
+from services.validator.settings import ValidatorSettings
 from services.validator.voter import Voter
 from shared.redis import redis_client
+from shared.settings import settings_of
+from shared.shared_settings import SharedSettings
 from shared.votes import RELOAD_CHECK_S, SigningKey, key_file
 
 log = logging.getLogger(__name__)
-
-# A vote must arrive within the transactions service's vote deadline (2 s by default), so
-# Redis gets far less than that before the stateful rules are skipped.
-DEFAULT_REDIS_TIMEOUT_MS = 250
 
 
 class VoteKey(DependencyProvider):
@@ -83,12 +82,13 @@ class RiskChecks(DependencyProvider):
     client = None
 
     def setup(self):
-        config = self.container.config
-        section = config["validators"]
-        timeout_s = int(section.get("redis_timeout_ms") or DEFAULT_REDIS_TIMEOUT_MS) / 1000
-        self.client = redis_client(config["redis"]["url"], timeout_s, decode_responses=True)
+        section = settings_of(self.container, ValidatorSettings).validator
+        # A vote must arrive within the transactions service's vote deadline, so Redis
+        # gets far less than that before the stateful rules are skipped.
+        self.client = redis_client(settings_of(self.container, SharedSettings).redis.url,
+                                   section.redis_timeout_s, decode_responses=True)
         store = RiskStore(self.client, self.container.service_name)
-        self.voter = Voter(Policy.from_config(section), store)
+        self.voter = Voter(Policy.from_settings(section), store)
 
     def stop(self):
         if self.client is not None:

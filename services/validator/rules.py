@@ -34,12 +34,9 @@ COUNTED_OUTFLOWS = frozenset({"withdrawal", "transfer", "payment", "refund"})
 USUAL_WEIGHT = 8
 
 
-def _ids(text):
-    """A comma-separated list of ids as a set of canonical forms."""
-    if text is None:
-        return frozenset()
-    parts = (part.strip() for part in str(text).split(","))
-    return frozenset(canonical_id(part) for part in parts if part)
+def _ids(ids):
+    """Ids (the settings' parsed comma-separated list) as a set of canonical forms."""
+    return frozenset(canonical_id(part) for part in ids if str(part).strip())
 
 
 def canonical_id(value):
@@ -49,7 +46,8 @@ def canonical_id(value):
 
 @dataclass(frozen=True)
 class Policy:
-    """config.yml's ``validators`` limits, parsed once when the service starts."""
+    """The validator's limits (its settings' ``validator`` section), made once when the
+    service starts."""
 
     max_amount_minor: int
     daily_limit_minor: int
@@ -60,15 +58,16 @@ class Policy:
     blocked_users: frozenset = frozenset()
 
     @classmethod
-    def from_config(cls, section):
+    def from_settings(cls, section):
+        """From a ``ValidatorSection`` (services/validator/settings.py)."""
         return cls(
-            max_amount_minor=int(section["max_amount_minor"]),
-            daily_limit_minor=int(section["daily_limit_minor"]),
-            fraud_multiplier=Fraction(str(section["fraud_multiplier"])),
-            fraud_floor_minor=int(section["fraud_floor_minor"]),
-            new_counterparties_per_10_min=int(section["new_counterparties_per_10_min"]),
-            blocked_accounts=_ids(section.get("blocked_accounts")),
-            blocked_users=_ids(section.get("blocked_users")),
+            max_amount_minor=section.max_amount_minor,
+            daily_limit_minor=section.daily_limit_minor,
+            fraud_multiplier=Fraction(section.fraud_multiplier),  # exact, from a Decimal
+            fraud_floor_minor=section.fraud_floor_minor,
+            new_counterparties_per_10_min=section.new_counterparties_per_10_min,
+            blocked_accounts=_ids(section.blocked_accounts),
+            blocked_users=_ids(section.blocked_users),
         )
 
 

@@ -2,13 +2,15 @@
 process's place in shared/catalog.py's ``process_names`` (auth first, the gateway last),
 on ``metrics.host``. A base of 0 switches the port off."""
 from shared.catalog import process_names
+from shared.settings import load
+from shared.shared_settings import SharedSettings
 
 
 def metrics_port(config, process_name):
     """The port ``process_name`` serves /metrics and /livez on, or None (switched off, or a
-    process the catalog does not know)."""
-    section = config.get("metrics") or {}
-    base = int(section.get("port_base") or 0)
+    process the catalog does not know). ``config``: config.yml as a dict, read through
+    the shared settings model."""
+    base = load(SharedSettings, config).metrics.port_base
     if base <= 0:
         return None
     try:
@@ -18,7 +20,7 @@ def metrics_port(config, process_name):
 
 
 def metrics_host(config):
-    return str((config.get("metrics") or {}).get("host") or "127.0.0.1")
+    return load(SharedSettings, config).metrics.host
 
 
 def metrics_ports(config):

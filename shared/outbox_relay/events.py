@@ -12,7 +12,7 @@ from amqp.exceptions import AMQPError
 from kombu.exceptions import KombuError
 from nameko.amqp.publish import Publisher
 from nameko.constants import (
-    AMQP_SSL_CONFIG_KEY, AMQP_URI_CONFIG_KEY, HEADER_PREFIX, LOGIN_METHOD_CONFIG_KEY,
+    AMQP_SSL_CONFIG_KEY, HEADER_PREFIX, LOGIN_METHOD_CONFIG_KEY,
 )
 from nameko.standalone.events import get_event_exchange
 
@@ -22,6 +22,8 @@ from shared.logs import CORRELATION_ID_KEY, new_correlation_id
 from shared.outbox_relay.loop import LoopSettings, Relay
 from shared.outbox_relay.provider import OutboxRelay
 from shared.outbox_relay.rounds import Delivery, Outbox, Sink, SinkUnavailable
+from shared.settings import settings_of
+from shared.shared_settings import SharedSettings
 
 RELAY_BATCH = 1000  # events per round, so per batch message
 
@@ -80,10 +82,15 @@ class EventRelay(OutboxRelay):
         self.table = table
         self.interval_s = interval_s
 
-    def make_relay(self, engine, config):
-        exchange = get_event_exchange(self.container.service_name, config)
+    def make_relay(self, engine, container):
+        # Publishes as Nameko's own EventDispatcher does, from the keys Nameko reads (TLS
+        # and login method are Nameko's own, absent from config.yml unless an operator
+        # adds them).
+        config = container.config
+        exchange = get_event_exchange(container.service_name, config)
         publisher = Publisher(
-            config[AMQP_URI_CONFIG_KEY], serializer=self.container.serializer,
+            settings_of(container, SharedSettings).amqp_uri,
+            serializer=container.serializer,
             exchange=exchange, declare=[exchange], ssl=config.get(AMQP_SSL_CONFIG_KEY),
             login_method=config.get(LOGIN_METHOD_CONFIG_KEY))
         header = "{}.{}".format(HEADER_PREFIX, CORRELATION_ID_KEY)

@@ -6,6 +6,8 @@ from nameko.extensions import DependencyProvider
 from shared.db import make_engine
 from shared.metrics.scrape import SCRAPED
 from shared.outbox_relay.metrics import backlog_source
+from shared.settings import settings_of
+from shared.shared_settings import SharedSettings
 
 
 class OutboxRelay(DependencyProvider):
@@ -25,15 +27,16 @@ class OutboxRelay(DependencyProvider):
         self.thread = None
         self.backlog = None
 
-    def make_relay(self, engine, config):
-        """The Relay this provider runs, on ``engine`` (the relay's own)."""
+    def make_relay(self, engine, container):
+        """The Relay this provider runs, on ``engine`` (the relay's own), with the settings
+        of ``container``."""
         raise NotImplementedError
 
     def setup(self):
-        config = self.container.config
-        self.engine = make_engine(config["database"], 1, "paysys-{}-relay".format(
+        database = settings_of(self.container, SharedSettings).database
+        self.engine = make_engine(database, 1, "paysys-{}-relay".format(
             self.container.service_name))
-        self.relay = self.make_relay(self.engine, config)
+        self.relay = self.make_relay(self.engine, self.container)
 
     def start(self):
         # Its backlog, read on the relay's own engine when Prometheus scrapes.

@@ -23,7 +23,7 @@ PASSWORD = "correct horse battery"
 @pytest.fixture
 def config(service_config, tmp_path):
     service_config["auth"]["private_key_file"] = str(tmp_path / "jwt-ed25519.pem")
-    service_config["auth"]["public_key_file"] = str(tmp_path / "jwt-ed25519.pub.pem")
+    service_config["tokens"]["public_key_file"] = str(tmp_path / "jwt-ed25519.pub.pem")
     ensure_keypair(service_config)
     return service_config
 

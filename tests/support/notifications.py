@@ -16,6 +16,7 @@ from services.notifications import records
 from services.notifications.secret_box import ensure_webhook_key, load_webhook_key
 from services.notifications.service import NotificationsService
 from services.notifications.settings import Settings
+from shared.config import load_config
 from shared.db import DatabaseAccess
 from shared.errors import NotFound, ServiceUnavailable
 from shared.ids import rfc3339
@@ -24,7 +25,9 @@ from tests.support.webhook_receiver import WebhookReceiver
 
 # Retries in tenths of seconds, so a test of several attempts runs in about a second.
 # Loopback allowed, as config.yml does for development: the receivers listen there.
-FAST = dict(retry_base_s=0.2, retry_cap_s=1.0, max_attempts=5, webhook_timeout_s=1.0,
+# E-mail on, as the tests of what is sent expect (config.yml has it off).
+FAST = dict(email_enabled=True, retry_base_s=0.2, retry_cap_s=1.0, max_attempts=5,
+            webhook_timeout_s=1.0,
             smtp_timeout_s=2.0, rpc_timeout_ms=1000, lease_s=30.0, poll_interval_s=0.05,
             tick_budget_s=1.0, concurrency=10, webhook_allowed_networks="127.0.0.0/8")
 
@@ -91,10 +94,18 @@ def services():
 
 
 def webhook_key_config(directory):
-    """A config naming a webhook-secret key file in ``directory``, made there if absent."""
-    config = {"notifications": {"webhook_key_file": str(directory / "webhook-secrets.key")}}
+    """config.yml naming a webhook-secret key file in ``directory``, made there if absent."""
+    config = load_config()
+    config["notifications"]["webhook_key_file"] = str(directory / "webhook-secrets.key")
     ensure_webhook_key(config)
     return config
+
+
+def settings(**values):
+    """The notifications settings of config.yml, with ``values`` in place of its own."""
+    config = load_config()
+    config["notifications"].update(values)
+    return Settings.from_config(config)
 
 
 @pytest.fixture
@@ -113,7 +124,7 @@ def make_worker(engine, sink, services, secret_box):
         values = dict(FAST, smtp_host=sink.host, smtp_port=sink.port)
         values.update(overrides)
         return worker_factory(NotificationsService, db=DatabaseAccess(engine, "notifications"),
-                              rpc=services, settings=Settings(**values),
+                              rpc=services, settings=settings(**values),
                               secret_box=secret_box)
 
     return make

@@ -74,8 +74,8 @@ class Forger:
 @pytest.fixture
 def config(service_config, tmp_path):
     service_config["validators"].update(keys_dir=str(tmp_path / "keys"), pool_size=3)
-    service_config["transactions"].update(decision_wait_ms=3000, vote_deadline_ms=1000,
-                                          undecided_timeout_s=30)
+    service_config["rpc"].update(decision_wait_ms=3000)
+    service_config["transactions"].update(vote_deadline_ms=1000, undecided_timeout_s=30)
     ensure_validator_keys(service_config)
     return service_config
 

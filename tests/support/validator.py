@@ -16,9 +16,8 @@ MAX_AMOUNT = 1_000_000
 
 @pytest.fixture
 def config(service_config, tmp_path):
-    section = service_config["validators"]
-    section.update(keys_dir=str(tmp_path / "keys"), pool_size=3,
-                   max_amount_minor=MAX_AMOUNT, daily_limit_minor=DAILY_LIMIT,
+    service_config["validators"].update(keys_dir=str(tmp_path / "keys"), pool_size=3)
+    service_config["validator"].update(max_amount_minor=MAX_AMOUNT, daily_limit_minor=DAILY_LIMIT,
                    fraud_multiplier=50, fraud_floor_minor=5_000,
                    new_counterparties_per_10_min=3, blocked_accounts="", blocked_users="")
     ensure_validator_keys(service_config)

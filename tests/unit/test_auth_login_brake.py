@@ -13,9 +13,11 @@ from sqlalchemy import text
 from services.auth import login_brake, passwords
 from services.auth.dependencies import LoginBrake
 from services.auth.service import AuthService
+from services.auth.settings import AuthSettings
 from shared.config import load_config
 from shared.db import DatabaseAccess
 from shared.errors import RateLimited, Unauthorized
+from shared.settings import load
 from tests.support.auth import (  # noqa: F401 - fixtures
     PASSWORD,
     brake,
@@ -98,7 +100,8 @@ def test_a_blocked_attempt_checks_no_password(service, engine, monkeypatch):
 
 
 def test_attempts_in_parallel_get_no_more_checks_than_attempts_in_turn(engine, issuer):
-    patient = login_brake.Settings(backoff_base_s=60, backoff_cap_s=60)
+    patient = login_brake.Settings(attempts_before_backoff=5, backoff_base_s=60,
+                                   backoff_cap_s=60, forget_after_s=86400)
     service = worker_factory(AuthService, db=DatabaseAccess(engine, "auth"), tokens=issuer,
                              brake=patient)
     email = register(service)["email"]
@@ -172,17 +175,21 @@ def test_the_wait_crosses_rpc_with_its_retry_after(service):
 
 
 def test_settings_come_from_the_auth_section_and_refuse_what_cannot_work(config):
-    assert login_brake.Settings.from_config(config) == login_brake.Settings()
-    configured = login_brake.Settings.from_config({"auth": {
-        "login_attempts_before_backoff": "3", "login_backoff_base_s": 0.5,
-        "login_backoff_cap_s": 10, "login_forget_after_s": ""}})
+    def brake(**changes):
+        section = dict(config["auth"], **changes)
+        return login_brake.Settings.from_settings(
+            load(AuthSettings, dict(config, auth=section)).auth)
+
+    assert brake() == login_brake.Settings(5, 1.0, 900.0, 86400.0)  # config.yml's defaults
+    configured = brake(login_attempts_before_backoff="3", login_backoff_base_s=0.5,
+                       login_backoff_cap_s=10)
     assert (configured.attempts_before_backoff, configured.backoff_base_s,
             configured.backoff_cap_s, configured.forget_after_s) == (3, 0.5, 10.0, 86400.0)
     assert [configured.wait_s(n) for n in (1, 2, 3, 4, 5, 6, 9)] == [0, 0, 0.5, 1, 2, 4, 10]
-    for section in ({"login_attempts_before_backoff": 0}, {"login_backoff_base_s": "x"},
+    for changes in ({"login_attempts_before_backoff": 0}, {"login_backoff_base_s": "x"},
                     {"login_backoff_cap_s": 100, "login_forget_after_s": 10}):
         with pytest.raises(ValueError, match="auth.login_"):
-            login_brake.Settings.from_config({"auth": section})
+            brake(**changes)
     container = Mock(config=dict(config, auth=dict(config["auth"], login_backoff_base_s=-1)))
     with pytest.raises(ValueError):  # the service does not start
         LoginBrake().bind(container, "brake").setup()

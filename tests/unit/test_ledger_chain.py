@@ -302,7 +302,8 @@ def test_paysys_reconcile_names_the_changed_posting_and_exits_1(ledger, engine, 
         config["kafka"] = dict(service_config["kafka"],
                                bootstrap_servers=broker.bootstrap_servers,
                                ledger_topic="ledger.chain.{}".format(uuid.uuid4().hex[:12]),
-                               request_timeout_ms=1000, reconcile_wait_ms=0)
+                               request_timeout_ms=1000)
+        config["ledger"] = dict(service_config["ledger"], reconcile_wait_ms=0)
         with triggers_off(engine, "ledger.entries") as connection:
             connection.execute(text("UPDATE ledger.entries SET balance_after = 0 WHERE "
                                     "transaction_id = :t AND amount > 0"), {"t": victim})

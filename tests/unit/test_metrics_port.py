@@ -45,16 +45,22 @@ def ports():
     lock.close()
 
 
+def pool_and_ports(pool_size, port_base):
+    config = load_config()
+    config["validators"]["pool_size"] = pool_size
+    config["metrics"]["port_base"] = port_base
+    return config
+
+
 def test_each_process_has_its_place_in_the_catalogue_as_its_port():
-    config = {"validators": {"pool_size": 3}, "metrics": {"port_base": 9400}}
+    config = pool_and_ports(3, 9400)
     assert metrics_ports(config) == {
         "auth": 9400, "transactions": 9401, "validator_1": 9402, "validator_2": 9403,
         "validator_3": 9404, "payments": 9405, "ledger": 9406, "notifications": 9407,
         "gateway": 9408}
-    assert metrics_port(dict(config, metrics={"port_base": 0}), "auth") is None
+    assert metrics_port(pool_and_ports(3, 0), "auth") is None
     assert metrics_port(config, "not_a_process") is None
-    five = {"validators": {"pool_size": 5}, "metrics": {"port_base": 20000}}
-    assert metrics_port(five, "gateway") == 20010
+    assert metrics_port(pool_and_ports(5, 20000), "gateway") == 20010
 
 
 def test_the_port_serves_metrics_and_livez_while_the_container_runs(ports):

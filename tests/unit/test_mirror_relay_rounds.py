@@ -263,8 +263,8 @@ def test_the_ledger_process_runs_the_relay_and_stops_it(
         service, engine, service_config, kafka_broker):
     config = dict(service_config)
     config["kafka"] = dict(service_config["kafka"], bootstrap_servers=kafka_broker.
-                           bootstrap_servers, ledger_topic=new_topic(), request_timeout_ms=1000,
-                           relay_interval_ms=50)
+                           bootstrap_servers, ledger_topic=new_topic(), request_timeout_ms=1000)
+    config["ledger"] = dict(service_config["ledger"], relay_interval_ms=50)
     container = ServiceContainer(RelayOnly, config)
     container.start()
     try:

@@ -57,12 +57,14 @@ def config(database_url, sink, tmp_path):
     config["AMQP_URI"] = "pyamqp://guest:guest@127.0.0.1:5672/{}".format(vhost)
     config["database"]["url"] = database_url
     config["notifications"] = {
-        "smtp_host": sink.host, "smtp_port": sink.port, "retry_base_s": 0.2,
+        **config["notifications"],
+        "email_enabled": True, "smtp_host": sink.host, "smtp_port": sink.port,
+        "retry_base_s": 0.2,
         # Timeouts a busy machine does not reach: a POST the receiver took but answered
         # after the timeout is sent again (at least once), and this test counts POSTs.
         "retry_cap_s": 0.5, "webhook_timeout_s": 5, "smtp_timeout_s": 5, "rpc_timeout_ms": 1000,
         "lease_s": 8, "poll_interval_s": 0.1, "webhook_allowed_networks": "127.0.0.0/8",
-        **webhook_key_config(tmp_path)["notifications"],
+        "webhook_key_file": webhook_key_config(tmp_path)["notifications"]["webhook_key_file"],
     }
     yield config
     servers.delete_vhost(vhost)

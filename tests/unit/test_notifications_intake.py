@@ -29,6 +29,7 @@ from tests.support.notifications import (  # noqa: F401 - fixtures
     publish,
     receiver,
     secret_box,
+    settings,
     services,
     sink,
     worker,
@@ -170,7 +171,7 @@ def test_an_event_the_database_cannot_take_now_is_given_back_to_the_broker(
     try:
         worker = worker_factory(NotificationsService,
                                 db=DatabaseAccess(unreachable, "notifications"),
-                                settings=Settings(**FAST))
+                                settings=settings(**FAST))
         with pytest.raises(Exception) as raised:
             publish(worker, event([new_id()]))
         assert isinstance(raised.value, service_module.TRANSIENT_DB_ERRORS)

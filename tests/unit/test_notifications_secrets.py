@@ -35,6 +35,7 @@ from tests.support.notifications import (  # noqa: F401 - fixtures
     publish,
     receiver,
     secret_box,
+    settings,
     services,
     sink,
     webhook_key_config,
@@ -95,7 +96,7 @@ def test_another_key_opens_nothing_and_its_deliveries_wait_for_the_right_key(
     # (our side's fault, not the receiver's), so the right key heals it.
     wrong = worker_factory(NotificationsService, db=DatabaseAccess(engine, "notifications"),
                            rpc=services, secret_box=stranger,
-                           settings=Settings(**dict(FAST, email_enabled=False)))
+                           settings=settings(**dict(FAST, email_enabled=False)))
     publish(wrong, event([user]))
     drive(wrong, until=lambda: deliveries(engine)[0].attempts >= 1)
     row = deliveries(engine)[0]
@@ -154,7 +155,8 @@ def test_sealing_runs_at_start_and_then_now_and_again():
 
 
 def test_the_key_file_is_made_once_private_to_its_owner(tmp_path):
-    config = {"notifications": {"webhook_key_file": str(tmp_path / "k" / "webhook.key")}}
+    config = load_config()
+    config["notifications"]["webhook_key_file"] = str(tmp_path / "k" / "webhook.key")
     assert ensure_webhook_key(config) is True
     path = key_file(config)
     made = path.read_bytes()
@@ -164,7 +166,8 @@ def test_the_key_file_is_made_once_private_to_its_owner(tmp_path):
 
 
 def test_by_default_the_key_lives_with_the_other_keys_in_the_run_dir(tmp_path):
-    config = {"supervisor": {"run_dir": str(tmp_path)}, "notifications": {}}
+    config = load_config()
+    config["supervisor"]["run_dir"] = str(tmp_path)
     assert key_file(config) == tmp_path / "keys" / "webhook-secrets.key"
 
 
@@ -184,7 +187,8 @@ def test_a_key_file_of_several_keys_seals_with_the_first_and_opens_with_any(tmp_
     old, new = Fernet.generate_key(), Fernet.generate_key()
     path = tmp_path / "webhook-secrets.key"
     path.write_bytes(old + b"\n")
-    config = {"notifications": {"webhook_key_file": str(path)}}
+    config = load_config()
+    config["notifications"]["webhook_key_file"] = str(path)
     sealed_with_old = load_webhook_key(config).seal("whsec_old")
     path.write_bytes(new + b"\n" + old + b"\n")
     rotated = load_webhook_key(config)
@@ -193,7 +197,8 @@ def test_a_key_file_of_several_keys_seals_with_the_first_and_opens_with_any(tmp_
 
 
 def test_the_service_refuses_to_start_without_its_key(tmp_path):
-    config = {"notifications": {"webhook_key_file": str(tmp_path / "missing.key")}}
+    config = load_config()
+    config["notifications"]["webhook_key_file"] = str(tmp_path / "missing.key")
     container = Mock(config=config)  # held here: the provider holds it weakly
     with pytest.raises(RuntimeError, match="missing.key"):
         WebhookSecrets().bind(container, "secret_box").setup()

@@ -60,7 +60,7 @@ def test_the_due_index_exists(engine):
 
 def test_the_events_come_from_durable_shared_queues_and_the_timer_from_the_config():
     config = load_config()
-    config["notifications"] = {"poll_interval_s": "0.25"}
+    config["notifications"]["poll_interval_s"] = "0.25"
     container = ServiceContainer(NotificationsService, config)
     handlers = {(e.source_service, e.event_type): e for e in container.entrypoints
                 if isinstance(e, EventHandler)}
@@ -76,26 +76,30 @@ def test_the_events_come_from_durable_shared_queues_and_the_timer_from_the_confi
 # --- settings ------------------------------------------------------------------------------------
 
 
-def test_settings_have_defaults_and_take_the_configured_values():
-    assert Settings.from_config({}) == Settings()
-    assert Settings.from_config({"notifications": None}) == Settings()
-    defaults = Settings()
+def with_section(**values):
+    config = load_config()
+    config["notifications"].update(values)
+    return config
+
+
+def test_the_defaults_are_config_yml_s_and_configured_values_are_typed(monkeypatch):
+    monkeypatch.delenv("PAYSYS_EMAIL_ENABLED", raising=False)
+    defaults = Settings.from_config(load_config())
     assert (defaults.smtp_host, defaults.smtp_port, defaults.retry_base_s, defaults.retry_cap_s,
-            defaults.max_attempts, defaults.webhook_timeout_s) == ("127.0.0.1", 1025, 1.0,
-                                                                   300.0, 20, 5.0)
-    configured = Settings.from_config({"notifications": {
-        "smtp_host": "mail.internal", "smtp_port": "2525", "retry_base_s": "0.5",
-        "max_attempts": 7, "email_enabled": "false", "smtp_from": "",
-    }})
+            defaults.max_attempts, defaults.webhook_timeout_s, defaults.email_enabled) == (
+        "127.0.0.1", 1025, 1.0, 300.0, 20, 5.0, False)
+    configured = Settings.from_config(with_section(
+        smtp_host="mail.internal", smtp_port="2525", retry_base_s="0.5",
+        max_attempts=7, email_enabled="true"))
     assert (configured.smtp_host, configured.smtp_port, configured.retry_base_s,
-            configured.max_attempts, configured.email_enabled, configured.smtp_from) == (
-        "mail.internal", 2525, 0.5, 7, False, defaults.smtp_from)
+            configured.max_attempts, configured.email_enabled) == (
+        "mail.internal", 2525, 0.5, 7, True)
 
 
 @pytest.mark.parametrize("section", [
     {"max_attempts": 0}, {"smtp_port": "many"}, {"email_enabled": "perhaps"},
-    {"lease_s": 5, "webhook_timeout_s": 5},
+    {"lease_s": 5, "webhook_timeout_s": 5}, {"smtp_from": ""},
 ])
 def test_settings_refuse_values_that_cannot_work(section):
     with pytest.raises(ValueError):
-        Settings.from_config({"notifications": section})
+        Settings.from_config(with_section(**section))

@@ -33,7 +33,8 @@ def config(tmp_path):
     config = load_config()
     config["supervisor"]["run_dir"] = str(tmp_path / "run")
     config["validators"].update(pool_size=3, keys_dir="")
-    config["auth"].update(private_key_file="", public_key_file="")
+    config["auth"]["private_key_file"] = ""
+    config["tokens"]["public_key_file"] = ""
     config["notifications"]["webhook_key_file"] = ""
     ensure_keypair(config)
     ensure_validator_keys(config)

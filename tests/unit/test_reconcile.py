@@ -61,8 +61,8 @@ def config(service_config, kafka_broker, books_url):
     config["database"] = dict(service_config["database"], url=books_url)
     config["kafka"] = dict(
         service_config["kafka"], bootstrap_servers=kafka_broker.bootstrap_servers,
-        ledger_topic="ledger.test.{}".format(uuid.uuid4().hex[:12]), request_timeout_ms=1000,
-        reconcile_wait_ms=300)
+        ledger_topic="ledger.test.{}".format(uuid.uuid4().hex[:12]), request_timeout_ms=1000)
+    config["ledger"] = dict(service_config["ledger"], reconcile_wait_ms=300)
     return config
 
 
@@ -175,7 +175,7 @@ def test_postings_the_relay_publishes_while_the_reconciliation_waits_are_not_mis
         ledger, relay, config, monkeypatch):
     publish(relay)
     ledger.post([deposit(open_account(ledger), 40)])
-    config["kafka"]["reconcile_wait_ms"] = 60_000  # it ends as soon as the relay is done
+    config["ledger"]["reconcile_wait_ms"] = 60_000  # it ends as soon as the relay is done
     waiting = threading.Event()
     wait_for_relay = reconciliation.wait_for_relay
 

@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from shared import tokens
+from shared.config import load_config
 from shared.errors import Unauthorized
 
 USER_ID = "0b0d3c52-6f1e-4a39-9b8e-8f7c9a5e1d20"
@@ -133,9 +134,10 @@ def test_garbage_is_rejected_as_invalid(public_key, garbage):
 
 
 def test_the_key_pair_is_written_once_private_key_owner_only_and_loads_back(tmp_path):
-    config = {"auth": {"private_key_file": str(tmp_path / "k" / "jwt.pem"),
-                       "public_key_file": str(tmp_path / "k" / "jwt.pub.pem")},
-              "supervisor": {"run_dir": str(tmp_path / "run")}}
+    config = load_config()
+    config["auth"]["private_key_file"] = str(tmp_path / "k" / "jwt.pem")
+    config["tokens"]["public_key_file"] = str(tmp_path / "k" / "jwt.pub.pem")
+    config["supervisor"]["run_dir"] = str(tmp_path / "run")
     assert tokens.ensure_keypair(config) is True
     private_pem = (tmp_path / "k" / "jwt.pem").read_bytes()
     assert tokens.ensure_keypair(config) is False  # never replaces a key in use

@@ -28,8 +28,8 @@ from tests.support.workers import NOON
 
 def test_the_configured_lists_block_accounts_and_users(pool, config):
     bad_account, bad_user = account(), new_id()
-    config["validators"]["blocked_accounts"] = "{}, {}".format(new_id(), bad_account["id"])
-    config["validators"]["blocked_users"] = bad_user
+    config["validator"]["blocked_accounts"] = "{}, {}".format(new_id(), bad_account["id"])
+    config["validator"]["blocked_users"] = bad_user
     validator = pool.worker("validator_1")
     by_initiator = transaction()
     by_initiator["initiator_id"] = bad_user

@@ -8,6 +8,7 @@ import pytest
 from services.validator import rules
 from shared.money import TRANSACTION_TYPES, available_balance
 from services.validator.rules import Policy
+from services.validator.settings import ValidatorSection
 
 POLICY = Policy(
     max_amount_minor=100_000,
@@ -209,7 +210,7 @@ def test_small_amounts_are_never_suspect_however_unusual():
 
 
 def test_a_fractional_multiplier_stays_exact():
-    policy = Policy.from_config(config_section(fraud_multiplier="2.5", fraud_floor_minor=0))
+    policy = Policy.from_settings(config_section(fraud_multiplier="2.5", fraud_floor_minor=0))
     assert policy.fraud_multiplier == Fraction(5, 2)
     assert not rules.unusual_amount(250, 100, policy)
     assert rules.unusual_amount(251, 100, policy)
@@ -242,26 +243,26 @@ def test_every_stateful_reason_at_once():
 
 
 def config_section(**changes):
-    section = {"pool_size": 3, "keys_dir": "", "max_amount_minor": 100_000,
+    section = {"max_amount_minor": 100_000, "redis_timeout_ms": 250,
                "daily_limit_minor": 1_000_000, "fraud_multiplier": 50,
                "fraud_floor_minor": 10_000, "new_counterparties_per_10_min": 3,
                "blocked_accounts": "", "blocked_users": ""}
     section.update(changes)
-    return section
+    return ValidatorSection(**section)
 
 
 def test_policy_from_config_parses_the_lists_once():
     a, b, user = new_id(), new_id(), new_id()
-    policy = Policy.from_config(config_section(
+    policy = Policy.from_settings(config_section(
         blocked_accounts=" {} ,{},".format(a.upper(), b), blocked_users=user))
     assert policy.blocked_accounts == {a, b}
     assert policy.blocked_users == {user}
-    assert Policy.from_config(config_section(blocked_users=None)).blocked_users == frozenset()
+    assert Policy.from_settings(config_section(blocked_users=None)).blocked_users == frozenset()
     assert policy.max_amount_minor == 100_000 and policy.new_counterparties_per_10_min == 3
 
 
 def blocked(**lists):
-    return Policy.from_config(config_section(**lists))
+    return Policy.from_settings(config_section(**lists))
 
 
 @pytest.mark.parametrize("who", [

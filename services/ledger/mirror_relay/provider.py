@@ -29,5 +29,5 @@ def mirror_relay(engine, settings):
 class MirrorRelay(OutboxRelay):
     """The ledger's relay; ``post`` wakes it."""
 
-    def make_relay(self, engine, config):
-        return mirror_relay(engine, RelaySettings.from_config(config))
+    def make_relay(self, engine, container):
+        return mirror_relay(engine, RelaySettings.from_config(container.config))

@@ -1,7 +1,10 @@
-"""``RelaySettings``: the Kafka mirror relay's settings, from config.yml's ``kafka``."""
+"""``RelaySettings``: the Kafka mirror relay's settings, from the shared ``kafka`` section
+(where, which topic) and the ledger's own (how often, how much)."""
 from dataclasses import dataclass
 
-from shared.config import kafka_bootstrap_servers
+from services.ledger.settings import LedgerSettings
+from shared.settings import load
+from shared.shared_settings import SharedSettings
 
 
 @dataclass
@@ -18,17 +21,19 @@ class RelaySettings:
 
     @classmethod
     def from_config(cls, config):
-        kafka = config["kafka"]
+        """From ``config`` (config.yml as a dict), read through the settings models."""
+        kafka = load(SharedSettings, config).kafka
+        ledger = load(LedgerSettings, config).ledger
         return cls(
-            bootstrap_servers=kafka_bootstrap_servers(config),
-            topic=kafka["ledger_topic"],
-            partitions=int(kafka.get("ledger_partitions", 4)),
-            replication_factor=int(kafka.get("ledger_replication_factor", 1)),
-            batch_size=int(kafka.get("relay_batch_size", 500)),
-            interval_s=int(kafka.get("relay_interval_ms", 500)) / 1000,
-            check_interval_s=float(kafka.get("relay_check_interval_s", 10)),
-            timeout_ms=int(kafka["request_timeout_ms"]),
-            backoff_max_s=int(kafka.get("relay_backoff_max_ms", 5000)) / 1000,
+            bootstrap_servers=kafka.servers,
+            topic=kafka.ledger_topic,
+            partitions=kafka.ledger_partitions,
+            replication_factor=kafka.ledger_replication_factor,
+            batch_size=ledger.relay_batch_size,
+            interval_s=ledger.relay_interval_ms / 1000,
+            check_interval_s=ledger.relay_check_interval_s,
+            timeout_ms=kafka.request_timeout_ms,
+            backoff_max_s=ledger.relay_backoff_max_ms / 1000,
         )
 
     @property
