@@ -17,6 +17,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Request, Response
 
 from gateway.metrics import observe_request
+from gateway.problems import problem_type
 from shared.wire_json import compact, parse
 from shared.errors import PaysysError, RateLimited, ServiceUnavailable, Unauthorized
 from shared.logs import CORRELATION_ID_KEY, new_correlation_id
@@ -32,11 +33,28 @@ def json_response(payload, status=200, headers=None):
                     mimetype="application/json")
 
 
-def problem_response(status, code, title, detail, extra=None, headers=None):
-    body = {"type": "about:blank", "title": title, "status": status, "detail": detail,
+def problem_response(status, code, detail, extra=None, headers=None):
+    """The problem+json answer: ``type`` and ``title`` are the code's own
+    (gateway/problems.py, documented in docs/errors.md)."""
+    kind = problem_type(code, status)
+    body = {"type": kind.type, "title": kind.title, "status": status, "detail": detail,
             "code": code}
     body.update(extra or {})
     return Response(compact(body), status=status, headers=headers, mimetype=PROBLEM_JSON)
+
+
+# Werkzeug's own HTTP errors, by status, as the codes of docs/errors.md.
+HTTP_ERROR_CODES = {400: "malformed_request", 404: "not_found", 405: "method_not_allowed",
+                    415: "unsupported_media_type"}
+
+
+def bearer_challenge(code):
+    """The WWW-Authenticate header of a 401 (RFC 6750): ``invalid_token`` when a token was
+    sent and refused; none when none was sent (the client must authenticate)."""
+    challenge = 'Bearer realm="paysys"'
+    if code in ("invalid_token", "token_expired"):
+        challenge += ', error="invalid_token"'
+    return challenge
 
 
 def response_for_error(exc):
@@ -46,16 +64,13 @@ def response_for_error(exc):
         if isinstance(exc, (RateLimited, ServiceUnavailable)):
             headers["Retry-After"] = str(int(exc.retry_after_s))
         if isinstance(exc, Unauthorized):
-            challenge = 'Bearer realm="paysys"'
-            if exc.code in ("invalid_token", "token_expired"):
-                challenge += ', error="invalid_token"'
-            headers["WWW-Authenticate"] = challenge
+            headers["WWW-Authenticate"] = bearer_challenge(exc.code)
         extra = {"errors": exc.errors} if getattr(exc, "errors", None) else None
-        return problem_response(exc.status, exc.code, exc.title, exc.detail, extra, headers)
-    if isinstance(exc, HTTPException):
-        return problem_response(exc.code, "http_error", exc.name, exc.description)
+        return problem_response(exc.status, exc.code, exc.detail, extra, headers)
+    if isinstance(exc, HTTPException) and exc.code in HTTP_ERROR_CODES:
+        return problem_response(exc.code, HTTP_ERROR_CODES[exc.code], exc.description)
     # Nameko has logged the traceback with the worker's correlation id.
-    return problem_response(500, "internal_error", "Internal error",
+    return problem_response(500, "internal_error",
                             "Unexpected error; quote the X-Request-ID header when reporting it.")
 
 
@@ -105,7 +120,7 @@ class ProblemWsgiApp(WsgiApp):
         except HTTPException as exc:
             response = problem_response(
                 exc.code, "not_found" if exc.code == 404 else "method_not_allowed",
-                exc.name, exc.description,
+                exc.description,
                 headers=[(k, v) for k, v in exc.get_headers(environ) if k != "Content-Type"])
             stamped(response, request_id(request))
             method = request.method if request.method in KNOWN_METHODS else "OTHER"

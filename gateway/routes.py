@@ -45,7 +45,7 @@ class Route:
     def error_statuses(self):
         """Every error status this route can answer, for the OpenAPI document."""
         if self.operational:
-            return [500]
+            return sorted({500} | set(self.errors))
         # 429 rate limited, 422 unknown query fields (or a body where none is taken),
         # 503 a service down.
         statuses = {422, 429, 500, 503}
@@ -77,6 +77,11 @@ ROUTES = (
           _ok("Prometheus text exposition format"), auth=False),
     Route("openapi", "GET", "/openapi.json", "This document", "operations",
           _ok("OpenAPI 3 document"), auth=False),
+    Route("problem_types", "GET", "/problems", "Every problem type (error code)", "operations",
+          _ok("Markdown: each code with its type URI, status and title"), auth=False),
+    Route("problem_type", "GET", "/problems/{code}", "What one error code means", "operations",
+          _ok("Markdown: the code's status, title, meaning and what to do"), auth=False,
+          errors=(404,)),
     # --- Auth ---
     Route("register", "POST", "/v1/auth/register", "Register a customer", "auth",
           _ok("Registered", s.User, 201), body=s.RegisterRequest, auth=False, errors=(409,)),
@@ -97,7 +102,7 @@ ROUTES = (
           _ok("The account", s.Account)),
     Route("list_entries", "GET", "/v1/accounts/{account_id}/entries",
           "Ledger entries of an account, newest first", "accounts",
-          _ok("Entries", s.page_of(s.Entry)), query=s.PageQuery),
+          _ok("Entries", s.page_of(s.Entry)), query=s.EntriesQuery),
     Route("freeze_account", "POST", "/v1/accounts/{account_id}/freeze", "Freeze an account",
           "accounts", _ok("Frozen", s.Account), roles=ADMIN, errors=(409,)),
     Route("unfreeze_account", "POST", "/v1/accounts/{account_id}/unfreeze",
@@ -124,6 +129,8 @@ ROUTES = (
           "money", _ok("The batch, its items in request order", s.TransferBatch)),
     Route("get_transfer", "GET", "/v1/transfers/{transaction_id}", "One transaction", "money",
           _ok("The transaction", s.Transaction)),
+    Route("get_transaction", "GET", "/v1/transactions/{transaction_id}",
+          "One transaction, whatever its type", "money", _ok("The transaction", s.Transaction)),
     Route("list_transactions", "GET", "/v1/transactions", "The caller's transactions", "money",
           _ok("Transactions", s.page_of(s.Transaction)), query=s.TransactionsQuery,
           errors=(404,)),
@@ -141,6 +148,9 @@ ROUTES = (
           moves_money=True, errors=(403,)),
     Route("get_payment", "GET", "/v1/payments/{payment_id}", "One payment", "payments",
           _ok("The payment", s.Payment)),
+    Route("list_payments", "GET", "/v1/payments", "The payments the caller pays or is paid",
+          "payments", _ok("Payments, newest first", s.page_of(s.Payment)),
+          query=s.PaymentsQuery),
     # --- Ledger, webhooks, notifications ---
     Route("reconciliation", "GET", "/v1/ledger/reconciliation",
           "Check the books and the Kafka mirror", "ledger",

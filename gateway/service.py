@@ -11,6 +11,7 @@ from nameko.dependency_providers import Config
 from nameko.timer import timer
 from werkzeug.wrappers import Response
 
+from gateway import problems
 from gateway.desk import MoneyDesk
 from gateway.guard import Guard, endpoint
 from gateway.http import json_response
@@ -23,11 +24,13 @@ from shared.catalog import rpc_identities
 from shared.commands import Movement, TransferBatch
 from shared.config import kafka_bootstrap_servers
 from shared.db import Database
+from shared.errors import NotFound
 from shared.rpc import ServiceRpc
 from shared.service import ServiceBase
 
 log = logging.getLogger(__name__)
 
+MARKDOWN = "text/markdown"
 EXPIRED_KEYS_PURGE_INTERVAL_S = 600
 RECONCILIATION_TIMEOUT_S = 60
 
@@ -159,6 +162,11 @@ class GatewayService(ServiceBase):
         return json_response(self.rpc.transactions.get(call.path["transaction_id"],
                                                        _viewer(call)))
 
+    @endpoint(BY_OPERATION["get_transaction"])
+    def get_transaction(self, call):
+        return json_response(self.rpc.transactions.get(call.path["transaction_id"],
+                                                       _viewer(call)))
+
     @endpoint(BY_OPERATION["list_transactions"])
     def list_transactions(self, call):
         account_id = call.query.get("account_id")
@@ -219,6 +227,12 @@ class GatewayService(ServiceBase):
     def get_payment(self, call):
         return json_response(self.rpc.payments.get(call.path["payment_id"], _viewer(call),
                                                    timeout_s=self._payment_timeout_s))
+
+    @endpoint(BY_OPERATION["list_payments"])
+    def list_payments(self, call):
+        return json_response(self.rpc.payments.list(
+            _viewer(call), status=call.query.get("status"), limit=call.query["limit"],
+            cursor=call.query.get("cursor")))
 
     @property
     def _payment_timeout_s(self):
@@ -286,6 +300,17 @@ class GatewayService(ServiceBase):
     def get_openapi(self, call):
         spec = build_spec(self.config["gateway"]["public_url"])
         return Response(json.dumps(spec), status=200, mimetype="application/json")
+
+    @endpoint(BY_OPERATION["problem_types"])
+    def get_problem_types(self, call):
+        return Response(problems.index(), status=200, mimetype=MARKDOWN)
+
+    @endpoint(BY_OPERATION["problem_type"])
+    def get_problem_type(self, call):
+        problem = problems.BY_CODE.get(call.path.get("code"))
+        if problem is None:
+            raise NotFound("No such problem type; GET /problems lists them all.")
+        return Response(problems.page(problem), status=200, mimetype=MARKDOWN)
 
     def _pinger(self, identity, timeout_s):
         # Readiness asks for real even while a circuit breaker is open.
