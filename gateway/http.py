@@ -14,10 +14,12 @@ from eventlet.event import Event
 from nameko.web.handlers import HttpRequestHandler
 from nameko.web.server import WebServer, WsgiApp
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import Map
 from werkzeug.wrappers import Request, Response
 
 from gateway.metrics import observe_request
 from gateway.problems import problem_type
+from gateway.routes import SegmentConverter
 from shared.wire_json import compact, parse
 from shared.errors import PaysysError, RateLimited, ServiceUnavailable, Unauthorized
 from shared.logs import CORRELATION_ID_KEY, new_correlation_id
@@ -133,6 +135,15 @@ class ProblemWsgiApp(WsgiApp):
 class ProblemWebServer(WebServer):
     def get_wsgi_app(self):
         return ProblemWsgiApp(self)
+
+    def make_url_map(self):
+        """Nameko's map, with the converter of the routes' path parameters."""
+        url_map = Map(converters={"segment": SegmentConverter})
+        for provider in self._providers:
+            rule = provider.get_url_rule()
+            rule.endpoint = provider
+            url_map.add(rule)
+        return url_map
 
 
 class GatewayEndpoint(HttpRequestHandler):

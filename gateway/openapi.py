@@ -1,4 +1,4 @@
-"""The OpenAPI 3.1 document of the gateway, generated from the route table and its schemas.
+"""The OpenAPI 3.0 document of the gateway, generated from the route table and its schemas.
 
 It says everything the server checks, so that a client (or a fuzzer) that follows it is never
 refused for the request's shape: patterns (cursors, the Idempotency-Key, text without NUL),
@@ -65,7 +65,7 @@ ALLOW = {"Allow": {"description": "The methods the path takes", "required": True
 # Answers that are not JSON: their media type, and an example.
 PLAIN_BODIES = {
     "metrics": ("text/plain", "# HELP paysys_http_requests_total HTTP requests answered\n"),
-    "openapi": ("application/json", {"openapi": "3.1.0", "info": {
+    "openapi": ("application/json", {"openapi": "3.0.3", "info": {
         "title": "Payment system API", "version": "1.1.0"}, "paths": {}}),
     "problem_types": ("text/markdown", "# Problem types\n\n- [`not_found`](/problems/not_found)"
                                        " (404): Not found\n"),
@@ -222,7 +222,9 @@ def build_spec(server_url):
     spec = APISpec(
         title="Payment system API",
         version="1.1.0",
-        openapi_version="3.1.0",
+        # 3.0, whose schemas read as JSON Schema draft 4: there 2.0 is no integer, as the
+        # contract says (a float amount is a 422); 3.1's 2020-12 would count it as one.
+        openapi_version="3.0.3",
         plugins=[MarshmallowPlugin(schema_name_resolver=_schema_name)],
         info={"description": "The gateway's HTTP contract. Errors are application/problem+json "
               "with a stable `code`; each code's `type` URI (/problems/<code>) documents it."},
@@ -253,16 +255,16 @@ def _finish_schemas(document):
             if prop.pop("x-metadata", False):
                 _metadata_limits(prop)
         if name in EXAMPLES:
-            schema.setdefault("examples", [EXAMPLES[name]])
+            schema.setdefault("example", EXAMPLES[name])
 
 
 def _metadata_limits(prop):
-    """A metadata object: at most N keys of 1-40 characters (marshmallow's Length on a Dict
-    reads as a string's maxLength to apispec)."""
+    """A metadata object: at most N keys (marshmallow's Length on a Dict reads as a string's
+    maxLength to apispec). OpenAPI 3.0 has no keyword for what keys may be, so their limit
+    is said in the description and in ``x-propertyNames``, the JSON Schema it would be."""
     prop["maxProperties"] = prop.pop("maxLength")
-    prop["propertyNames"] = {"type": "string", "minLength": 1,
-                             "maxLength": MAX_METADATA_KEY_LENGTH,
-                             "pattern": schemas.NO_NUL_PATTERN}
+    prop["x-propertyNames"] = {"type": "string", "maxLength": MAX_METADATA_KEY_LENGTH,
+                               "pattern": schemas.NO_NUL_PATTERN}
 
 
 def _request_schema_names(document):

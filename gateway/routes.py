@@ -6,6 +6,8 @@ has its handler in gateway/service.py.
 import re
 from dataclasses import dataclass, field
 
+from werkzeug.routing import BaseConverter
+
 from gateway import schemas as s
 
 ADMIN = ("admin",)
@@ -30,8 +32,8 @@ class Route:
 
     @property
     def url_rule(self):
-        """The Werkzeug rule of ``path``: /v1/accounts/<account_id>."""
-        return re.sub(r"\{(\w+)\}", r"<\1>", self.path)
+        """The Werkzeug rule of ``path``: /v1/accounts/<segment:account_id>."""
+        return re.sub(r"\{(\w+)\}", r"<segment:\1>", self.path)
 
     @property
     def path_params(self):
@@ -47,8 +49,8 @@ class Route:
         if self.operational:
             return sorted({500} | set(self.errors))
         # 429 rate limited, 422 unknown query fields (or a body where none is taken),
-        # 503 a service down.
-        statuses = {422, 429, 500, 503}
+        # 415 a body that is not JSON, 503 a service down.
+        statuses = {415, 422, 429, 500, 503}
         if self.body is not None:
             statuses.add(400)
         if self.auth:
@@ -168,3 +170,16 @@ ROUTES = (
 )
 
 BY_OPERATION = {route.operation_id: route for route in ROUTES}
+
+
+# Every fixed segment of the paths above: no path parameter takes one of them, so
+# /v1/transfers/batch is that route alone (GET there is a 405 with Allow: POST, not a read of
+# the transaction "batch").
+STATIC_SEGMENTS = sorted({part for route in ROUTES for part in route.path.split("/")
+                          if part and not part.startswith("{")})
+
+
+class SegmentConverter(BaseConverter):
+    """A path parameter: one segment, but none of the routes' fixed ones."""
+
+    regex = r"(?!(?:{})$)[^/]+".format("|".join(map(re.escape, STATIC_SEGMENTS)))

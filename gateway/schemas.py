@@ -168,16 +168,15 @@ class Entry(Schema):
 
 def Metadata(**kwargs):
     """Client data kept with a money movement: string keys to string values, bounded.
-    ``maxProperties`` and ``propertyNames`` are the document's words for the limits (the
-    OpenAPI module turns ``x-max-properties``/``x-property-names`` into them; a Dict's
-    Length would otherwise be documented as a string's)."""
+    The OpenAPI module documents the number of keys as ``maxProperties`` (a Dict's Length
+    would otherwise read as a string's) and the keys' limits as ``x-propertyNames``."""
     return fields.Dict(
-        keys=Text(validate=validate.Length(min=1, max=MAX_METADATA_KEY_LENGTH)),
+        keys=Text(validate=validate.Length(max=MAX_METADATA_KEY_LENGTH)),
         values=Text(validate=validate.Length(max=MAX_METADATA_VALUE_LENGTH)),
         validate=validate.Length(max=MAX_METADATA_KEYS),
-        metadata={"description": "Up to {} string keys (1 to {} characters) to string "
-                  "values (at most {} characters), returned on the resource and its "
-                  "events.".format(MAX_METADATA_KEYS, MAX_METADATA_KEY_LENGTH,
+        metadata={"description": "Up to {} string keys (at most {} characters, no NUL) to "
+                  "string values (at most {} characters, no NUL), returned on the resource and "
+                  "its events.".format(MAX_METADATA_KEYS, MAX_METADATA_KEY_LENGTH,
                                    MAX_METADATA_VALUE_LENGTH),
                   "example": {"order": "A-1001"},
                   "x-metadata": True},

@@ -135,11 +135,22 @@ class GatewayService(ServiceBase):
 
     @endpoint(BY_OPERATION["transfer"])
     def transfer(self, call):
+        self._same_account_is_known(call, [call.body])
         return self._move_money(call, "transfer", call.body["source_account_id"],
                                 call.body["destination_account_id"])
 
+    def _same_account_is_known(self, call, transfers):
+        """A transfer from an account to itself is a 422, but only once the account is known
+        to be the caller's: an unknown one (or another's) is the 404 of any transfer from it,
+        whatever its destination. Rare, so worth one more read."""
+        for source in {t["source_account_id"] for t in transfers
+                       if t["source_account_id"] == t["destination_account_id"]}:
+            self.rpc.ledger.get_account(source, owner_id=None if call.user.is_admin
+                                        else call.user.id)
+
     @endpoint(BY_OPERATION["transfer_batch"])
     def transfer_batch(self, call):
+        self._same_account_is_known(call, call.body["transfers"])
         batch = TransferBatch(
             call.user.id, call.idempotency_key,
             tuple(_movement(call, "transfer", item["source_account_id"],

@@ -49,15 +49,17 @@ class Lifecycle:
     def create(self, initiator_id, body, idempotency_key, initiator_is_admin=False):
         """Authorize (``capture`` false: hold only) or charge; the payment as decided."""
         payer_id, merchant_id = body["payer_account_id"], body["merchant_account_id"]
-        if payer_id == merchant_id:
-            raise ValidationFailed("The payer and merchant accounts must differ.", errors={
-                "merchant_account_id": ["Same as the payer account."]})
-        accounts = self.rpc.ledger.snapshot([payer_id, merchant_id])
+        # Unknown accounts first (404), then paying oneself (422): an unknown account is
+        # unknown whatever the other one is.
+        accounts = self.rpc.ledger.snapshot(list(dict.fromkeys([payer_id, merchant_id])))
         payer, merchant = accounts.get(payer_id), accounts.get(merchant_id)
         if payer is None or (payer["owner_id"] != initiator_id and not initiator_is_admin):
             raise NotFound("No such payer account.")  # another's looks like none
         if merchant is None:
             raise NotFound("No such merchant account.")
+        if payer_id == merchant_id:
+            raise ValidationFailed("The payer and merchant accounts must differ.", errors={
+                "merchant_account_id": ["Same as the payer account."]})
         with self.db.transaction() as connection:
             payment, operation, _ = records.create(connection, {
                 "capture": body.get("capture", True),
