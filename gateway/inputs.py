@@ -35,12 +35,21 @@ def is_json(mimetype):
         mimetype.startswith("application/") and mimetype.endswith("+json"))
 
 
+def sent_content_type(request):
+    """Whether the client sent a Content-Type header. Eventlet's server fills in
+    ``text/plain`` for a request without one (its raw headers still tell)."""
+    raw_headers = request.environ.get("headers_raw")
+    if raw_headers is not None:
+        return any(name.lower() == "content-type" for name, _ in raw_headers)
+    return bool(request.environ.get("CONTENT_TYPE"))
+
+
 def load_body(route, request):
     raw = request.get_data(cache=True)
     # A body is read as JSON when it says so, or says nothing (a bare ``curl --data-binary``
     # or a client that forgets the header still means JSON here: every body of this API is);
     # one that says it is something else (a form, text) is refused, not guessed at.
-    if raw.strip() and request.mimetype and not is_json(request.mimetype):
+    if raw.strip() and sent_content_type(request) and not is_json(request.mimetype):
         raise UnsupportedMediaType(
             "The body is {}; send it as JSON with Content-Type: application/json.".format(
                 request.mimetype))

@@ -9,7 +9,6 @@ operations that read what it made. Request schemas refuse unknown fields
 (``additionalProperties: false``); response schemas do not, so a client generated from the
 document keeps working when a field is added.
 """
-import copy
 from http import HTTPStatus
 
 from apispec import APISpec
@@ -294,6 +293,3 @@ def _refs(node):
         for value in node:
             yield from _refs(value)
 
-
-def copy_of(document):
-    return copy.deepcopy(document)

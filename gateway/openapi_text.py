@@ -74,9 +74,14 @@ DESCRIPTIONS = {
     "reconciliation": "Admin and auditor. Checks that every currency's entries sum to zero, "
                       "that balances equal their entries, and that the Kafka mirror holds "
                       "every posting.",
-    "create_webhook": "Registers a URL for events. The URL must be http(s) and may not point "
-                      "at loopback, private or link-local networks unless allowed. The "
-                      "signing secret is shown once.",
+    "create_webhook": "Registers a URL for events: transaction.completed, "
+                      "transaction.failed, payment.authorized, payment.captured, "
+                      "payment.refunded, payment.voided, payment.expired (the system voided an "
+                      "authorization past its hold time) and payment.failed. Each delivery "
+                      "is a POST of {id, type, created_at, data} (data: the resource as the "
+                      "API shows it, metadata included) signed in X-Signature. The URL must be "
+                      "http(s) and may not point at loopback, private or link-local networks "
+                      "unless allowed. The signing secret is shown once.",
     "list_webhooks": "The caller's webhooks, without their secrets.",
     "delete_webhook": "Deletes one of the caller's webhooks; deliveries already made keep "
                       "their history.",

@@ -89,8 +89,12 @@ def Id(**kwargs):
 class Problem(Schema):
     """RFC 9457 problem details, with a stable machine-readable ``code``."""
 
-    type = fields.String(required=True, metadata={"example": "about:blank"})
-    title = fields.String(required=True)
+    type = fields.String(required=True, metadata={
+        "example": "/problems/validation_error",
+        "description": "The code's own URI, relative to the gateway: GET it for what the code "
+                       "means and what to do (docs/errors.md)."})
+    title = fields.String(required=True, metadata={
+        "description": "The code's title, the same on every occurrence."})
     status = fields.Integer(required=True)
     detail = fields.String(required=True)
     code = fields.String(required=True, metadata={"example": "validation_error"})

@@ -14,12 +14,15 @@ import json
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from tests.support.api import new_session
 
 pytestmark = [pytest.mark.system, pytest.mark.timeout(1200)]
+
+ROOT = Path(__file__).resolve().parents[2]
 
 PHASES = "examples,coverage,fuzzing,stateful"
 # Under the per-user rate limit (20/s): each case is served, not answered 429 (documented,
@@ -37,7 +40,10 @@ def test_schemathesis_with_every_check_and_phase_finds_nothing(system, tmp_path)
          "--rate-limit", RATE, "--max-examples", "10", "--seed", "20260301",
          "--request-timeout", "30", "--no-color", "--report", "json",
          "--report-json-path", str(report)],
-        env=dict(system.env, SCHEMATHESIS_HOOKS="tests.support.fuzz_hooks"),
+        # Run from a directory of its own: schemathesis keeps a cache of what failed before
+        # (.schemathesis/) where it runs, and each run starts afresh.
+        cwd=tmp_path, env=dict(system.env, SCHEMATHESIS_HOOKS="tests.support.fuzz_hooks",
+                               PYTHONPATH=str(ROOT)),
         capture_output=True, text=True, timeout=1100)
     output = completed.stdout + completed.stderr
     assert completed.returncode == 0, output[-12000:]

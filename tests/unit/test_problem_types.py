@@ -172,3 +172,36 @@ def test_each_code_has_a_page_its_type_resolves_to():
     page = problems.page(problems.BY_CODE["insufficient_funds"])
     assert "insufficient_funds" in page and "422" in page and "Insufficient funds" in page
     assert all(p.type in problems.index() for p in problems.PROBLEM_TYPES)
+
+
+def _request(body, headers, raw_headers=True):
+    from werkzeug.test import EnvironBuilder
+    from werkzeug.wrappers import Request
+
+    environ = EnvironBuilder(method="POST", data=body, headers=headers).get_environ()
+    if raw_headers:  # as eventlet's server gives it, with its text/plain default
+        environ["headers_raw"] = tuple(headers.items())
+        environ.setdefault("CONTENT_TYPE", "text/plain")
+    return Request(environ)
+
+
+@pytest.mark.parametrize("headers", [{"Content-Type": "text/plain"},
+                                     {"Content-Type": "application/x-www-form-urlencoded"}])
+def test_a_body_sent_as_anything_but_json_is_415(headers):
+    from gateway import inputs
+    from gateway.routes import BY_OPERATION
+
+    with pytest.raises(errors.UnsupportedMediaType):
+        inputs.load_body(BY_OPERATION["create_account"], _request(b'{"currency": "USD"}',
+                                                                  headers))
+
+
+@pytest.mark.parametrize("headers", [{}, {"Content-Type": "application/json; charset=utf-8"},
+                                     {"Content-Type": "application/merge-patch+json"}])
+def test_a_json_body_is_read_when_it_says_json_or_says_nothing(headers):
+    from gateway import inputs
+    from gateway.routes import BY_OPERATION
+
+    loaded = inputs.load_body(BY_OPERATION["create_account"],
+                              _request(b'{"currency": "USD"}', headers))
+    assert loaded == {"currency": "USD"}
