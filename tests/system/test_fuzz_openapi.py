@@ -7,8 +7,10 @@ accepted and schema-violating ones refused, ST202 and ST201), on positive and ne
 in every phase: the documented examples, the coverage of each constraint's edges, fuzzing, and
 the stateful phase that follows the document's links from each create to its reads.
 
-The one hook (tests/support/fuzz_hooks.py) gives each well-formed Idempotency-Key a unique
-tail: a reused key with another body is 422 by contract, a refusal no document can express.
+The hooks (tests/support/fuzz_hooks.py) say what the document cannot: each well-formed
+Idempotency-Key gets a unique tail (a reused key with another body is 422 by contract, a
+refusal no document can express), and metadata keys are drawn within their documented limit
+(OpenAPI 3.0 has no keyword for an object's keys).
 """
 import json
 import re
