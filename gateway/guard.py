@@ -96,8 +96,8 @@ class GuardAccess:
 
     def handle(self, route, handler, service, request, path_values):
         provider = self.provider
-        if route.operational:
-            return handler(service, Call(route))
+        if route.operational:  # path values as they are: no ids here (/problems/<code>)
+            return handler(service, Call(route, path=dict(path_values)))
         ip = inputs.client_ip(request, provider.trusted_proxies)
         provider.rate_checks.call(("ip", ip))
         user = None

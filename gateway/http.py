@@ -15,11 +15,14 @@ from eventlet.event import Event
 from nameko.web.handlers import HttpRequestHandler
 from nameko.web.server import WebServer, WsgiApp
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import Map
 from werkzeug.wrappers import Request, Response
 
 from gateway import access_log
 from gateway.inputs import client_ip, trusted_proxies
 from gateway.metrics import observe_request
+from gateway.problems import problem_type
+from gateway.routes import SegmentConverter
 from shared import tracing
 from shared.wire_json import compact, parse
 from shared.errors import PaysysError, RateLimited, ServiceUnavailable, Unauthorized
@@ -36,11 +39,28 @@ def json_response(payload, status=200, headers=None):
                     mimetype="application/json")
 
 
-def problem_response(status, code, title, detail, extra=None, headers=None):
-    body = {"type": "about:blank", "title": title, "status": status, "detail": detail,
+def problem_response(status, code, detail, extra=None, headers=None):
+    """The problem+json answer: ``type`` and ``title`` are the code's own
+    (gateway/problems.py, documented in docs/errors.md)."""
+    kind = problem_type(code, status)
+    body = {"type": kind.type, "title": kind.title, "status": status, "detail": detail,
             "code": code}
     body.update(extra or {})
     return Response(compact(body), status=status, headers=headers, mimetype=PROBLEM_JSON)
+
+
+# Werkzeug's own HTTP errors, by status, as the codes of docs/errors.md.
+HTTP_ERROR_CODES = {400: "malformed_request", 404: "not_found", 405: "method_not_allowed",
+                    415: "unsupported_media_type"}
+
+
+def bearer_challenge(code):
+    """The WWW-Authenticate header of a 401 (RFC 6750): ``invalid_token`` when a token was
+    sent and refused; none when none was sent (the client must authenticate)."""
+    challenge = 'Bearer realm="paysys"'
+    if code in ("invalid_token", "token_expired"):
+        challenge += ', error="invalid_token"'
+    return challenge
 
 
 def response_for_error(exc):
@@ -50,16 +70,13 @@ def response_for_error(exc):
         if isinstance(exc, (RateLimited, ServiceUnavailable)):
             headers["Retry-After"] = str(int(exc.retry_after_s))
         if isinstance(exc, Unauthorized):
-            challenge = 'Bearer realm="paysys"'
-            if exc.code in ("invalid_token", "token_expired"):
-                challenge += ', error="invalid_token"'
-            headers["WWW-Authenticate"] = challenge
+            headers["WWW-Authenticate"] = bearer_challenge(exc.code)
         extra = {"errors": exc.errors} if getattr(exc, "errors", None) else None
-        return problem_response(exc.status, exc.code, exc.title, exc.detail, extra, headers)
-    if isinstance(exc, HTTPException):
-        return problem_response(exc.code, "http_error", exc.name, exc.description)
+        return problem_response(exc.status, exc.code, exc.detail, extra, headers)
+    if isinstance(exc, HTTPException) and exc.code in HTTP_ERROR_CODES:
+        return problem_response(exc.code, HTTP_ERROR_CODES[exc.code], exc.description)
     # Nameko has logged the traceback with the worker's correlation id.
-    return problem_response(500, "internal_error", "Internal error",
+    return problem_response(500, "internal_error",
                             "Unexpected error; quote the X-Request-ID header when reporting it.")
 
 
@@ -131,7 +148,7 @@ class ProblemWsgiApp(WsgiApp):
         except HTTPException as exc:
             response = problem_response(
                 exc.code, "not_found" if exc.code == 404 else "method_not_allowed",
-                exc.name, exc.description,
+                exc.description,
                 headers=[(k, v) for k, v in exc.get_headers(environ) if k != "Content-Type"])
             method = request.method if request.method in KNOWN_METHODS else "OTHER"
             outer = tracing.enter(tracing.child_of(request.headers.get(tracing.HEADER)))
@@ -148,6 +165,15 @@ class ProblemWsgiApp(WsgiApp):
 class ProblemWebServer(WebServer):
     def get_wsgi_app(self):
         return ProblemWsgiApp(self)
+
+    def make_url_map(self):
+        """Nameko's map, with the converter of the routes' path parameters."""
+        url_map = Map(converters={"segment": SegmentConverter})
+        for provider in self._providers:
+            rule = provider.get_url_rule()
+            rule.endpoint = provider
+            url_map.add(rule)
+        return url_map
 
 
 class GatewayEndpoint(HttpRequestHandler):

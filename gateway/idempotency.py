@@ -45,12 +45,13 @@ class StoredResponse:
 
 def parse_key(value, required):
     """The header's key, or None when absent and optional; ``BadRequest`` when malformed."""
-    if value is None or value == "":
+    if value is None or (value == "" and required):
         if required:
             raise BadRequest("This operation moves money: send an Idempotency-Key header "
                              "(1-255 printable characters).", code="idempotency_key_required")
         return None
-    if len(value) > MAX_KEY_LENGTH or not all(" " <= char <= "~" for char in value):
+    # An empty key where a key is optional is a malformed key, not an absent one.
+    if not value or len(value) > MAX_KEY_LENGTH or not all(" " <= char <= "~" for char in value):
         raise BadRequest("Idempotency-Key must be 1-255 printable ASCII characters.",
                          code="idempotency_key_invalid")
     return value

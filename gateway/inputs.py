@@ -1,6 +1,7 @@
 """Turning an HTTP request into validated values, or into a 4xx problem.
 
-Malformed JSON is 400 ``malformed_json``; JSON that breaks the route's schema
+A body sent as anything but JSON is 415 ``unsupported_media_type``; malformed JSON is 400
+``malformed_json``; JSON that breaks the route's schema
 (unknown fields included, so ``balance``, ``owner_id`` or ``roles`` in a body
 are refused, never silently dropped) is 422 ``validation_error`` with the
 messages per field; a malformed id in the path is 404, like an unknown one.
@@ -12,7 +13,7 @@ import uuid
 
 from marshmallow import ValidationError
 
-from shared.errors import BadRequest, NotFound, ValidationFailed
+from shared.errors import BadRequest, NotFound, UnsupportedMediaType, ValidationFailed
 from shared.wire_json import compact, parse
 
 
@@ -28,8 +29,30 @@ def _plain(value):
     return parse(compact(value, default=str))
 
 
+def is_json(mimetype):
+    """``application/json`` or a JSON-based type (``application/problem+json``)."""
+    return mimetype == "application/json" or (
+        mimetype.startswith("application/") and mimetype.endswith("+json"))
+
+
+def sent_content_type(request):
+    """Whether the client sent a Content-Type header. Eventlet's server fills in
+    ``text/plain`` for a request without one (its raw headers still tell)."""
+    raw_headers = request.environ.get("headers_raw")
+    if raw_headers is not None:
+        return any(name.lower() == "content-type" for name, _ in raw_headers)
+    return bool(request.environ.get("CONTENT_TYPE"))
+
+
 def load_body(route, request):
     raw = request.get_data(cache=True)
+    # A body is read as JSON when it says so, or says nothing (a bare ``curl --data-binary``
+    # or a client that forgets the header still means JSON here: every body of this API is);
+    # one that says it is something else (a form, text) is refused, not guessed at.
+    if raw.strip() and sent_content_type(request) and not is_json(request.mimetype):
+        raise UnsupportedMediaType(
+            "The body is {}; send it as JSON with Content-Type: application/json.".format(
+                request.mimetype))
     if raw.strip():
         try:
             data = json.loads(raw)

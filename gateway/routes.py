@@ -6,6 +6,8 @@ has its handler in gateway/service.py.
 import re
 from dataclasses import dataclass, field
 
+from werkzeug.routing import BaseConverter
+
 from gateway import schemas as s
 
 ADMIN = ("admin",)
@@ -30,8 +32,8 @@ class Route:
 
     @property
     def url_rule(self):
-        """The Werkzeug rule of ``path``: /v1/accounts/<account_id>."""
-        return re.sub(r"\{(\w+)\}", r"<\1>", self.path)
+        """The Werkzeug rule of ``path``: /v1/accounts/<segment:account_id>."""
+        return re.sub(r"\{(\w+)\}", r"<segment:\1>", self.path)
 
     @property
     def path_params(self):
@@ -45,10 +47,10 @@ class Route:
     def error_statuses(self):
         """Every error status this route can answer, for the OpenAPI document."""
         if self.operational:
-            return [500]
+            return sorted({500} | set(self.errors))
         # 429 rate limited, 422 unknown query fields (or a body where none is taken),
-        # 503 a service down.
-        statuses = {422, 429, 500, 503}
+        # 415 a body that is not JSON, 503 a service down.
+        statuses = {415, 422, 429, 500, 503}
         if self.body is not None:
             statuses.add(400)
         if self.auth:
@@ -82,6 +84,11 @@ ROUTES = (
     Route("status", "GET", "/v1/status",
           "Every dependency and process: state, latency, error", "monitoring",
           _ok("The state of the system", s.SystemStatus), roles=AUDIT),
+    Route("problem_types", "GET", "/problems", "Every problem type (error code)", "operations",
+          _ok("Markdown: each code with its type URI, status and title"), auth=False),
+    Route("problem_type", "GET", "/problems/{code}", "What one error code means", "operations",
+          _ok("Markdown: the code's status, title, meaning and what to do"), auth=False,
+          errors=(404,)),
     # --- Auth ---
     Route("register", "POST", "/v1/auth/register", "Register a customer", "auth",
           _ok("Registered", s.User, 201), body=s.RegisterRequest, auth=False, errors=(409,)),
@@ -102,7 +109,7 @@ ROUTES = (
           _ok("The account", s.Account)),
     Route("list_entries", "GET", "/v1/accounts/{account_id}/entries",
           "Ledger entries of an account, newest first", "accounts",
-          _ok("Entries", s.page_of(s.Entry)), query=s.PageQuery),
+          _ok("Entries", s.page_of(s.Entry)), query=s.EntriesQuery),
     Route("get_balance", "GET", "/v1/accounts/{account_id}/balance",
           "An account's balance, now or at a point in time", "accounts",
           _ok("The balance as of a moment", s.Balance), query=s.BalanceQuery),
@@ -132,6 +139,8 @@ ROUTES = (
           "money", _ok("The batch, its items in request order", s.TransferBatch)),
     Route("get_transfer", "GET", "/v1/transfers/{transaction_id}", "One transaction", "money",
           _ok("The transaction", s.Transaction)),
+    Route("get_transaction", "GET", "/v1/transactions/{transaction_id}",
+          "One transaction, whatever its type", "money", _ok("The transaction", s.Transaction)),
     Route("list_transactions", "GET", "/v1/transactions", "The caller's transactions", "money",
           _ok("Transactions", s.page_of(s.Transaction)), query=s.TransactionsQuery,
           errors=(404,)),
@@ -149,6 +158,9 @@ ROUTES = (
           moves_money=True, errors=(403,)),
     Route("get_payment", "GET", "/v1/payments/{payment_id}", "One payment", "payments",
           _ok("The payment", s.Payment)),
+    Route("list_payments", "GET", "/v1/payments", "The payments the caller pays or is paid",
+          "payments", _ok("Payments, newest first", s.page_of(s.Payment)),
+          query=s.PaymentsQuery),
     # --- Ledger, webhooks, notifications ---
     Route("reconciliation", "GET", "/v1/ledger/reconciliation",
           "Check the books and the Kafka mirror", "ledger",
@@ -170,3 +182,16 @@ ROUTES = (
 )
 
 BY_OPERATION = {route.operation_id: route for route in ROUTES}
+
+
+# Every fixed segment of the paths above: no path parameter takes one of them, so
+# /v1/transfers/batch is that route alone (GET there is a 405 with Allow: POST, not a read of
+# the transaction "batch").
+STATIC_SEGMENTS = sorted({part for route in ROUTES for part in route.path.split("/")
+                          if part and not part.startswith("{")})
+
+
+class SegmentConverter(BaseConverter):
+    """A path parameter: one segment, but none of the routes' fixed ones."""
+
+    regex = r"(?!(?:{})$)[^/]+".format("|".join(map(re.escape, STATIC_SEGMENTS)))

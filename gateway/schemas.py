@@ -12,6 +12,9 @@ from shared.audit import SERVICES as AUDIT_SERVICES
 from shared.commands import (
     MAX_BATCH_ITEMS, MAX_METADATA_KEY_LENGTH, MAX_METADATA_KEYS, MAX_METADATA_VALUE_LENGTH,
 )
+from shared.cursors import (
+    DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, SEQUENCE_PATTERN, TIME_AND_ID_PATTERN,
+)
 from shared.ids import MAX_RFC3339_TEXT, parse_rfc3339, rfc3339
 from shared.money import CURRENCIES, MAX_AMOUNT_MINOR, MIN_AMOUNT_MINOR, TRANSACTION_TYPES
 
@@ -43,12 +46,30 @@ class NoNul:
         return value
 
 
+# The documented form of NoNul, so a document-driven client never sends what is refused.
+NO_NUL_PATTERN = "^[^\\u0000]*$"
+# An e-mail address as the gateway accepts it, checked by this pattern alone so the document
+# and the server agree exactly (a local part of the usual characters, a host name of labels).
+EMAIL_PATTERN = (r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@"
+                 r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+                 r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
+
+
 class Text(NoNul, fields.String):
-    pass
+    def __init__(self, **kwargs):
+        kwargs["metadata"] = dict({"pattern": NO_NUL_PATTERN}, **kwargs.get("metadata", {}))
+        super().__init__(**kwargs)
 
 
-class EmailAddress(NoNul, fields.Email):
-    pass
+class EmailAddress(fields.String):
+    def __init__(self, **kwargs):
+        validators = [validate.Regexp(EMAIL_PATTERN, error="Not a valid e-mail address.")]
+        if "validate" in kwargs:
+            validators.append(kwargs.pop("validate"))
+        kwargs["metadata"] = dict({"pattern": EMAIL_PATTERN,
+                                   "description": "An e-mail address.",
+                                   "example": "ada@example.com"}, **kwargs.get("metadata", {}))
+        super().__init__(validate=validators, **kwargs)
 
 
 class Link(NoNul, fields.Url):
@@ -73,8 +94,12 @@ def Id(**kwargs):
 class Problem(Schema):
     """RFC 9457 problem details, with a stable machine-readable ``code``."""
 
-    type = fields.String(required=True, metadata={"example": "about:blank"})
-    title = fields.String(required=True)
+    type = fields.String(required=True, metadata={
+        "example": "/problems/validation_error",
+        "description": "The code's own URI, relative to the gateway: GET it for what the code "
+                       "means and what to do (docs/errors.md)."})
+    title = fields.String(required=True, metadata={
+        "description": "The code's title, the same on every occurrence."})
     status = fields.Integer(required=True)
     detail = fields.String(required=True)
     code = fields.String(required=True, metadata={"example": "validation_error"})
@@ -161,16 +186,19 @@ class Balance(Schema):
 
 
 def Metadata(**kwargs):
-    """Client data kept with a money movement: string keys to string values, bounded."""
+    """Client data kept with a money movement: string keys to string values, bounded.
+    The OpenAPI module documents the number of keys as ``maxProperties`` (a Dict's Length
+    would otherwise read as a string's) and the keys' limits as ``x-propertyNames``."""
     return fields.Dict(
-        keys=Text(validate=validate.Length(min=1, max=MAX_METADATA_KEY_LENGTH)),
+        keys=Text(validate=validate.Length(max=MAX_METADATA_KEY_LENGTH)),
         values=Text(validate=validate.Length(max=MAX_METADATA_VALUE_LENGTH)),
         validate=validate.Length(max=MAX_METADATA_KEYS),
-        metadata={"description": "Up to {} string keys (at most {} characters) to string "
-                  "values (at most {} characters), returned on the resource and its "
-                  "events.".format(MAX_METADATA_KEYS, MAX_METADATA_KEY_LENGTH,
+        metadata={"description": "Up to {} string keys (at most {} characters, no NUL) to "
+                  "string values (at most {} characters, no NUL), returned on the resource and "
+                  "its events.".format(MAX_METADATA_KEYS, MAX_METADATA_KEY_LENGTH,
                                    MAX_METADATA_VALUE_LENGTH),
-                  "example": {"order": "A-1001"}},
+                  "example": {"order": "A-1001"},
+                  "x-metadata": True},
         **kwargs)
 
 
@@ -255,6 +283,7 @@ class CreatePaymentRequest(Schema):
     currency = Currency(required=True)
     capture = fields.Boolean(load_default=True)
     reference = Text(validate=validate.Length(max=200))
+    metadata = Metadata()
 
 
 class PartialAmountRequest(Schema):
@@ -276,6 +305,9 @@ class Payment(Schema):
     payer_account_id = Id(required=True)
     merchant_account_id = Id(required=True)
     reference = fields.String(required=True, allow_none=True)
+    metadata = fields.Dict(keys=fields.String(), values=fields.String(), required=True)
+    failure_reason = fields.String(required=True, allow_none=True, metadata={
+        "description": "Why the authorization failed (status failed), else null."})
     transactions = fields.List(Id(), required=True)
     created_at = fields.DateTime(required=True)
 
@@ -352,12 +384,36 @@ class Reconciliation(Schema):
 
 
 WEBHOOK_EVENTS = [
-    "transaction.completed", "transaction.failed", "payment.captured", "payment.refunded",
+    "transaction.completed", "transaction.failed", "payment.authorized", "payment.captured",
+    "payment.refunded", "payment.voided", "payment.expired", "payment.failed",
 ]
 
 
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
+# The first octets of IPv4 addresses no rule refuses (none of 0, 10, 100, 169, 172, 192, 198,
+# 203 and 224-255 starts one), plus 127 (config.yml lets loopback in for local receivers).
+_PUBLIC_FIRST_OCTET = (r"(?:[1-9]|1[1-9]|[2-9][0-9]|10[1-9]|11[0-9]|12[0-7]|1[3-5][0-9]"
+                       r"|16[0-8]|17[013-9]|18[0-9]|19[013-7]|20[0-24-9]|21[0-9]|22[0-3])")
+_LABEL = r"[A-Za-z](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_PORT = r"(?:[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
+# The URLs the document promises are taken: http(s), a host name (of labels that start with a
+# letter) or a public IPv4 address, a port, a path and a query of unreserved characters. The
+# gateway takes more (any URL marshmallow reads, IPv6 literals included), and the
+# notifications service then refuses destinations in private, loopback and link-local
+# networks (unless a deployment allows them), which a pattern cannot say for host names.
+WEBHOOK_URL_PATTERN = (
+    r"^https?://(?:" + _LABEL + r"(?:\." + _LABEL + r")*|" + _PUBLIC_FIRST_OCTET
+    + r"(?:\." + _OCTET + r"){3})(?::" + _PORT + r")?(?:/[A-Za-z0-9._~-]*)*"
+    r"(?:\?[A-Za-z0-9._~=&-]*)?$")
+
+
 class CreateWebhookRequest(Schema):
-    url = Link(required=True, schemes={"http", "https"}, require_tld=False)
+    url = Link(required=True, schemes={"http", "https"}, require_tld=False,
+               validate=validate.Length(max=2048),
+               metadata={"pattern": WEBHOOK_URL_PATTERN, "format": "uri",
+                         "description": "Where to POST the events: http(s). Destinations "
+                         "in private, loopback or link-local networks are refused (422) "
+                         "unless the deployment allows them."})
     events = fields.List(
         Text(validate=validate.OneOf(WEBHOOK_EVENTS)),
         required=True,
@@ -494,9 +550,22 @@ class SystemStatus(Schema):
 # --- Queries --------------------------------------------------------------------
 
 
+def Cursor(pattern):
+    """A page's ``next_cursor``, passed back unchanged. Its syntax is documented (and is all
+    the gateway checks): every string of it names a position (shared/cursors.py)."""
+    return fields.String(validate=validate.Regexp(pattern, error="Not a cursor of this list."),
+                         metadata={"pattern": pattern, "description": "The next_cursor of "
+                                   "the previous page, unchanged."})
+
+
 class PageQuery(Schema):
-    limit = fields.Integer(strict=False, load_default=50, validate=validate.Range(min=1, max=200))
-    cursor = Text(validate=validate.Length(min=1, max=512))
+    limit = fields.Integer(strict=False, load_default=DEFAULT_PAGE_SIZE,
+                           validate=validate.Range(min=1, max=MAX_PAGE_SIZE))
+    cursor = Cursor(TIME_AND_ID_PATTERN)
+
+
+class EntriesQuery(PageQuery):
+    cursor = Cursor(SEQUENCE_PATTERN)
 
 
 class Moment(Text):
@@ -529,6 +598,10 @@ class AuditQuery(PageQuery):
 class TransactionsQuery(PageQuery):
     account_id = Id()
     status = fields.String(validate=validate.OneOf(TRANSACTION_STATUSES))
+
+
+class PaymentsQuery(PageQuery):
+    status = fields.String(validate=validate.OneOf(PAYMENT_STATUSES))
 
 
 def page_of(item_schema):

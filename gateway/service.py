@@ -10,6 +10,7 @@ import logging
 from nameko.timer import timer
 from werkzeug.wrappers import Response
 
+from gateway import problems
 from gateway.desk import MoneyDesk
 from gateway.guard import Guard, endpoint
 from gateway.http import json_response, problem_response
@@ -31,6 +32,7 @@ from shared.shared_settings import SharedSettings
 
 log = logging.getLogger(__name__)
 
+MARKDOWN = "text/markdown"
 EXPIRED_KEYS_PURGE_INTERVAL_S = 600
 RECONCILIATION_TIMEOUT_S = 60
 READY_RETRY_AFTER_S = 5
@@ -149,11 +151,22 @@ class GatewayService(ServiceBase):
 
     @endpoint(BY_OPERATION["transfer"])
     def transfer(self, call):
+        self._same_account_is_known(call, [call.body])
         return self._move_money(call, "transfer", call.body["source_account_id"],
                                 call.body["destination_account_id"])
 
+    def _same_account_is_known(self, call, transfers):
+        """A transfer from an account to itself is a 422, but only once the account is known
+        to be the caller's: an unknown one (or another's) is the 404 of any transfer from it,
+        whatever its destination. Rare, so worth one more read."""
+        for source in {t["source_account_id"] for t in transfers
+                       if t["source_account_id"] == t["destination_account_id"]}:
+            self.rpc.ledger.get_account(source, owner_id=None if call.user.is_admin
+                                        else call.user.id)
+
     @endpoint(BY_OPERATION["transfer_batch"])
     def transfer_batch(self, call):
+        self._same_account_is_known(call, call.body["transfers"])
         batch = TransferBatch(
             call.user.id, call.idempotency_key,
             tuple(_movement(call, "transfer", item["source_account_id"],
@@ -173,6 +186,11 @@ class GatewayService(ServiceBase):
 
     @endpoint(BY_OPERATION["get_transfer"])
     def get_transfer(self, call):
+        return json_response(self.rpc.transactions.get(call.path["transaction_id"],
+                                                       _viewer(call)))
+
+    @endpoint(BY_OPERATION["get_transaction"])
+    def get_transaction(self, call):
         return json_response(self.rpc.transactions.get(call.path["transaction_id"],
                                                        _viewer(call)))
 
@@ -236,6 +254,12 @@ class GatewayService(ServiceBase):
     def get_payment(self, call):
         return json_response(self.rpc.payments.get(call.path["payment_id"], _viewer(call),
                                                    timeout_s=self._payment_timeout_s))
+
+    @endpoint(BY_OPERATION["list_payments"])
+    def list_payments(self, call):
+        return json_response(self.rpc.payments.list(
+            _viewer(call), status=call.query.get("status"), limit=call.query["limit"],
+            cursor=call.query.get("cursor")))
 
     @property
     def _payment_timeout_s(self):
@@ -319,6 +343,17 @@ class GatewayService(ServiceBase):
     def get_openapi(self, call):
         spec = build_spec(self.settings.gateway.public_url)
         return Response(json.dumps(spec), status=200, mimetype="application/json")
+
+    @endpoint(BY_OPERATION["problem_types"])
+    def get_problem_types(self, call):
+        return Response(problems.index(), status=200, mimetype=MARKDOWN)
+
+    @endpoint(BY_OPERATION["problem_type"])
+    def get_problem_type(self, call):
+        problem = problems.BY_CODE.get(call.path.get("code"))
+        if problem is None:
+            raise NotFound("No such problem type; GET /problems lists them all.")
+        return Response(problems.page(problem), status=200, mimetype=MARKDOWN)
 
     @timer(interval=EXPIRED_KEYS_PURGE_INTERVAL_S)
     def purge_expired_idempotency_keys(self):

@@ -21,7 +21,7 @@ from sqlalchemy.dialects.postgresql import JSONB, UUID
 
 from shared import cursors
 from shared.errors import ValidationFailed
-from shared.ids import rfc3339
+from shared.ids import parse_rfc3339, rfc3339
 from shared.service import rpc
 
 USER, CLI, SERVICE = "user", "cli", "service"
@@ -123,7 +123,7 @@ def page(connection, table, limit, before=None, action=None, actor_id=None, targ
 
 
 def encode_cursor(item):
-    return cursors.encode_cursor({"t": item["occurred_at"], "i": item["id"]})
+    return cursors.encode_time_and_id(parse_rfc3339(item["occurred_at"]), item["id"])
 
 
 decode_cursor = cursors.decode_time_and_id

@@ -104,7 +104,7 @@ class Movement:
             raise _invalid("description", "must be text of at most {} characters".format(
                 MAX_DESCRIPTION_LENGTH))
         if self.metadata is not None and not _is_metadata(self.metadata):
-            raise _invalid("metadata", "must map at most {} keys of 1 to {} characters to "
+            raise _invalid("metadata", "must map at most {} keys of at most {} characters to "
                            "texts of at most {}".format(MAX_METADATA_KEYS,
                                                         MAX_METADATA_KEY_LENGTH,
                                                         MAX_METADATA_VALUE_LENGTH))
@@ -167,7 +167,7 @@ class TransferBatch:
 
 def _is_metadata(value):
     return (isinstance(value, dict) and len(value) <= MAX_METADATA_KEYS and all(
-        isinstance(key, str) and 1 <= len(key) <= MAX_METADATA_KEY_LENGTH
+        isinstance(key, str) and len(key) <= MAX_METADATA_KEY_LENGTH
         and isinstance(text, str) and len(text) <= MAX_METADATA_VALUE_LENGTH
         for key, text in value.items()))
 

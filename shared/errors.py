@@ -50,6 +50,11 @@ class Conflict(PaysysError):
 
 
 @deserialize_to_instance
+class UnsupportedMediaType(PaysysError):
+    status, code, title = 415, "unsupported_media_type", "Unsupported media type"
+
+
+@deserialize_to_instance
 class ValidationFailed(PaysysError):
     status, code, title = 422, "validation_error", "Validation failed"
 

@@ -96,15 +96,13 @@ def page_of_account(connection, account_id, limit, before_seq=None):
 
 
 def encode_cursor(row):
-    return cursors.encode_cursor({"s": row.account_seq})
+    return cursors.encode_sequence(row.account_seq)
 
 
 def decode_cursor(cursor):
     """The account sequence number a cursor points before; ValueError if it is not one."""
-    seq = cursors.decode_cursor(cursor, ("s",))["s"]
-    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 1:
-        raise ValueError("not a cursor")
-    return seq
+    return cursors.decode_sequence(cursor)
+
 
 
 _BALANCE_AT = text("""

@@ -51,6 +51,13 @@ def money(amount, currency):
     return "{}{} {}".format(sign, text, currency or "").strip()
 
 
+PAYMENT_SUBJECTS = {
+    "payment.authorized": "Payment of {} authorized",
+    "payment.voided": "Payment of {} voided",
+    "payment.expired": "Authorization of {} expired",
+    "payment.failed": "Payment of {} failed",
+}
+
 KIND_NAMES = {
     "deposit": "Deposit", "withdrawal": "Withdrawal", "transfer": "Transfer",
     "payment": "Payment", "capture": "Capture", "refund": "Refund",
@@ -81,18 +88,22 @@ def subject_and_lines(event_type, data):
             ("Completed", data.get("completed_at")),
         ]
     else:
+        amount = money(data.get("amount"), currency) or "an unknown amount"
         if event_type == "payment.captured":
             subject = "Payment of {} captured".format(
                 money(data.get("captured_amount"), currency) or "an unknown amount")
-        else:
+        elif event_type == "payment.refunded":
             subject = "Payment refunded: {}".format(
                 money(data.get("refunded_amount"), currency) or "an unknown amount")
+        else:
+            subject = PAYMENT_SUBJECTS.get(event_type, "Payment of {} updated").format(amount)
         lines = [
             ("Payment", data.get("id")),
             ("Status", data.get("status")),
             ("Amount", money(data.get("amount"), currency)),
             ("Captured", money(data.get("captured_amount"), currency)),
             ("Refunded", money(data.get("refunded_amount"), currency)),
+            ("Reason", data.get("failure_reason")),
             ("Payer account", data.get("payer_account_id")),
             ("Merchant account", data.get("merchant_account_id")),
             ("Reference", data.get("reference")),

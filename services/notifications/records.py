@@ -27,8 +27,9 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from shared import cursors
 from shared.ids import rfc3339
 
-EVENT_TYPES = ("transaction.completed", "transaction.failed", "payment.captured",
-               "payment.refunded")
+EVENT_TYPES = ("transaction.completed", "transaction.failed", "payment.authorized",
+               "payment.captured", "payment.refunded", "payment.voided", "payment.expired",
+               "payment.failed")
 STATUSES = ("pending", "delivered", "failed")
 MAX_ERROR_LENGTH = 500
 

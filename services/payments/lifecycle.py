@@ -21,15 +21,20 @@ from sqlalchemy import case, func
 from services.payments import events, records
 from services.payments.records import AUTHORIZE, CAPTURE, FAILED, PENDING, REFUND, SUCCEEDED, VOID
 from shared.commands import Movement
+from shared.cursors import DEFAULT_PAGE_SIZE, page_request
 from shared.errors import (
     Conflict, Forbidden, NotFound, PaysysError, ServiceUnavailable, ValidationFailed,
 )
+from shared.ids import parse_id
 
 log = logging.getLogger(__name__)
 
 # The transaction kind each operation submits.
 TRANSACTION_KINDS = {AUTHORIZE: "payment", CAPTURE: "capture", REFUND: "refund"}
 HOLD_NOT_ACTIVE = "hold_not_active"
+# The statuses a listed payment can have (a pending one is not listed yet).
+LISTED_STATUSES = ("authorized", "captured", "partially_refunded", "refunded", "voided",
+                   "failed")
 
 
 class Lifecycle:
@@ -44,15 +49,17 @@ class Lifecycle:
     def create(self, initiator_id, body, idempotency_key, initiator_is_admin=False):
         """Authorize (``capture`` false: hold only) or charge; the payment as decided."""
         payer_id, merchant_id = body["payer_account_id"], body["merchant_account_id"]
-        if payer_id == merchant_id:
-            raise ValidationFailed("The payer and merchant accounts must differ.", errors={
-                "merchant_account_id": ["Same as the payer account."]})
-        accounts = self.rpc.ledger.snapshot([payer_id, merchant_id])
+        # Unknown accounts first (404), then paying oneself (422): an unknown account is
+        # unknown whatever the other one is.
+        accounts = self.rpc.ledger.snapshot(list(dict.fromkeys([payer_id, merchant_id])))
         payer, merchant = accounts.get(payer_id), accounts.get(merchant_id)
         if payer is None or (payer["owner_id"] != initiator_id and not initiator_is_admin):
             raise NotFound("No such payer account.")  # another's looks like none
         if merchant is None:
             raise NotFound("No such merchant account.")
+        if payer_id == merchant_id:
+            raise ValidationFailed("The payer and merchant accounts must differ.", errors={
+                "merchant_account_id": ["Same as the payer account."]})
         with self.db.transaction() as connection:
             payment, operation, _ = records.create(connection, {
                 "capture": body.get("capture", True),
@@ -63,6 +70,7 @@ class Lifecycle:
                 "payer_owner_id": payer["owner_id"],
                 "merchant_owner_id": merchant["owner_id"],
                 "reference": body.get("reference"),
+                "metadata": body.get("metadata") or {},
                 "initiator_id": initiator_id,
                 "idempotency_key": idempotency_key,
             })
@@ -126,6 +134,20 @@ class Lifecycle:
                                                    payment.idempotency_key)
             return self._conclude(payment.id, operation, raise_failure=False)
         return self._view(payment.id)
+
+    def list(self, viewer_id, status=None, limit=DEFAULT_PAGE_SIZE, cursor=None):
+        """Newest first, the payments ``viewer_id`` pays or is paid by (None: staff, all)."""
+        limit, before = page_request(limit, cursor, records.decode_cursor)
+        if status is not None and status not in LISTED_STATUSES:
+            raise ValidationFailed("status: unknown payment status",
+                                   errors={"status": ["Not one of the payment statuses."]})
+        with self.db.connection() as connection:
+            rows, more = records.page_for(connection, limit, viewer_id=parse_id(viewer_id)
+                                          if viewer_id is not None else None,
+                                          status=status, before=before)
+            ids = records.transaction_ids_of(connection, [row.id for row in rows])
+        return {"items": [records.view(row, ids[row.id]) for row in rows],
+                "next_cursor": records.encode_cursor(rows[-1]) if more else None}
 
     # --- the system's own work -------------------------------------------------------------
 
@@ -228,16 +250,19 @@ class Lifecycle:
         succeeded = status == SUCCEEDED
         if operation.kind == AUTHORIZE:
             if not succeeded:
-                records.change(connection, payment_id, c.status == PENDING, status="failed",
-                               failure_reason=reason or "failed")
+                payment = records.change(connection, payment_id, c.status == PENDING,
+                                         status="failed", failure_reason=reason or "failed")
+                events.failed(connection, payment)
             elif one_step:
                 payment = records.change(connection, payment_id, c.status == PENDING,
                                          status="captured", captured_amount=amount)
                 events.captured(connection, payment)
             else:
-                records.change(connection, payment_id, c.status == PENDING, status="authorized",
-                               expires_at=func.now() + func.make_interval(
-                                   0, 0, 0, 0, 0, 0, self.hold_time_s))
+                payment = records.change(
+                    connection, payment_id, c.status == PENDING, status="authorized",
+                    expires_at=func.now() + func.make_interval(
+                        0, 0, 0, 0, 0, 0, self.hold_time_s))
+                events.authorized(connection, payment)
         elif operation.kind in (CAPTURE, VOID):
             values = {"settling_operation_id": None}
             if succeeded:
@@ -250,6 +275,12 @@ class Lifecycle:
                                      c.settling_operation_id == operation.id, **values)
             if succeeded and operation.kind == CAPTURE:
                 events.captured(connection, payment)
+            elif succeeded:
+                # No initiator: the system voided an authorization past its hold time.
+                if operation.initiator_id is None:
+                    events.expired(connection, payment)
+                else:
+                    events.voided(connection, payment)
         elif operation.kind == REFUND:
             values = {"refund_reserved": c.refund_reserved - amount}
             if succeeded:

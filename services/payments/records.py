@@ -8,12 +8,13 @@ refunds reserve their amount against the captured one before they run.
 import uuid
 
 from sqlalchemy import (
-    CHAR, BigInteger, Boolean, Column, DateTime, ForeignKey, MetaData, Table, Text, func, select,
-    update,
+    CHAR, BigInteger, Boolean, Column, DateTime, ForeignKey, MetaData, Table, Text, func, literal,
+    or_, select, tuple_, update,
 )
-from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.dialects.postgresql import insert
 
+from shared import cursors
 from shared.ids import parse_id, rfc3339
 
 PENDING, SUCCEEDED, FAILED = "pending", "succeeded", "failed"
@@ -47,6 +48,7 @@ payments = Table(
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("expires_at", DateTime(timezone=True)),
+    Column("metadata", JSONB, nullable=False, server_default="{}"),
 )
 operations = Table(
     "operations",
@@ -77,6 +79,8 @@ def view(payment, transaction_ids):
         "payer_account_id": payment.payer_account_id,
         "merchant_account_id": payment.merchant_account_id,
         "reference": payment.reference,
+        "metadata": payment.metadata or {},
+        "failure_reason": payment.failure_reason,
         "transactions": transaction_ids,
         "created_at": rfc3339(payment.created_at),
     }
@@ -89,6 +93,48 @@ def transaction_ids(connection, payment_id):
         .where(operations.c.payment_id == payment_id,
                operations.c.transaction_id.is_not(None))
         .order_by(operations.c.created_at, operations.c.id)).scalars())
+
+
+def transaction_ids_of(connection, payment_ids):
+    """``{payment id: its transaction ids, oldest first}`` for a page of payments."""
+    found = {payment_id: [] for payment_id in payment_ids}
+    rows = connection.execute(
+        select(operations.c.payment_id, operations.c.transaction_id)
+        .where(operations.c.payment_id.in_(payment_ids),
+               operations.c.transaction_id.is_not(None))
+        .order_by(operations.c.created_at, operations.c.id))
+    for payment_id, transaction_id in rows:
+        found[payment_id].append(transaction_id)
+    return found
+
+
+# --- pages ---------------------------------------------------------------------------------
+
+
+def page_for(connection, limit, viewer_id=None, status=None, before=None):
+    """Newest first: the payments ``viewer_id`` pays or is paid by (None: staff, all of
+    them). A payment whose authorization is still being decided is left out: it has no
+    status of the contract's yet, and is listed once it has."""
+    c = payments.c
+    query = select(payments).where(c.status != "pending")
+    if viewer_id is not None:
+        query = query.where(or_(c.payer_owner_id == viewer_id, c.merchant_owner_id == viewer_id))
+    if status is not None:
+        query = query.where(c.status == status)
+    if before is not None:
+        created_at, payment_id = before
+        query = query.where(tuple_(c.created_at, c.id) < tuple_(
+            literal(created_at, DateTime(timezone=True)), literal(payment_id, UUID(as_uuid=False))))
+    rows = connection.execute(
+        query.order_by(c.created_at.desc(), c.id.desc()).limit(limit + 1)).all()
+    return rows[:limit], len(rows) > limit
+
+
+def encode_cursor(payment):
+    return cursors.encode_time_and_id(payment.created_at, payment.id)
+
+
+decode_cursor = cursors.decode_time_and_id
 
 
 # --- payments -----------------------------------------------------------------------------

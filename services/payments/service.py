@@ -62,6 +62,12 @@ class PaymentsService(service.ServiceBase):
         """One payment; ``viewer_id`` None is staff, else the payer's or merchant's owner."""
         return self._lifecycle().get(payment_id, viewer_id)
 
+    @service.rpc
+    def list(self, viewer_id, status=None, limit=50, cursor=None):
+        """A page of payments, newest first: ``{items, next_cursor}``. ``viewer_id`` None is
+        staff (every payment), else the payer's or merchant's owner."""
+        return self._lifecycle().list(viewer_id, status, limit, cursor)
+
     @timer(interval=EXPIRY_INTERVAL_S)
     def expire(self):
         self._lifecycle().expire()

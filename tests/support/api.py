@@ -2,6 +2,8 @@
 import uuid
 from dataclasses import dataclass, field
 
+from gateway.problems import BY_CODE
+
 PASSWORD = "correct horse battery staple"
 PROBLEM_JSON = "application/problem+json"
 
@@ -78,6 +80,9 @@ def assert_problem(response, status, code=None):
     assert body["status"] == status
     if code is not None:
         assert body["code"] == code, body
+    # Each code has its own documented type and title (docs/errors.md).
+    documented = BY_CODE[body["code"]]
+    assert (body["type"], body["title"]) == (documented.type, documented.title), body
     # It names the request it answers (a replay: the request that made the answer).
     if response.headers.get("Idempotent-Replayed") != "true":
         assert body["instance"] == response.headers["X-Request-ID"], body

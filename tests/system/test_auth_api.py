@@ -77,6 +77,14 @@ def test_a_wrong_password_and_an_unknown_email_look_the_same(system):
     assert wrong == unknown
 
 
+def test_a_failed_login_challenges_for_a_bearer_token(system):
+    response = system.post("/v1/auth/login", json={"email": unique_email(),
+                                                   "password": "wrong password!"})
+    assert_problem(response, 401, "invalid_credentials")
+    # RFC 6750: no token was sent, so no error attribute; the realm names the API.
+    assert response.headers["WWW-Authenticate"] == 'Bearer realm="paysys"'
+
+
 def test_bad_passwords_from_one_ip_get_429_with_a_growing_retry_after_but_not_elsewhere(
         system):
     email = unique_email()

@@ -29,6 +29,42 @@ def test_malformed_json_is_400(alice, raw):
     assert_problem(response, 400, "malformed_json")
 
 
+@pytest.mark.parametrize("content_type,raw", [
+    ("text/plain", b'{"currency": "USD"}'),
+    ("application/x-www-form-urlencoded", b"currency=USD"),
+    ("multipart/form-data; boundary=x", b'--x\r\nContent-Disposition: form-data; name="a"'
+                                        b'\r\n\r\nUSD\r\n--x--\r\n'),
+])
+def test_a_body_that_is_not_json_is_415_and_opens_nothing(alice, content_type, raw):
+    response = alice.post("/v1/accounts", data=raw, headers={"Content-Type": content_type})
+    problem = assert_problem(response, 415, "unsupported_media_type")
+    assert problem["type"] == "/problems/unsupported_media_type"
+    assert alice.get("/v1/accounts").json()["items"] == []
+
+
+def test_a_json_body_without_a_content_type_is_read_as_json(alice):
+    response = alice.post("/v1/accounts", data=b'{"currency": "EUR"}')
+    assert "Content-Type" not in response.request.headers
+    assert response.status_code == 201, response.text
+    assert response.json()["currency"] == "EUR"
+
+
+def test_a_problem_type_resolves_to_its_documentation(system, alice):
+    problem = assert_problem(alice.get("/v1/accounts/" + str(uuid.uuid4())), 404, "not_found")
+    page = system.get(problem["type"])
+    assert page.status_code == 200 and page.headers["Content-Type"].startswith("text/markdown")
+    assert "`not_found`" in page.text and "Not found" in page.text
+    assert "/problems/insufficient_funds" in system.get("/problems").text
+    assert_problem(system.get("/problems/no_such_code"), 404, "not_found")
+
+
+def test_the_routers_404_and_405_have_the_codes_type_and_title(system):
+    assert_problem(system.get("/v1/nowhere"), 404, "not_found")
+    response = system.request("PUT", "/v1/accounts")
+    assert_problem(response, 405, "method_not_allowed")
+    assert "GET" in response.headers["Allow"]
+
+
 def test_a_json_value_that_is_not_an_object_is_422(alice):
     assert_problem(alice.post("/v1/accounts", json=["USD"]), 422, "validation_error")
 

@@ -142,6 +142,18 @@ def test_a_transfer_to_the_same_account_is_422(alice):
     assert_problem(transfer(alice, mine, mine, 100), 422, "validation_error")
 
 
+def test_a_transfer_from_an_unknown_or_anothers_account_to_itself_is_404(alice, bob):
+    # Unknown is unknown, whatever the destination: the 404 comes before the 422.
+    theirs = bob.open_account()
+    unknown = {"id": str(uuid.uuid4())}
+    assert_problem(transfer(alice, unknown, unknown, 100), 404, "not_found")
+    assert_problem(transfer(alice, theirs, theirs, 100), 404, "not_found")
+    batch = move(alice, "/v1/transfers/batch", {"transfers": [
+        {"source_account_id": theirs["id"], "destination_account_id": theirs["id"],
+         "amount": 100, "currency": "USD"}]})
+    assert_problem(batch, 404, "not_found")
+
+
 def test_an_admin_may_move_any_account(alice, bob, admin):
     mine, theirs = alice.open_account(), bob.open_account()
     deposit(alice, mine, 1_000)
@@ -155,6 +167,24 @@ def test_a_stranger_cannot_see_a_transaction(alice, bob, system):
     transaction = deposit(alice, mine, 100)
     assert_problem(bob.get("/v1/transfers/" + transaction["id"]), 404, "not_found")
     assert_problem(bob.get("/v1/transfers/" + str(uuid.uuid4())), 404, "not_found")
+
+
+def test_any_transaction_is_read_by_its_id_with_its_metadata(alice, bob, admin):
+    mine, theirs = alice.open_account(), bob.open_account()
+    made = deposit(alice, mine, 700)
+    moved = transfer(alice, mine, theirs, 300, metadata={"invoice": "INV-9"}).json()
+    for transaction in (made, moved):
+        seen = alice.get("/v1/transactions/" + transaction["id"])
+        assert seen.status_code == 200, seen.text
+        assert seen.json() == alice.get("/v1/transfers/" + transaction["id"]).json()
+    assert alice.get("/v1/transactions/" + moved["id"]).json()["metadata"] == {
+        "invoice": "INV-9"}
+    # The destination's owner and staff see it; a stranger gets the 404 of an unknown id.
+    assert bob.get("/v1/transactions/" + moved["id"]).json()["type"] == "transfer"
+    assert admin.get("/v1/transactions/" + made["id"]).json()["type"] == "deposit"
+    assert_problem(bob.get("/v1/transactions/" + made["id"]), 404, "not_found")
+    assert_problem(bob.get("/v1/transactions/" + str(uuid.uuid4())), 404, "not_found")
+    assert_problem(bob.get("/v1/transactions/not-an-id"), 404, "not_found")
 
 
 # --- Lists ---------------------------------------------------------------------------

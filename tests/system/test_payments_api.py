@@ -16,8 +16,8 @@ from tests.support.webhook_receiver import WebhookReceiver
 pytestmark = pytest.mark.system
 
 PAYMENT_FIELDS = {"id", "status", "amount", "captured_amount", "refunded_amount", "currency",
-                  "payer_account_id", "merchant_account_id", "reference", "transactions",
-                  "created_at"}
+                  "payer_account_id", "merchant_account_id", "reference", "metadata",
+                  "failure_reason", "transactions", "created_at"}
 
 
 def post(user, path, body=None, key=None):
@@ -237,5 +237,79 @@ def test_the_merchant_hears_of_captures_and_refunds_by_webhook(alice, bob, shop)
             assert request.headers["X-Signature"] == "sha256=" + expected
         refunded = next(e for e in events if e["type"] == "payment.refunded")["data"]
         assert (refunded["id"], refunded["refunded_amount"]) == (payment["id"], 200)
+    finally:
+        receiver.stop()
+
+
+def test_a_payment_keeps_its_metadata_and_refuses_metadata_beyond_the_limits(alice, bob, shop):
+    payer, merchant = shop
+    payment = pay(alice, payer, merchant, 300, metadata={"order": "A-17", "channel": "web"})
+    assert payment.status_code == 201, payment.text
+    assert payment.json()["metadata"] == {"order": "A-17", "channel": "web"}
+    assert bob.get("/v1/payments/" + payment.json()["id"]).json()["metadata"] == {
+        "order": "A-17", "channel": "web"}
+    for metadata in ({"k{}".format(i): "v" for i in range(51)}, {"k" * 41: "v"},
+                     {"order": "v" * 501}, {"order": 17}, ["order"]):
+        response = pay(alice, payer, merchant, 300, metadata=metadata)
+        problem = assert_problem(response, 422, "validation_error")
+        assert any(field.startswith("metadata") for field in problem["errors"]), problem
+    assert balances(alice, payer) == (9_700, 9_700)
+
+
+def test_payments_are_listed_for_payer_and_merchant_newest_first_and_by_status(
+        alice, bob, mallory, admin, shop):
+    payer, merchant = shop
+    captured = pay(alice, payer, merchant, 100).json()
+    held = authorized(alice, payer, merchant, 200)
+    voided = authorized(alice, payer, merchant, 300)
+    assert act(bob, voided, "void").status_code == 200
+    for user in (alice, bob):
+        listed = user.get("/v1/payments").json()
+        assert [p["id"] for p in listed["items"]] == [voided["id"], held["id"], captured["id"]]
+        assert listed["next_cursor"] is None
+    assert [p["id"] for p in alice.get("/v1/payments?status=authorized").json()["items"]] == [
+        held["id"]]
+    assert [p["status"] for p in bob.get("/v1/payments?status=voided").json()["items"]] == [
+        "voided"]
+    assert mallory.get("/v1/payments").json()["items"] == []
+    staff_ids = {p["id"] for p in admin.get("/v1/payments?limit=200").json()["items"]}
+    assert {captured["id"], held["id"]} <= staff_ids or admin.get(
+        "/v1/payments?limit=200").json()["next_cursor"] is not None
+    first = alice.get("/v1/payments?limit=2").json()
+    second = alice.get("/v1/payments?limit=2&cursor=" + first["next_cursor"]).json()
+    assert [p["id"] for p in first["items"] + second["items"]] == [
+        voided["id"], held["id"], captured["id"]]
+    assert_problem(alice.get("/v1/payments?status=pending"), 422, "validation_error")
+    assert_problem(alice.get("/v1/payments?cursor=not-a-cursor"), 422, "validation_error")
+
+
+def test_the_payer_and_merchant_hear_of_authorizations_voids_expiries_and_failures(
+        alice, bob, shop):
+    payer, merchant = shop
+    receiver = WebhookReceiver().start()
+    try:
+        response = bob.post("/v1/webhooks", json={"url": receiver.url, "events": [
+            "payment.authorized", "payment.voided", "payment.expired", "payment.failed"]})
+        assert response.status_code == 201, response.text
+        voided = authorized(alice, payer, merchant, 100)
+        act(bob, voided, "void")
+        expiring = authorized(alice, payer, merchant, 200)
+        failing = pay(alice, payer, merchant, 1_000_000, capture=False,
+                      metadata={"why": "too much"}).json()
+        assert failing["status"] == "failed" and failing["failure_reason"] == "insufficient_funds"
+        # authorized twice, voided, expired, failed.
+        seen = receiver.wait_for(5, timeout_s=PAYMENT_HOLD_S + 30)
+        events = [json.loads(request.body) for request in seen]
+        by_payment = {}
+        for event in events:
+            by_payment.setdefault(event["data"]["id"], []).append(event["type"])
+        assert sorted(by_payment[voided["id"]]) == ["payment.authorized", "payment.voided"]
+        assert sorted(by_payment[expiring["id"]]) == ["payment.authorized", "payment.expired"]
+        assert by_payment[failing["id"]] == ["payment.failed"]
+        failed_event = next(e for e in events if e["type"] == "payment.failed")
+        assert failed_event["data"]["metadata"] == {"why": "too much"}
+        assert failed_event["data"]["failure_reason"] == "insufficient_funds"
+        expired_event = next(e for e in events if e["type"] == "payment.expired")
+        assert expired_event["data"]["status"] == "voided"
     finally:
         receiver.stop()

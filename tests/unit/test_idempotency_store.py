@@ -165,6 +165,9 @@ def test_keys_belong_to_their_user(store, user):
     (None, True, "idempotency_key_required"), ("", True, "idempotency_key_required"),
     ("x" * 256, False, "idempotency_key_invalid"), ("caf\u00e9", False, "idempotency_key_invalid"),
     ("a\nb", False, "idempotency_key_invalid"),
+    # Sent but empty where a key is optional: a malformed key, not none (the document says
+    # 1-255 characters, so a fuzzer's empty key must not be accepted).
+    ("", False, "idempotency_key_invalid"),
 ])
 def test_malformed_or_missing_keys_are_400(value, required, code):
     with pytest.raises(BadRequest) as raised:

@@ -1,8 +1,19 @@
 """The OpenAPI document covers the whole HTTP contract (API.md), errors included."""
+import re
+import uuid
+from datetime import datetime, timezone
+
+import jsonschema
 import pytest
 from nameko.containers import ServiceContainer
+from openapi_schema_validator import OAS30Validator
+from openapi_spec_validator import validate
+from werkzeug.exceptions import MethodNotAllowed
+
+from shared import cursors
 
 from gateway.openapi import build_spec
+from gateway.openapi_text import DESCRIPTIONS
 from gateway.routes import ROUTES
 
 # Every (method, path) of API.md, written out here so the test checks the contract,
@@ -19,12 +30,13 @@ CONTRACT = [
     ("post", "/v1/transfers/batch"), ("get", "/v1/transfers/batches/{batch_id}"),
     ("post", "/v1/payments"), ("post", "/v1/payments/{payment_id}/capture"),
     ("post", "/v1/payments/{payment_id}/void"), ("post", "/v1/payments/{payment_id}/refund"),
-    ("get", "/v1/payments/{payment_id}"),
+    ("get", "/v1/payments/{payment_id}"), ("get", "/v1/payments"),
+    ("get", "/v1/transactions/{transaction_id}"),
     ("get", "/v1/ledger/reconciliation"), ("get", "/v1/audit-events"),
     ("post", "/v1/webhooks"), ("get", "/v1/webhooks"),
     ("delete", "/v1/webhooks/{webhook_id}"), ("get", "/v1/notifications"),
     ("get", "/health"), ("get", "/ready"), ("get", "/metrics"), ("get", "/openapi.json"),
-    ("get", "/v1/status"),
+    ("get", "/problems"), ("get", "/problems/{code}"), ("get", "/v1/status"),
 ]
 
 SPEC = build_spec("http://127.0.0.1:8000")
@@ -36,7 +48,7 @@ def test_every_operation_of_the_contract_is_documented():
     assert documented == set(CONTRACT)
 
 
-OPERATIONS = {"/health", "/ready", "/metrics", "/openapi.json"}
+OPERATIONS = {"/health", "/ready", "/metrics", "/openapi.json", "/problems"}
 
 
 @pytest.mark.parametrize("method,path", CONTRACT)
@@ -46,6 +58,8 @@ def test_every_error_an_operation_can_answer_is_problem_json(method, path):
               if int(status) >= 400 and not (path == "/ready" and status == "503")}
     if path in OPERATIONS:
         assert set(errors) == {"500"}
+    elif path == "/problems/{code}":
+        assert set(errors) == {"404", "500"}
     else:
         assert {"422", "429", "500", "503"} <= set(errors)
         assert "501" not in errors
@@ -105,7 +119,7 @@ def test_money_moving_operations_require_an_idempotency_key_and_document_its_con
 
 def test_authenticated_operations_document_401_and_bearer_security():
     public = {"/health", "/ready", "/metrics", "/openapi.json", "/v1/auth/register",
-              "/v1/auth/login", "/v1/auth/refresh"}
+              "/v1/auth/login", "/v1/auth/refresh", "/problems", "/problems/{code}"}
     for path, operations in SPEC["paths"].items():
         for operation in operations.values():
             if path in public:
@@ -141,3 +155,136 @@ def test_the_audit_trail_is_for_admins_and_auditors_and_pages_like_every_list():
     event = SPEC["components"]["schemas"]["AuditEvent"]
     assert {"id", "occurred_at", "actor_type", "actor_id", "action", "target_type",
             "target_id", "details", "request_id"} <= set(event["required"])
+
+
+def test_the_document_is_valid_openapi():
+    validate(SPEC)  # openapi-spec-validator: raises on the first error
+
+
+def _operations():
+    for path, operations in SPEC["paths"].items():
+        for method, operation in operations.items():
+            yield method, path, operation
+
+
+def test_every_operation_has_a_description_and_an_example():
+    for method, path, operation in _operations():
+        assert operation["operationId"] in DESCRIPTIONS, (method, path)
+        assert len(operation["description"]) > len(operation["summary"]) + 1, (method, path)
+        examples = [media.get("example") for status, response in operation["responses"].items()
+                    if status < "400" for media in response.get("content", {}).values()]
+        examples += [p.get("example") for p in operation.get("parameters", [])]
+        examples += [media.get("example")
+                     for media in operation.get("requestBody", {}).get("content", {}).values()]
+        assert any(example is not None for example in examples), (method, path)
+
+
+def _resolved(schema):
+    """``schema`` with the document's components beside it, for a JSON Schema validator."""
+    return dict(schema, components=SPEC["components"])
+
+
+def test_every_example_is_valid_against_its_own_schema():
+    checked = 0
+    for method, path, operation in _operations():
+        bodies = [media for response in operation["responses"].values()
+                  for media in response.get("content", {}).values()]
+        bodies += list(operation.get("requestBody", {}).get("content", {}).values())
+        for media in bodies:
+            if "example" in media and "$ref" in media["schema"]:
+                jsonschema.validate(media["example"], _resolved(media["schema"]),
+                                    cls=OAS30Validator)
+                checked += 1
+        for parameter in operation.get("parameters", []):
+            if "example" in parameter:
+                jsonschema.validate(parameter["example"], parameter["schema"])
+                checked += 1
+    assert checked > 60
+
+
+def test_response_schemas_take_new_fields_and_request_schemas_refuse_unknown_ones():
+    components = SPEC["components"]["schemas"]
+    for name in ("Account", "Transaction", "Payment", "Problem", "TransferBatch", "Vote",
+                 "AccountPage", "User"):
+        assert components[name].get("additionalProperties") is not False, name
+    for name in ("DepositRequest", "TransferRequest", "TransferBatchRequest",
+                 "CreatePaymentRequest", "RegisterRequest", "CreateWebhookRequest"):
+        assert components[name]["additionalProperties"] is False, name
+
+
+def test_every_answer_declares_its_x_request_id_and_creates_their_location():
+    for method, path, operation in _operations():
+        for status, response in operation["responses"].items():
+            assert response["headers"]["X-Request-ID"]["required"] is True, (path, status)
+            if status in ("429", "503"):
+                assert "Retry-After" in response["headers"], (path, status)
+    for path, status in (("/v1/accounts", "201"), ("/v1/deposits", "201"),
+                         ("/v1/transfers", "202"), ("/v1/payments", "201"),
+                         ("/v1/transfers/batch", "201")):
+        assert "Location" in SPEC["paths"][path]["post"]["responses"][status]["headers"]
+
+
+def test_the_constraints_the_server_enforces_are_in_the_document():
+    key = next(p for p in SPEC["paths"]["/v1/deposits"]["post"]["parameters"]
+               if p["name"] == "Idempotency-Key")["schema"]
+    assert re.match(key["pattern"], "a") and not re.match(key["pattern"], "")
+    assert not re.match(key["pattern"], " padded ") and not re.match(key["pattern"], "\x7f")
+    query = {p["name"]: p["schema"] for p in SPEC["paths"]["/v1/accounts"]["get"]["parameters"]}
+    assert (query["limit"]["minimum"], query["limit"]["maximum"]) == (1, 200)
+    assert query["cursor"]["pattern"] == cursors.TIME_AND_ID_PATTERN
+    entries = {p["name"]: p["schema"]
+               for p in SPEC["paths"]["/v1/accounts/{account_id}/entries"]["get"]["parameters"]
+               if p["in"] == "query"}
+    assert entries["cursor"]["pattern"] == cursors.SEQUENCE_PATTERN
+    metadata = SPEC["components"]["schemas"]["TransferRequest"]["properties"]["metadata"]
+    assert metadata["maxProperties"] == 50 and "maxLength" not in metadata
+    assert metadata["x-propertyNames"]["maxLength"] == 40
+    assert metadata["additionalProperties"]["maxLength"] == 500
+    register = SPEC["components"]["schemas"]["RegisterRequest"]["properties"]
+    assert register["password"]["minLength"] == 12 and "pattern" in register["email"]
+
+
+def test_every_cursor_of_the_documented_syntax_is_read_and_others_are_refused():
+    now = datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=timezone.utc)
+    item = str(uuid.uuid4())
+    made = cursors.encode_time_and_id(now, item)
+    assert re.match(cursors.TIME_AND_ID_PATTERN, made)
+    assert cursors.decode_time_and_id(made) == (now, item)
+    assert cursors.decode_time_and_id("0_" + "f" * 32)[1] == str(uuid.UUID("f" * 32))
+    assert cursors.decode_sequence(cursors.encode_sequence(17)) == 17
+    for bad in ("", "x", "1_" + "g" * 32, "0"):
+        with pytest.raises(ValueError):
+            cursors.decode_time_and_id(bad) if "_" in bad or not bad.isdigit() else \
+                cursors.decode_sequence(bad)
+
+
+def test_create_operations_link_to_the_reads_of_what_they_made():
+    links = SPEC["paths"]["/v1/accounts"]["post"]["responses"]["201"]["links"]
+    assert links["GetAccount"] == {"operationId": "get_account",
+                                   "parameters": {"account_id": "$response.body#/id"}}
+    operation_ids = {operation["operationId"] for _, _, operation in _operations()}
+    for method, path, operation in _operations():
+        for response in operation["responses"].values():
+            for link in response.get("links", {}).values():
+                assert link["operationId"] in operation_ids
+
+
+def test_a_fixed_segment_is_never_a_path_parameter():
+    from gateway.http import GatewayEndpoint
+    from gateway.service import GatewayService
+    from shared.config import load_config
+
+    container = ServiceContainer(GatewayService, load_config())
+    server = next(e for e in container.entrypoints if isinstance(e, GatewayEndpoint)).server
+    for entrypoint in container.entrypoints:
+        if isinstance(entrypoint, GatewayEndpoint):
+            server.register_provider(entrypoint)
+    adapter = server.make_url_map().bind("gateway")
+    # GET /v1/transfers/batch is no read of a transaction called "batch": only POST is there.
+    with pytest.raises(MethodNotAllowed) as refused:
+        adapter.match("/v1/transfers/batch", "GET")
+    assert refused.value.valid_methods == ["POST"]
+    endpoint, values = adapter.match("/v1/transfers/" + str(uuid.uuid4()), "GET")
+    assert endpoint.route.operation_id == "get_transfer"
+    endpoint, values = adapter.match("/v1/transfers/not-an-id", "GET")
+    assert values == {"transaction_id": "not-an-id"}  # the guard's 404, after the token
