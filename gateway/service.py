@@ -324,8 +324,8 @@ class GatewayService(ServiceBase):
         detail = "Cannot serve money requests: {} not answering.".format(
             ", ".join(body["unavailable"]))
         extra = {key: body[key] for key in ("checks", "unavailable", "degraded")}
-        return problem_response(503, ServiceUnavailable.code, ServiceUnavailable.title, detail,
-                                extra, {"Retry-After": str(READY_RETRY_AFTER_S)})
+        return problem_response(503, ServiceUnavailable.code, detail, extra,
+                                {"Retry-After": str(READY_RETRY_AFTER_S)})
 
     @endpoint(BY_OPERATION["status"])
     def get_status(self, call):

@@ -45,7 +45,10 @@ def after_a_transfer(system):
             response.text
 
     def relayed():
-        # The outboxes' relays have sent the transfer's events and Kafka messages.
+        # The outboxes' relays have sent the transfer's events and Kafka messages. A
+        # readiness probe asks every service for its health (an earlier test may have
+        # restarted one, which starts its counts afresh).
+        system.get("/ready")
         pages = {name: samples(system.metrics(name).text) for name in PROCESSES}
         ledger = value(pages["ledger"], "paysys_outbox_rows_waiting", outbox="ledger.outbox")
         events = value(pages["transactions"], "paysys_outbox_rows_waiting",
