@@ -30,6 +30,16 @@ def not_found():
     return NotFound("account not found")
 
 
+def _visible_account(connection, account_id, owner_id):
+    """``(id, row)`` of the account, when it exists and, with ``owner_id`` given, is
+    theirs; NotFound otherwise (the same answer either way)."""
+    account = parse_id(account_id)
+    row = None if account is None else account_records.find(connection, account)
+    if row is None or (owner_id is not None and row.owner_id != parse_id(owner_id)):
+        raise not_found()
+    return account, row
+
+
 def _is_int(value):
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -84,13 +94,8 @@ class AccountRpcs:
     def get_account(self, account_id, owner_id=None):
         """The account with its money; NotFound when it does not exist, or is not
         ``owner_id``'s when given."""
-        account = parse_id(account_id)
-        if account is None:
-            raise not_found()
         with self.db.connection() as connection:
-            row = account_records.find(connection, account)
-            if row is None or (owner_id is not None and row.owner_id != parse_id(owner_id)):
-                raise not_found()
+            account, row = _visible_account(connection, account_id, owner_id)
             money = balance_records.balances_of(connection, [account])
         return account_records.view(row, money.get(account, balance_records.ZERO))
 
@@ -108,13 +113,8 @@ class AccountRpcs:
             if moment is None:
                 raise invalid("at", "must be an RFC 3339 date-time with an offset, e.g. "
                                     "2026-11-30T12:00:00Z")
-        account = parse_id(account_id)
-        if account is None:
-            raise not_found()
         with self.db.connection() as connection:
-            row = account_records.find(connection, account)
-            if row is None or (owner_id is not None and row.owner_id != parse_id(owner_id)):
-                raise not_found()
+            account, row = _visible_account(connection, account_id, owner_id)
             now = connection.execute(text("SELECT clock_timestamp()")).scalar_one()
             if moment is None or moment >= now:
                 moment = now
