@@ -1,5 +1,5 @@
 """docker-compose.yml and docker-compose.offline.yml, rendered for the processes of
-``deploy/processes.py``.
+``paysys/processes.py``.
 
 The servers, the shared settings and the one-shot jobs are plain YAML in
 ``deploy/compose/docker-compose.template.yml``; this fills in one service per process,
@@ -7,7 +7,7 @@ its keys volume and the keys job's copying.
 """
 from pathlib import Path
 
-from deploy.processes import (KEYS_DIR, TOKEN_PRIVATE, TOKEN_PUBLIC, WEBHOOK_KEY,
+from paysys.processes import (KEYS_DIR, TOKEN_PRIVATE, TOKEN_PUBLIC, WEBHOOK_KEY,
                               default_config, key_names, processes)
 
 ROOT = Path(__file__).resolve().parent.parent

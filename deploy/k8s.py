@@ -1,4 +1,4 @@
-"""deploy/k8s/base/processes.yaml, rendered for the processes of ``deploy/processes.py``:
+"""deploy/k8s/base/processes.yaml, rendered for the processes of ``paysys/processes.py``:
 a Deployment per process (each validator its own), the gateway's Service, an HPA per
 stateless service, the validators' PodDisruptionBudget, the migration Job and the policy
 that lets Prometheus (namespace ``monitoring``) reach the metrics ports; and the prod
@@ -7,7 +7,7 @@ overlay's autoscaling patch.
 What every process shares (settings, network policies, the service account) is plain YAML
 in deploy/k8s/base/.
 """
-from deploy.processes import KEYS_DIR, processes
+from paysys.processes import KEYS_DIR, processes
 
 PART_OF = {"app.kubernetes.io/part-of": "paysys"}
 IMAGE = "paysys"

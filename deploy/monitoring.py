@@ -1,12 +1,12 @@
 """deploy/monitoring/prometheus.yml and deploy/monitoring/dashboard.json, rendered for the
-processes of ``deploy/processes.py``: the scrape configuration of a `make up` system (one
+processes of ``paysys/processes.py``: the scrape configuration of a `make up` system (one
 target per process's metrics port, labelled with its process) and the Grafana dashboard.
 The alert rules (deploy/monitoring/alerts.yml) are written by hand; docs/metrics.md says
 what each means and what to do.
 """
 import json
 
-from deploy.processes import processes
+from paysys.processes import processes
 
 JOB = "paysys"
 SCRAPE_INTERVAL = "15s"

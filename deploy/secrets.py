@@ -18,7 +18,7 @@ from pathlib import Path
 import yaml
 
 from deploy.k8s import PART_OF, secret_name
-from deploy.processes import default_config, processes
+from paysys.processes import default_config, processes
 from services.notifications.secret_box import ensure_webhook_key
 from shared.tokens import ensure_keypair
 from shared.votes import ensure_validator_keys

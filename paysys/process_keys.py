@@ -2,7 +2,7 @@
 
 The key set (`paysys keys`) stays where config.yml says (``<run_dir>/keys`` by default),
 read by no service. Each process gets a directory of its own,
-``<run_dir>/process-keys/<process>/``, holding copies of just the keys deploy/processes.py
+``<run_dir>/process-keys/<process>/``, holding copies of just the keys paysys/processes.py
 says it reads, and its supervisord program points every key setting of its configuration
 into that directory, so it never falls back to the shared key set. The copies are made
 again at every `paysys up` and after every `paysys keys rotate`; a running process sees a
@@ -15,7 +15,7 @@ of its own keys alone.
 import os
 from pathlib import Path
 
-from deploy.processes import held_keys, key_env, key_names, key_paths
+from paysys.processes import held_keys, key_env, key_names, key_paths
 from shared.catalog import process_names, service_for
 from shared.config import run_dir
 

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from deploy import compose, generate, k8s
-from deploy.processes import default_config, key_names, processes
+from paysys.processes import default_config, key_names, processes
 from shared.catalog import process_names
 from shared.votes import SigningKey
 
@@ -59,7 +59,7 @@ def test_each_process_reads_only_the_keys_its_code_loads():
     ("load_webhook_key", {"services/notifications"}),
 ])
 def test_the_key_table_matches_the_code(loader, packages):
-    """deploy/processes.py says who reads which key; a new reader must be added there."""
+    """paysys/processes.py says who reads which key; a new reader must be added there."""
     readers = {str(path.parent.relative_to(ROOT)) for top in ("services", "gateway")
                for path in (ROOT / top).rglob("*.py")
                if re.search(r"\b{}\(".format(loader), path.read_text())}

@@ -1,4 +1,4 @@
-"""The service processes as deployments see them: name, keys, HTTP and metrics ports, scaling.
+"""The service processes, for `paysys up` and the deployment files: names, keys, ports.
 
 Which processes exist comes from ``shared/catalog.py`` and the validator pool size of
 ``config.yml`` (its default, whatever the environment says): drop a service from the
