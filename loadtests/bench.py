@@ -263,7 +263,9 @@ def write_report(folder, summary):
 def main(argv=None):
     arguments = parse_arguments(argv)
     started_at = datetime.now(timezone.utc)
-    folder = Path(arguments.reports_dir) / "bench-{}".format(started_at.strftime("%Y%m%dT%H%M%SZ"))
+    # Absolute: Locust runs in loadtests/ and reads the payers' file from here.
+    folder = Path(arguments.reports_dir).resolve() / "bench-{}".format(
+        started_at.strftime("%Y%m%dT%H%M%SZ"))
     folder.mkdir(parents=True, exist_ok=False)
     mix = "mix" in bench_transfers.chosen(arguments)
     phases = 1 + (0 if arguments.skip_baselines else 2) + mix + bench_transfers.phases(

@@ -30,7 +30,7 @@ from pathlib import Path
 import eventlet
 
 from shared.errors import ServiceUnavailable
-from shared.votes import SigningKey, sign_vote
+from shared.votes import SigningKey, sign_round
 
 ENV = "PAYSYS_TEST_FAULTS_FILE"
 # Not any validator's key: what a vote signed by an impostor carries (made at first use).
@@ -89,14 +89,13 @@ class Faults:
             return None
         if forge == "key":
             # The impostor names the validator's real key: only the signature gives it away.
-            return lambda votes, key: _signed(votes, SigningKey(key.key_id,
-                                                                forged_key().private_key),
-                                              process)
+            return lambda decisions, key: _signed(
+                decisions, SigningKey(key.key_id, forged_key().private_key), process)
         if forge.startswith("as:"):
-            return lambda votes, key: _signed(votes, key, forge[len("as:"):])
+            return lambda decisions, key: _signed(decisions, key, forge[len("as:"):])
         if forge.startswith("key_file:"):
             other = SigningKey.from_pem(Path(forge[len("key_file:"):]).read_bytes())
-            return lambda votes, key: _signed(votes, other, process)
+            return lambda decisions, key: _signed(decisions, other, process)
         raise ValueError("test fault: forge_votes must be 'key', 'as:<name>' or "
                          "'key_file:<path>', not {!r}".format(forge))
 
@@ -110,9 +109,8 @@ class Faults:
             self.sleep(int(hold.get("ms") or 0) / 1000)
 
 
-def _signed(votes, key, validator_id):
-    return [sign_vote(key, vote["transaction_id"], validator_id, vote["decision"],
-                      vote["reasons"]) for vote in votes]
+def _signed(decisions, key, validator_id):
+    return sign_round(key, validator_id, decisions)
 
 
 _faults = Faults(os.environ[ENV]) if os.environ.get(ENV) else None

@@ -4,8 +4,9 @@
    the source (a stranger's account is a 404), read in one snapshot from the ledger; the
    transactions are recorded ``pending``, once per idempotency key, in one commit.
 2. Validation (``decide``): the snapshot and the batch, in order, go to every validator
-   in one call each; a majority of the pool decides each item; the counted, signed votes
-   and the accounts' versions the approval rests on are stored in one commit.
+   in one call each; a majority of the pool decides each item; the counted votes, the
+   validators' signed answers they came in and the accounts' versions the approval rests
+   on are stored in one commit.
 3. Execution (``execute``): the ledger posts the approved transactions in one database
    commit, exactly once per transaction id, after checking under its row locks that each
    account is still as approved (status, currency, version) and holds the money; then
@@ -174,11 +175,11 @@ class Pipeline:
         held_for = self._authorized_amounts(rows)
         items = [vote_item(row, snapshot, held_for.get(row.authorization_id, 0))
                  for row in rows]
-        ballots = collect_votes(self.rpc, self.pool.names, items, self.pool.keys,
-                                self.vote_deadline_s)
+        voted = collect_votes(self.rpc, self.pool.names, items, self.pool.keys,
+                              self.vote_deadline_s)
         decisions = []
         for row in rows:
-            ballot = ballots[row.id]
+            ballot = voted.ballots[row.id]
             decision = ballot.close()
             source, destination = (snapshot.get(row.source_account_id),
                                    snapshot.get(row.destination_account_id))
@@ -191,6 +192,8 @@ class Pipeline:
                 d.transaction_id, d.decision, d.votes, BATCH_ABORTED, d.source_version,
                 d.destination_version) for d in decisions]
         with self.db.transaction() as connection:
+            # The signed answers go with the votes they verify, in the same commit.
+            records.insert_vote_rounds(connection, voted.signed)
             decided = transitions.record_decisions(connection, decisions, by)
         metrics.count_decided(decided.values())
         # Missing: another worker or the recovery decided first; its decision stands.

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from typing import Optional
 
 from sqlalchemy import (
-    CHAR, BigInteger, Boolean, Column, DateTime, Identity, Integer, MetaData, Table, Text,
-    func, select, text,
+    CHAR, BigInteger, Boolean, Column, DateTime, Identity, Integer, LargeBinary, MetaData,
+    Table, Text, func, insert, select, text,
 )
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 
@@ -78,6 +78,28 @@ in_flight = Table(
     Column("transaction_id", UUID(as_uuid=False), primary_key=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
+
+# The validators' signed answers the counted votes came in (migration transactions_0007):
+# a stored vote names its round, and the round's signature verifies it.
+vote_rounds = Table(
+    "vote_rounds",
+    metadata,
+    Column("id", UUID(as_uuid=False), primary_key=True),
+    Column("validator_id", Text, nullable=False),
+    Column("key_id", Text, nullable=False),
+    Column("signature", Text, nullable=False),
+    Column("leaves", LargeBinary, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+
+def insert_vote_rounds(connection, rounds):
+    """Keep the signed rounds (``voting.SignedRound``) whose votes were counted: one
+    statement for all of them."""
+    if rounds:
+        connection.execute(insert(vote_rounds), [
+            {"id": signed.id, "validator_id": signed.validator_id, "key_id": signed.key_id,
+             "signature": signed.signature, "leaves": signed.leaves} for signed in rounds])
 
 
 # --- received ----------------------------------------------------------------------------

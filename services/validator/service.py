@@ -1,6 +1,7 @@
 """Validator: one of N independent voters on every transaction; each keeps its own view of risk.
 
-``vote(transactions)`` takes a batch and answers one signed vote per item, in order. The
+``vote(transactions)`` takes a batch and answers one vote per item, in order, under one
+signature (shared/votes.py ``sign_round``). The
 rules are in ``rules.py``, the batch and the Redis policy in ``voter.py``, the risk state
 in ``risk.py``.
 """
@@ -11,7 +12,7 @@ from shared import faults
 from shared.errors import ValidationFailed
 from shared.metrics import REGISTRY
 from shared.service import ServiceBase, rpc
-from shared.votes import sign_vote
+from shared.votes import sign_round
 
 # A bound on one call's work; the transactions service sends far smaller batches.
 MAX_BATCH = 10000
@@ -39,7 +40,8 @@ class ValidatorService(ServiceBase):
 
     @rpc
     def vote(self, transactions):
-        """``[{transaction_id, validator_id, decision, reasons, signature}]``, one per item.
+        """``{validator_id, key_id, signature, votes: [{transaction_id, decision,
+        reasons}]}``: one vote per item, in order, and one signature over them all.
 
         A malformed item gets a rejection (``malformed_transaction``) of its own; only a
         call that is not a list of items at all is refused."""
@@ -50,11 +52,12 @@ class ValidatorService(ServiceBase):
                     MAX_BATCH)]})
         # Test-only (shared/faults.py): a slow validator, or one whose votes are forged.
         forge = faults.voting(self.name) if faults.armed else None
-        votes = []
-        for transaction_id, decision, reasons in self.risk.decide(transactions):
-            votes.append(sign_vote(self.vote_key, transaction_id, self.name, decision, reasons))
+        decisions = self.risk.decide(transactions)
+        for _, decision, reasons in decisions:
             count_vote(decision, reasons)
-        return forge(votes, self.vote_key) if forge else votes
+        if forge:
+            return forge(decisions, self.vote_key)
+        return sign_round(self.vote_key, self.name, decisions)
 
     def deep_health(self):
         """The validator keeps nothing in PostgreSQL (its risk state is in Redis), so it

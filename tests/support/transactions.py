@@ -21,7 +21,7 @@ from services.transactions.service import TransactionsService
 from shared.commands import Movement, TransferBatch
 from shared.db import DatabaseAccess
 from shared.errors import ServiceUnavailable
-from shared.votes import SigningKey, ensure_validator_keys, sign_vote
+from shared.votes import SigningKey, ensure_validator_keys, sign_round
 from tests.support.workers import InProcessConsensus, ValidatorWorkers
 
 
@@ -67,8 +67,7 @@ class Forger:
         self.key = SigningKey.generate()
 
     def vote(self, items):
-        return [sign_vote(self.key, item["id"], self.name, "approve", [])
-                for item in items]
+        return sign_round(self.key, self.name, [(item["id"], "approve", []) for item in items])
 
 
 @pytest.fixture

@@ -65,8 +65,9 @@ def transaction(type_="transfer", amount=1_000, source="new", destination="new",
             "created_at": "2026-03-01T12:00:00.000000Z"}
 
 
-def decisions(votes):
-    return [(vote["decision"], vote["reasons"]) for vote in votes]
+def decisions(answer):
+    """``[(decision, reasons)]`` of a validator's signed answer, in order."""
+    return [(vote["decision"], vote["reasons"]) for vote in answer["votes"]]
 
 
 APPROVED = ("approve", [])

@@ -10,7 +10,7 @@ import pytest
 
 from shared import faults
 from shared.errors import ServiceUnavailable
-from shared.votes import PublicKeyring, SigningKey, sign_vote
+from shared.votes import PublicKeyring, SigningKey, sign_round
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY_1, KEY_3 = SigningKey.generate(), SigningKey.generate()
@@ -70,9 +70,7 @@ def test_a_posting_is_refused_or_its_reply_held_back(tmp_path):
     assert hook.posting("ledger") == 6.5
 
 
-def votes_of(validator_id, key):
-    return [sign_vote(key, "tx-1", validator_id, "approve", []),
-            sign_vote(key, "tx-2", validator_id, "reject", ["insufficient_funds"])]
+DECISIONS = [("tx-1", "approve", []), ("tx-2", "reject", ["insufficient_funds"])]
 
 
 def test_only_the_named_validator_is_slowed_or_forged(tmp_path):
@@ -83,19 +81,20 @@ def test_only_the_named_validator_is_slowed_or_forged(tmp_path):
     assert hook.voting("validator_1") is None
     assert hook.voting("validator_2") is None
     assert slept == [1.5]
-    forged = hook.voting("validator_3")(votes_of("validator_3", KEY_3), KEY_3)
-    assert [(v["transaction_id"], v["validator_id"], v["decision"]) for v in forged] == [
-        ("tx-1", "validator_3", "approve"), ("tx-2", "validator_3", "reject")]
-    assert [KEYRING.why_not(vote) for vote in forged] == ["bad signature"] * 2
+    forged = hook.voting("validator_3")(DECISIONS, KEY_3)
+    assert forged["validator_id"] == "validator_3"
+    assert [(v["transaction_id"], v["decision"]) for v in forged["votes"]] == [
+        ("tx-1", "approve"), ("tx-2", "reject")]
+    assert KEYRING.check_round(forged)[1] == "bad signature"
 
 
 def test_a_vote_that_claims_another_validators_name_does_not_verify_as_theirs(tmp_path):
     path = tmp_path / "faults.json"
     hook = faults.Faults(str(path))
     write(path, {"validator_3": {"forge_votes": "as:validator_1"}})
-    forged = hook.voting("validator_3")(votes_of("validator_3", KEY_3), KEY_3)
-    assert {vote["validator_id"] for vote in forged} == {"validator_1"}
-    assert [KEYRING.why_not(vote) for vote in forged] == ["unknown key"] * 2
+    forged = hook.voting("validator_3")(DECISIONS, KEY_3)
+    assert forged["validator_id"] == "validator_1"
+    assert KEYRING.check_round(forged)[1] == "unknown key"
 
 
 def test_a_validator_can_be_made_to_sign_with_a_key_from_a_file(tmp_path):
@@ -105,7 +104,6 @@ def test_a_validator_can_be_made_to_sign_with_a_key_from_a_file(tmp_path):
     path = tmp_path / "faults.json"
     hook = faults.Faults(str(path))
     write(path, {"validator_3": {"forge_votes": "key_file:{}".format(retired)}})
-    forged = hook.voting("validator_3")(votes_of("validator_3", KEY_3), KEY_3)
-    assert {(vote["validator_id"], vote["key_id"]) for vote in forged} == {
-        ("validator_3", KEY_1.key_id)}
-    assert [KEYRING.why_not(vote) for vote in forged] == ["unknown key"] * 2
+    forged = hook.voting("validator_3")(DECISIONS, KEY_3)
+    assert (forged["validator_id"], forged["key_id"]) == ("validator_3", KEY_1.key_id)
+    assert KEYRING.check_round(forged)[1] == "unknown key"

@@ -1,8 +1,12 @@
-"""Counting validator votes: signatures, duplicates, late votes, majorities of the pool."""
+"""Counting validator votes: signed answers, duplicates, late votes, majorities of the pool.
+
+Each vote goes the way the service counts it: in a validator's signed answer, through
+``voting.count_answer``, into the transaction's ``Ballot``."""
 import pytest
 
 from services.transactions.quorum import NO_QUORUM, Ballot
-from shared.votes import PublicKey, PublicKeyring, SigningKey, sign_vote
+from services.transactions.voting import count_answer
+from shared.votes import PublicKey, PublicKeyring, SigningKey, sign_round
 
 POOL = ("validator_1", "validator_2", "validator_3", "validator_4", "validator_5",
         "validator_9")
@@ -18,13 +22,27 @@ def keyring(names=KEYS):
 
 
 def vote(validator_id, decision="approve", reasons=(), transaction_id=TX, key=None):
-    return sign_vote(key or KEYS[validator_id], transaction_id, validator_id, decision,
-                     list(reasons))
+    """A validator's signed answer holding one vote."""
+    return sign_round(key or KEYS[validator_id], validator_id,
+                      [(transaction_id, decision, list(reasons))])
+
+
+class Counting(Ballot):
+    """A ballot fed as the service feeds it: ``add(answer)`` is True if its vote counted."""
+
+    def __init__(self, pool=POOL):
+        super().__init__(TX, pool)
+        self.ring = keyring()
+
+    def add(self, answer):
+        if "votes" not in answer:
+            return super().add(answer)
+        return count_answer({TX: self}, answer["validator_id"], answer, self.ring) is not None
 
 
 @pytest.fixture
 def ballot():
-    return Ballot(TX, POOL, keyring())
+    return Counting()
 
 
 def test_two_approvals_of_three_approve_without_waiting_for_the_third(ballot):
@@ -51,22 +69,47 @@ def test_a_bad_signature_is_not_counted(ballot):
     # Signed by another key that names validator_1's key id.
     forged = vote("validator_1", key=SigningKey(KEYS["validator_1"].key_id,
                                                 SigningKey.generate().private_key))
+    assert ballot.ring.check_round(forged) == (None, "bad signature")
     assert not ballot.add(forged)
     tampered = vote("validator_2", "reject", ["insufficient_funds"])
-    tampered["decision"] = "approve"
+    tampered["votes"][0]["decision"] = "approve"
+    assert ballot.ring.check_round(tampered) == (None, "bad signature")
     assert not ballot.add(tampered)
     assert ballot.counted == {}
-    assert [why for _, why in ballot.ignored] == ["bad signature", "bad signature"]
+
+
+def test_a_vote_dropped_from_or_added_to_a_signed_answer_breaks_its_signature():
+    ring = keyring()
+    answer = sign_round(KEYS["validator_1"], "validator_1",
+                        [(TX, "reject", ["limit_exceeded"]), ("tx-2", "approve", [])])
+    assert ring.check_round(answer)[1] is None
+    dropped = dict(answer, votes=answer["votes"][1:])
+    added = dict(answer, votes=answer["votes"] + [
+        {"transaction_id": "tx-3", "decision": "approve", "reasons": []}])
+    reordered = dict(answer, votes=answer["votes"][::-1])
+    for broken in (dropped, added, reordered):
+        assert ring.check_round(broken) == (None, "bad signature")
 
 
 def test_one_validator_signing_as_another_is_not_counted(ballot):
     impostor = vote("validator_2", key=KEYS["validator_1"])
+    assert ballot.ring.check_round(impostor) == (None, "unknown key")
     assert not ballot.add(impostor)
     # Naming the other's key id does not help: the signature is checked with that key.
     impostor = vote("validator_2", key=SigningKey(KEYS["validator_2"].key_id,
                                                   KEYS["validator_1"].private_key))
+    assert ballot.ring.check_round(impostor) == (None, "bad signature")
     assert not ballot.add(impostor)
-    assert [why for _, why in ballot.ignored] == ["unknown key", "bad signature"]
+    assert ballot.counted == {}
+
+
+def test_garbage_instead_of_an_answer_counts_nothing(ballot):
+    for garbage in ({"votes": "x", "validator_id": "validator_1"},
+                    dict(vote("validator_1"), signature=None),
+                    dict(vote("validator_1"), votes=[{"transaction_id": TX}])):
+        assert not ballot.add(garbage)
+    assert count_answer({TX: ballot}, "validator_1", ["not", "a", "round"],
+                        ballot.ring) is None
     assert ballot.counted == {}
 
 
@@ -82,7 +125,7 @@ def test_a_vote_for_another_transaction_is_not_counted(ballot):
 
 
 def test_a_validator_outside_the_pool_is_not_counted():
-    ballot = Ballot(TX, POOL, keyring())
+    ballot = Counting()
     assert not ballot.add(vote("validator_9"))
 
 
@@ -109,7 +152,7 @@ def test_one_vote_of_three_is_no_quorum(ballot):
 
 def test_an_even_pool_can_be_undecidable_before_everyone_votes():
     pool = POOL + ("validator_4",)
-    ballot = Ballot(TX, pool, keyring())
+    ballot = Counting(pool)
     ballot.add(vote("validator_1"))
     ballot.add(vote("validator_2"))
     ballot.add(vote("validator_3", "reject"))
@@ -118,7 +161,7 @@ def test_an_even_pool_can_be_undecidable_before_everyone_votes():
 
 
 def test_the_majority_is_of_the_configured_pool_not_of_those_who_answered():
-    ballot = Ballot(TX, POOL + ("validator_4", "validator_5"), keyring())
+    ballot = Counting(POOL + ("validator_4", "validator_5"))
     ballot.add(vote("validator_1"))
     ballot.add(vote("validator_2"))
     assert ballot.close() == NO_QUORUM  # 2 of 5 answered: not 3

@@ -12,6 +12,7 @@ from services.transactions import events
 from shared.errors import NotFound
 from shared.event_outbox import BATCH_EVENT
 from shared.outbox_relay.events import event_relay
+from shared.votes import PublicKeyFiles, verify_recorded_vote
 from tests.support.transactions import (  # noqa: F401 - fixtures
     Dead,
     Forger,
@@ -40,6 +41,30 @@ def test_an_approved_transfer_is_posted_and_its_row_tells_its_way(system, funded
             "WHERE id = :id"), {"id": transaction["id"]}).one()
     assert tuple(row) == ("approve", True, 1, 1)  # the versions the validators judged
     assert steps(engine, transaction["id"]) == []  # nothing out of the ordinary
+
+
+def test_every_stored_vote_verifies_against_the_signed_answer_kept_with_it(
+        system, funded, engine, config):
+    owner, source, destination = funded
+    transaction = transfer(system, owner, source, destination)
+    with engine.connect() as connection:
+        (votes,) = connection.execute(text(
+            "SELECT votes FROM transactions.transactions WHERE id = :id"),
+            {"id": transaction["id"]}).one()
+        rounds = {row.id: row._asdict() for row in connection.execute(text(
+            "SELECT * FROM transactions.vote_rounds WHERE id = ANY(CAST(:ids AS uuid[]))"),
+            {"ids": [vote["round_id"] for vote in votes]})}
+    keyring = PublicKeyFiles(config, POOL)  # what an auditor holds: public keys only
+    assert len(votes) >= 2
+    for vote in votes:
+        signed = rounds[vote["round_id"]]
+        assert verify_recorded_vote(keyring, transaction["id"], vote, signed) is None
+        # Stored votes cannot be changed unseen: an altered decision no longer verifies.
+        flipped = dict(vote, decision="reject", reasons=["insufficient_funds"])
+        assert verify_recorded_vote(keyring, transaction["id"], flipped,
+                                    signed) == "not in the round"
+        assert verify_recorded_vote(keyring, transaction["id"], vote, dict(
+            signed, signature=rounds[vote["round_id"]]["signature"][::-1])) == "bad signature"
 
 
 def test_one_dead_validator_does_not_stop_the_pool(system, funded):

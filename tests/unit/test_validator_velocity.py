@@ -107,9 +107,10 @@ def test_concurrent_batches_never_approve_past_the_limit_together(validator):
     pool = eventlet.GreenPool()
     votes = list(pool.imap(lambda _: validator.vote(
         [transaction(amount=2_000, source=payer, destination=payee)]), range(10)))
-    outcomes = [vote[0]["decision"] for vote in votes]
+    outcomes = [answer["votes"][0]["decision"] for answer in votes]
     assert outcomes.count("approve") == DAILY_LIMIT // 2_000
-    assert all(vote[0]["reasons"] in ([], [rules.LIMIT_EXCEEDED]) for vote in votes)
+    assert all(answer["votes"][0]["reasons"] in ([], [rules.LIMIT_EXCEEDED])
+               for answer in votes)
 
 
 def test_yen_amounts_count_in_yen(validator):

@@ -1,5 +1,6 @@
 """The validator's ``vote`` RPC: real signing keys (from its provider) and a real Redis.
-Votes are signed by each validator's own Ed25519 key and verify with its public key file,
+A batch's votes are signed at once by each validator's own Ed25519 key and verify with its
+public key file,
 a batch is answered in its order with a malformed item rejected alone, and each item is
 judged on the money the approved items before it moved."""
 import pytest
@@ -33,25 +34,27 @@ def public_keys(config):
 
 def test_votes_are_signed_by_this_validator_and_verify(validator, config):
     good, poor = transaction(), transaction(source=account(balance=10))
-    votes = validator.vote([good, poor])
-    assert [vote["transaction_id"] for vote in votes] == [good["id"], poor["id"]]
-    assert {vote["validator_id"] for vote in votes} == {"validator_1"}
-    assert decisions(votes) == [APPROVED, rejected(rules.INSUFFICIENT_FUNDS)]
+    answer = validator.vote([good, poor])
+    assert [vote["transaction_id"] for vote in answer["votes"]] == [good["id"], poor["id"]]
+    assert answer["validator_id"] == "validator_1"
+    assert decisions(answer) == [APPROVED, rejected(rules.INSUFFICIENT_FUNDS)]
     keyring = public_keys(config)
-    assert [keyring.why_not(vote) for vote in votes] == [None, None]
+    assert keyring.check_round(answer)[1] is None
     # Passed off as another validator's, or altered, it does not verify.
-    assert keyring.why_not(dict(votes[0], validator_id="validator_2")) == "unknown key"
-    assert keyring.why_not(dict(votes[1], decision="approve", reasons=[])) == "bad signature"
+    assert keyring.check_round(dict(answer, validator_id="validator_2"))[1] == "unknown key"
+    altered = dict(answer, votes=[answer["votes"][0], dict(answer["votes"][1],
+                                                           decision="approve", reasons=[])])
+    assert keyring.check_round(altered)[1] == "bad signature"
 
 
 def test_each_validator_signs_with_its_own_name_and_key(pool, config):
-    tx = transaction()
-    vote = pool.worker("validator_3").vote([tx])[0]
-    assert vote["validator_id"] == "validator_3"
+    answer = pool.worker("validator_3").vote([transaction()])
+    assert answer["validator_id"] == "validator_3"
     keyring = public_keys(config)
-    assert keyring.why_not(vote) is None
-    assert keyring.why_not(dict(vote, validator_id="validator_1")) == "unknown key"
-    assert len(vote["signature"]) == 86 and len(vote["key_id"]) == 16  # 64 bytes, 8 bytes
+    assert keyring.check_round(answer)[1] is None
+    assert keyring.check_round(dict(answer, validator_id="validator_1"))[1] == "unknown key"
+    # One signature (64 bytes) for the whole answer, naming its key (8 bytes).
+    assert len(answer["signature"]) == 86 and len(answer["key_id"]) == 16
 
 
 def test_a_validator_without_its_key_refuses_to_start(config):
@@ -81,7 +84,7 @@ def test_the_batch_order_is_kept(validator):
         transaction("refund"),
     ]
     votes = validator.vote(batch)
-    assert [vote["transaction_id"] for vote in votes] == [tx["id"] for tx in batch]
+    assert [vote["transaction_id"] for vote in votes["votes"]] == [tx["id"] for tx in batch]
     assert decisions(votes) == [
         APPROVED,
         rejected(rules.ACCOUNT_FROZEN),
@@ -99,14 +102,13 @@ def test_a_malformed_item_is_rejected_alone(validator, config):
     votes = validator.vote([first, no_amount, "garbage", {"id": 7}, last])
     assert decisions(votes) == [APPROVED] + [rejected(rules.MALFORMED_TRANSACTION)] * 3 + [
         APPROVED]
-    assert [vote["transaction_id"] for vote in votes] == [
+    assert [vote["transaction_id"] for vote in votes["votes"]] == [
         first["id"], no_amount["id"], None, None, last["id"]]
-    keyring = public_keys(config)
-    assert [keyring.why_not(vote) for vote in votes] == [None] * 5
+    assert public_keys(config).check_round(votes)[1] is None
 
 
 def test_an_empty_batch_gets_no_votes(validator):
-    assert validator.vote([]) == []
+    assert validator.vote([])["votes"] == []
 
 
 @pytest.mark.parametrize("argument", [None, {"id": "x"}, "batch", 3])

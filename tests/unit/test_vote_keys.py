@@ -17,11 +17,12 @@ from pathlib import Path
 import pytest
 
 from services.transactions.quorum import NO_QUORUM, Ballot
+from services.transactions.voting import count_answer
 from services.validator.dependencies import VoteKey
 from shared.config import load_config
 from shared.votes import (
     PublicKeyFiles, SigningKey, ensure_validator_keys, key_file, load_validator_key,
-    public_key_file, read_public_entries, rotate_validator_key, sign_vote,
+    public_key_file, read_public_entries, rotate_validator_key, sign_round,
 )
 from tests.support.workers import bound
 
@@ -61,13 +62,18 @@ def keyring(config, clock):
 
 
 def approve(key, validator_id, transaction_id=TX):
-    return sign_vote(key, transaction_id, validator_id, "approve", [])
+    """A validator's signed answer approving one transaction."""
+    return sign_round(key, validator_id, [(transaction_id, "approve", [])])
 
 
-def ballot_of(keyring, *votes):
-    ballot = Ballot(TX, POOL, keyring)
-    for vote in votes:
-        ballot.add(vote)
+def why_not(keyring, answer):
+    return keyring.check_round(answer)[1]
+
+
+def ballot_of(keyring, *answers):
+    ballot = Ballot(TX, POOL)
+    for answer in answers:
+        count_answer({TX: ballot}, answer["validator_id"], answer, keyring)
     return ballot
 
 
@@ -104,7 +110,7 @@ def test_a_vote_with_a_random_signature_is_not_counted(config, keyring):
     key = load_validator_key(config, "validator_1")
     forged = dict(approve(key, "validator_1"),
                   signature=base64.urlsafe_b64encode(os.urandom(64)).rstrip(b"=").decode())
-    assert keyring.why_not(forged) == "bad signature"
+    assert why_not(keyring, forged) == "bad signature"
     ballot = ballot_of(keyring, forged, approve(load_validator_key(config, "validator_2"),
                                                 "validator_2"))
     assert list(ballot.counted) == ["validator_2"]
@@ -116,17 +122,19 @@ def test_a_vote_signed_by_one_validator_claiming_to_be_another_is_not_counted(co
     claimed = load_validator_key(config, "validator_1")
     as_itself = approve(own, "validator_1")  # its own key id: not one of validator_1's
     naming_the_other = approve(SigningKey(claimed.key_id, own.private_key), "validator_1")
-    assert keyring.why_not(as_itself) == "unknown key"
-    assert keyring.why_not(naming_the_other) == "bad signature"
+    assert why_not(keyring, as_itself) == "unknown key"
+    assert why_not(keyring, naming_the_other) == "bad signature"
     ballot = ballot_of(keyring, as_itself, naming_the_other, approve(own, "validator_3"))
     assert list(ballot.counted) == ["validator_3"]
 
 
-def test_garbage_in_a_vote_is_a_bad_signature_not_an_error(config, keyring):
-    vote = approve(load_validator_key(config, "validator_1"), "validator_1")
-    for broken in ({"signature": "***"}, {"signature": None}, {"signature": "AA"},
-                   {"reasons": None}):
-        assert keyring.why_not(dict(vote, **broken)) == "bad signature"
+def test_garbage_in_an_answer_is_refused_not_an_error(config, keyring):
+    answer = approve(load_validator_key(config, "validator_1"), "validator_1")
+    for broken in ({"signature": "***"}, {"signature": None}, {"signature": "AA"}):
+        assert why_not(keyring, dict(answer, **broken)) == "bad signature"
+    for broken in ({"votes": [dict(answer["votes"][0], reasons=None)]}, {"votes": None},
+                   {"votes": [None]}):
+        assert why_not(keyring, dict(answer, **broken)) == "not a signed round"
 
 
 # --- rotation --------------------------------------------------------------------------------
@@ -141,13 +149,13 @@ def test_during_the_grace_period_both_keys_count_and_after_it_only_the_new(
     assert new.key_id != old.key_id
 
     clock.now_s += GRACE_S - 1
-    assert keyring.why_not(approve(old, "validator_2")) is None
-    assert keyring.why_not(approve(new, "validator_2")) is None
+    assert why_not(keyring, approve(old, "validator_2")) is None
+    assert why_not(keyring, approve(new, "validator_2")) is None
     assert list(ballot_of(keyring, approve(old, "validator_2")).counted) == ["validator_2"]
 
     clock.now_s += 1
-    assert keyring.why_not(approve(old, "validator_2")) == "retired key"
-    assert keyring.why_not(approve(new, "validator_2")) is None
+    assert why_not(keyring, approve(old, "validator_2")) == "retired key"
+    assert why_not(keyring, approve(new, "validator_2")) is None
     ballot = ballot_of(keyring, approve(old, "validator_2"),
                        approve(load_validator_key(config, "validator_1"), "validator_1"))
     assert list(ballot.counted) == ["validator_1"]
@@ -158,8 +166,8 @@ def test_a_revoked_key_is_refused_from_the_next_look_at_the_files(config, keyrin
     old = load_validator_key(config, "validator_1")
     rotate_validator_key(config, "validator_1", 0, now_s=clock.now_s)
     clock.now_s += 1  # the keyring looks at most once a second (RELOAD_CHECK_S)
-    assert keyring.why_not(approve(old, "validator_1")) == "retired key"
-    assert keyring.why_not(approve(load_validator_key(config, "validator_1"),
+    assert why_not(keyring, approve(old, "validator_1")) == "retired key"
+    assert why_not(keyring, approve(load_validator_key(config, "validator_1"),
                                    "validator_1")) is None
 
 
@@ -179,7 +187,7 @@ def test_a_new_key_counts_at_once_even_before_the_next_look_at_the_files(
     # The keyring looked at the files a moment ago; a vote naming a key it has not seen
     # makes it look again rather than wait for its next look.
     rotate_validator_key(config, "validator_1", GRACE_S, now_s=clock.now_s)
-    assert keyring.why_not(approve(load_validator_key(config, "validator_1"),
+    assert why_not(keyring, approve(load_validator_key(config, "validator_1"),
                                    "validator_1")) is None
 
 
