@@ -14,10 +14,17 @@ key                                        type    holds
 =========================================  ======  ==========================================
 
 A batch costs two round trips whatever its size: one pipeline reads what the batch needs,
-one MULTI/EXEC writes what its approvals changed. Only approvals are recorded, and a
+one script writes what its approvals changed. Only approvals are recorded, and a
 transaction is recorded once even if its vote is asked for again (a redelivered RPC, a
 recovery re-vote), so a retry never counts the same money twice.
+
+Several processes may serve one validator (replicas): the write is a compare-and-set. The
+script checks that each account whose outflow the batch adds to still has the day's total
+the batch was judged on, and writes nothing if one does not (``record`` answers False);
+the voter then judges the batch again on the fresh numbers. So two processes of a
+validator can never approve past its daily limit together, as one process could not.
 """
+import json
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -39,6 +46,8 @@ class AccountRisk:
     approvals change them (so item 2 of a batch sees item 1's approved outflow)."""
 
     outflow_today: int = 0
+    # The day's total as read: the record is refused if another process changed it since.
+    read_outflow: int = 0
     usual: int = None
     recent_new: int = 0
     known: set = field(default_factory=set)
@@ -104,7 +113,8 @@ class RiskStore:
         return self.breaker.call(self._guarded, self._load, wanted, transaction_ids, now)
 
     def record(self, views, counted_ids, now):
-        """Write what the approvals of a batch changed, all or nothing (MULTI/EXEC)."""
+        """Write what the approvals of a batch changed, all or nothing, if no outflow it
+        adds to changed since ``load``; False (nothing written) if one did."""
         return self.breaker.call(self._guarded, self._record, views, counted_ids, now)
 
     @staticmethod
@@ -136,6 +146,7 @@ class RiskStore:
             scores = next(replies) if destinations else []
             views[account] = AccountRisk(
                 outflow_today=int(outflow or 0),
+                read_outflow=int(outflow or 0),
                 usual=int(usual) if usual is not None else None,
                 recent_new=int(recent_new),
                 known={d for d, score in zip(destinations, scores) if score is not None},
@@ -147,27 +158,54 @@ class RiskStore:
         return views, counted
 
     def _record(self, views, counted_ids, now):
-        pipe = self.client.pipeline(transaction=True)
+        plan = {"expect": [], "incr": [], "set": [], "zadd": [], "counted": []}
         for account, view in views.items():
             if view.added_outflow:
                 key = self.velocity_key(account, now)
-                pipe.incrby(key, view.added_outflow)
-                pipe.expire(key, VELOCITY_TTL_S)
+                plan["expect"].append([key, view.read_outflow])
+                plan["incr"].append([key, view.added_outflow, VELOCITY_TTL_S])
             if view.usual_changed:
-                pipe.set(self.key("usual", account), view.usual, ex=MEMORY_TTL_S)
+                plan["set"].append([self.key("usual", account), view.usual, MEMORY_TTL_S])
             if view.paid:
-                key = self.key("known", account)
-                pipe.zadd(key, {destination: now for destination in view.paid})
-                pipe.zremrangebyscore(key, "-inf", now - MEMORY_TTL_S)
-                pipe.expire(key, MEMORY_TTL_S)
+                plan["zadd"].append([self.key("known", account), now, now - MEMORY_TTL_S,
+                                     MEMORY_TTL_S, sorted(view.paid)])
             if view.fresh:
-                key = self.key("fresh", account)
-                pipe.zadd(key, {destination: now for destination in view.fresh})
-                pipe.zremrangebyscore(key, "-inf", now - WINDOW_S)
-                pipe.expire(key, WINDOW_S)
+                plan["zadd"].append([self.key("fresh", account), now, now - WINDOW_S,
+                                     WINDOW_S, sorted(view.fresh)])
         if counted_ids:
-            today = self.counted_keys(now)[0]
-            pipe.sadd(today, *counted_ids)
-            pipe.expire(today, COUNTED_TTL_S)
-        if len(pipe):
-            pipe.execute()
+            plan["counted"] = [self.counted_keys(now)[0], COUNTED_TTL_S, sorted(counted_ids)]
+        if not any(plan.values()):
+            return True
+        return bool(self._compare_and_write(args=[json.dumps(plan)]))
+
+    @property
+    def _compare_and_write(self):
+        script = getattr(self, "_script", None)
+        if script is None:
+            script = self._script = self.client.register_script(COMPARE_AND_WRITE)
+        return script
+
+
+# Atomic in Redis: every expected day's total still as read, then every write; else none.
+# One call, so a batch's record costs one round trip however many accounts it touches.
+COMPARE_AND_WRITE = """
+local plan = cjson.decode(ARGV[1])
+for _, check in ipairs(plan.expect) do
+  if tonumber(redis.call('GET', check[1]) or '0') ~= check[2] then return 0 end
+end
+for _, w in ipairs(plan.incr) do
+  redis.call('INCRBY', w[1], w[2])
+  redis.call('EXPIRE', w[1], w[3])
+end
+for _, w in ipairs(plan.set) do redis.call('SET', w[1], w[2], 'EX', w[3]) end
+for _, z in ipairs(plan.zadd) do
+  for _, member in ipairs(z[5]) do redis.call('ZADD', z[1], z[2], member) end
+  redis.call('ZREMRANGEBYSCORE', z[1], '-inf', z[3])
+  redis.call('EXPIRE', z[1], z[4])
+end
+if plan.counted[1] then
+  for _, id in ipairs(plan.counted[3]) do redis.call('SADD', plan.counted[1], id) end
+  redis.call('EXPIRE', plan.counted[1], plan.counted[2])
+end
+return 1
+"""

@@ -28,6 +28,9 @@ log = logging.getLogger(__name__)
 
 # At most one warning this often while Redis stays away (every vote would log otherwise).
 WARN_EVERY_S = 10.0
+# Judgements of one batch before giving up when another process of this validator keeps
+# changing the same accounts' numbers (each retry reads them afresh).
+JUDGE_ATTEMPTS = 5
 
 
 class Voter:
@@ -42,10 +45,11 @@ class Voter:
         self.store = store
         self.clock = clock
         # Read, decide and record must not interleave between two batches of this
-        # validator, or both could approve against the same old velocity. The state is
-        # this validator's own and one process serves each validator name, so a
-        # process-wide lock makes the read-decide-write atomic at the cost of two Redis
-        # round trips per batch (cheap, and bounded by the short socket timeout).
+        # validator, or both could approve against the same old velocity. Within a
+        # process a lock serialises them (two Redis round trips per batch, bounded by the
+        # short socket timeout); between the processes of one validator (replicas) the
+        # record is a compare-and-set (risk.py), and a batch whose numbers changed under
+        # it is judged again.
         self.lock = Semaphore(1)
         self._last_warning_s = None
         self._skipped = 0
@@ -55,12 +59,23 @@ class Voter:
         outflows = [tx for tx, good in zip(transactions, well_formed)
                     if good and tx["type"] in rules.COUNTED_OUTFLOWS]
         if not outflows:
-            return self._judge(transactions, well_formed, None)
+            return self._judge(transactions, well_formed, None, None)
         with self.lock:
-            return self._judge(transactions, well_formed, self._risk(outflows))
+            for _ in range(JUDGE_ATTEMPTS):
+                now = self.clock()
+                decisions = self._judge(transactions, well_formed, self._risk(outflows, now),
+                                        now)
+                if decisions is not None:
+                    return decisions
+        # Another process of this validator changed these accounts' numbers every time:
+        # no vote rather than one judged on numbers known to be old.
+        raise ServiceUnavailable("the risk state of {} account(s) kept changing under "
+                                 "another process of this validator".format(len(outflows)),
+                                 retry_after_s=1)
 
-    def _judge(self, transactions, well_formed, risk):
-        """Every item in order; the approvals recorded in the risk state."""
+    def _judge(self, transactions, well_formed, risk, now):
+        """Every item in order; the approvals recorded in the risk state. None if another
+        process of this validator changed an outflow they add to since it was read."""
         decisions = []
         running = Running()
         recorded = set()
@@ -79,21 +94,22 @@ class Voter:
         if recorded:
             views, _ = risk
             try:
-                self.store.record(views, recorded, self.clock())
+                if not self.store.record(views, recorded, now):
+                    return None
             except ServiceUnavailable as exc:
                 # The decisions stand (they were made on the state); only their count is lost.
                 self._warn("approvals of %d transaction(s) not recorded in the risk state: %s",
                            len(recorded), exc)
         return decisions
 
-    def _risk(self, outflows):
+    def _risk(self, outflows, now):
         """``(views, counted)`` of the risk state the outflows need, or None when Redis does
         not answer (the stateful rules are then skipped)."""
         wanted = {}
         for tx in outflows:
             wanted.setdefault(_source_id(tx), set()).add(_destination_id(tx))
         try:
-            return self.store.load(wanted, {_id(tx) for tx in outflows}, self.clock())
+            return self.store.load(wanted, {_id(tx) for tx in outflows}, now)
         except ServiceUnavailable as exc:
             self._warn("stateful rules skipped for %d transaction(s), deciding on the "
                        "stateless rules alone: %s", len(outflows), exc)

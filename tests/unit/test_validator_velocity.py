@@ -123,3 +123,19 @@ def test_yen_amounts_count_in_yen(validator):
     ])
     assert decisions(votes) == [APPROVED, APPROVED, rejected(rules.LIMIT_EXCEEDED),
                                 rejected(rules.LIMIT_EXCEEDED, rules.CURRENCY_MISMATCH)]
+
+
+def test_two_processes_of_one_validator_never_approve_past_the_limit_together(pool):
+    # Replicas: two processes serve validator_1, each with its own lock and Redis client,
+    # one risk state between them. Their batches interleave (each waits on Redis); the
+    # compare-and-set of the record makes a batch judged on an old total judge again.
+    first, second = pool.worker("validator_1"), pool.worker("validator_1")
+    payer, payee = account(), account()
+    green = eventlet.GreenPool()
+    votes = list(green.imap(lambda n: (first if n % 2 else second).vote(
+        [transaction(amount=2_000, source=payer, destination=payee)]), range(10)))
+    outcomes = [answer["votes"][0]["decision"] for answer in votes]
+    assert outcomes.count("approve") == DAILY_LIMIT // 2_000
+    # And the total they recorded is the limit, not more.
+    assert decisions(first.vote([transaction(amount=1, source=payer)])) == [
+        rejected(rules.LIMIT_EXCEEDED)]
