@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 CHECKERS := .venv-deploy
 CHECKERS_STAMP := $(CHECKERS)/.installed
 
-.PHONY: up down ps logs status test install migrate bench chaos help compose-test \
+.PHONY: up down ps logs status test install migrate bench bank chaos help compose-test \
 	deploy-generate deploy-check config-docs
 
 help:
@@ -19,6 +19,7 @@ help:
 	@echo "make ps      state of every process;  make logs: their last lines;  make status: /ready"
 	@echo "make test    the whole test suite (starts what it needs, stops it after)"
 	@echo "make bench   Locust benchmark with baselines; report in reports/bench-<time>/ (BENCH_ARGS=--help)"
+	@echo "make bank    the bank workload against the running system, then its books checked (BANK_ARGS=--help)"
 	@echo "make chaos   every chaos experiment on a sandbox of the system; EXP=name for one (EXP=list)"
 	@echo "make compose-test   the compose stack for real: up, bank workload, a container killed, down"
 	@echo "make deploy-check   compose, Kubernetes and monitoring files: up to date, rendered, validated, promtool, checkov"
@@ -58,6 +59,9 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m loadtests.bench $(BENCH_ARGS)
+
+bank: $(STAMP)
+	$(BIN)/python -m loadtests.bank --reconcile $(BANK_ARGS)
 
 # EXP=name runs one experiment, EXP=list lists them; CHAOS_ARGS passes more (--help).
 chaos: $(STAMP)

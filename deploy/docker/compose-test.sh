@@ -157,7 +157,7 @@ step "Bank workload: $CLIENTS clients for $RUN_S s; $VICTIM killed at a third"
 victim=$(docker-compose ps -q "$VICTIM" 2>/dev/null) || true
 [ -n "$victim" ] || fail "no container runs $VICTIM (COMPOSE_TEST_KILL names a service of the stack)"
 restarts_before=$(docker inspect -f '{{.RestartCount}}' "$victim")
-"$PYTHON" -m loadtests.bank --url "$URL" --clients "$CLIENTS" --seconds "$RUN_S" &
+"$PYTHON" -m loadtests.bank --url "$URL" --clients "$CLIENTS" --seconds "$RUN_S" --payments 0 &
 workload_pid=$!
 # The workload opens its accounts first: wait until it transfers, then a third of its run.
 sleep $((5 + RUN_S / 3))
