@@ -9,15 +9,30 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from shared import work_counters
 from shared.errors import unanswered
+from shared.pg_urls import sqlalchemy_form
 from shared.settings import settings_of
 from shared.shared_settings import SharedSettings
 from shared.wire_json import compact, parse
 
 
 def sqlalchemy_url(database_url):
-    """config.yml holds a plain libpq URL (postgresql://…); SQLAlchemy is told to use psycopg2,
-    which psycogreen makes cooperative (SQLAlchemy 2.1 would otherwise pick psycopg 3)."""
-    return make_url(database_url).set(drivername="postgresql+psycopg2")
+    """config.yml holds a plain libpq URL (postgresql://…, several hosts for a primary and
+    its standby: shared/pg_urls.py); SQLAlchemy is told to use psycopg2, which psycogreen
+    makes cooperative (SQLAlchemy 2.1 would otherwise pick psycopg 3)."""
+    return make_url(sqlalchemy_form(database_url)).set(drivername="postgresql+psycopg2")
+
+
+# SQLSTATE 25006: a write on a server that takes none, a standby.
+READ_ONLY_SQL_TRANSACTION = "25006"
+
+
+def _read_only_as_disconnect(context):
+    """A pooled connection to a server that became a standby (a primary demoted by a
+    failover, then rejoined) answers writes with 25006. Counted as a disconnect, SQLAlchemy
+    replaces every connection of the pool, and the new ones reach the primary (the URL asks
+    libpq for the read-write host); the caller's retry, safe on every money path, succeeds."""
+    if getattr(context.original_exception, "pgcode", None) == READ_ONLY_SQL_TRANSACTION:
+        context.is_disconnect = True
 
 
 def make_engine(database, pool_size, application_name):
@@ -28,7 +43,7 @@ def make_engine(database, pool_size, application_name):
     pool. A connection that died with a PostgreSQL restart fails its first statement
     instead (a 503 the caller retries, every money path being idempotent), and SQLAlchemy
     then replaces every connection of the pool made before the failure, so a service
-    survives a restart without being restarted itself.
+    survives a restart, or a failover to a standby, without being restarted itself.
     """
     if isinstance(database, dict):
         database = _Keys(database)
@@ -50,6 +65,7 @@ def make_engine(database, pool_size, application_name):
     event.listen(engine, "commit", lambda connection: work_counters.count(
         work_counters.DB_COMMITS))
     event.listen(engine, "connect", _uuids_as_text)
+    event.listen(engine, "handle_error", _read_only_as_disconnect)
     return engine
 
 
