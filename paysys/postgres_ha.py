@@ -117,7 +117,8 @@ class Cluster:
         """pg_autoctl keeps its configuration and state under XDG directories: the
         formation's own, so two systems on one machine never share them."""
         return {
-            "PATH": "{}:/usr/local/bin:/usr/bin:/bin".format(postgres_bindir()),
+            # Only system directories: the keepers' user may not read the caller's.
+            "PATH": "{}:/usr/local/bin:/usr/bin:/bin".format(postgres_bindir() or "/usr/bin"),
             "HOME": str(self.root),
             "XDG_CONFIG_HOME": str(self.root / "config"),
             "XDG_DATA_HOME": str(self.root / "share"),
@@ -128,7 +129,7 @@ class Cluster:
         """`pg_autoctl create … --run`: creates the node the first time, and only runs it
         afterwards (pg_autoctl finds its configuration and goes on)."""
         common = ["--pgdata", str(self.pgdata(name)), "--pgctl",
-                  os.path.join(postgres_bindir(), "pg_ctl"), "--hostname", HOST,
+                  os.path.join(postgres_bindir() or "", "pg_ctl"), "--hostname", HOST,
                   "--listen", HOST, "--auth", "trust", "--no-ssl"]
         if name == MONITOR:
             arguments = ["create", "monitor", "--pgport", str(self.monitor_port)] + common
@@ -137,7 +138,8 @@ class Cluster:
                          "--name", name, "--monitor", self.monitor_uri,
                          "--dbname", _database_name(self.database_url),
                          "--username", "postgres"] + common
-        return " ".join(shlex.quote(part) for part in [pg_autoctl()] + arguments + ["--run"])
+        return " ".join(shlex.quote(part)
+                        for part in [pg_autoctl() or "pg_autoctl"] + arguments + ["--run"])
 
     def render_conf(self):
         user = OS_USER_AS_ROOT if os.geteuid() == 0 else None

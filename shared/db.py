@@ -2,10 +2,11 @@
 from contextlib import contextmanager
 
 import psycopg2.extensions
+from eventlet.patcher import original
 
 from nameko.extensions import DependencyProvider, Extension, SharedExtension
 from sqlalchemy import create_engine, event, make_url, text
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 
 from shared import work_counters
 from shared.errors import unanswered
@@ -40,10 +41,12 @@ def make_engine(database, pool_size, application_name):
     shared settings' ``database`` (or, for tools and tests, a dict of its keys).
 
     No ``pool_pre_ping``: it costs a round trip every time a connection is taken from the
-    pool. A connection that died with a PostgreSQL restart fails its first statement
-    instead (a 503 the caller retries, every money path being idempotent), and SQLAlchemy
-    then replaces every connection of the pool made before the failure, so a service
-    survives a restart, or a failover to a standby, without being restarted itself.
+    pool. A connection the server closed while it sat in the pool (a restart, a failover)
+    is replaced when taken instead, for the price of a poll() of its socket
+    (``_closed_by_the_server``). One that dies in use fails its statement (a 503 the
+    caller retries, every money path being idempotent), and SQLAlchemy then replaces every
+    connection of the pool made before the failure, so a service survives a restart, or a
+    failover to a standby, without being restarted itself.
     """
     if isinstance(database, dict):
         database = _Keys(database)
@@ -66,7 +69,27 @@ def make_engine(database, pool_size, application_name):
         work_counters.DB_COMMITS))
     event.listen(engine, "connect", _uuids_as_text)
     event.listen(engine, "handle_error", _read_only_as_disconnect)
+    event.listen(engine, "checkout", _closed_by_the_server)
     return engine
+
+
+# The real poll(), not eventlet's green select (which has none): with no timeout it never
+# blocks, and it takes descriptors above 1024, which select() does not.
+_poll = original("select").poll
+_READABLE = original("select").POLLIN | original("select").POLLHUP | original("select").POLLERR
+
+
+def _closed_by_the_server(dbapi_connection, connection_record, connection_proxy):
+    """An idle connection has nothing to read; one the server closed meanwhile has its
+    goodbye (a FATAL message, or end of file). Such a one is replaced before it is used
+    (SQLAlchemy takes another on DisconnectionError), so the first request after a
+    PostgreSQL restart or failover is not the one that finds the connection dead."""
+    if dbapi_connection.closed:
+        raise DisconnectionError("closed")
+    poller = _poll()
+    poller.register(dbapi_connection.fileno(), _READABLE)
+    if poller.poll(0):
+        raise DisconnectionError("closed by the server while in the pool")
 
 
 class _Keys:
@@ -96,9 +119,12 @@ def typed(table):
 
 def is_unreachable(error):
     """PostgreSQL could not be reached or the connection broke (no SQLSTATE: the server
-    never answered), as opposed to an error the server answered (a deadlock, a constraint)."""
+    never answered), or it is no primary any more (``_read_only_as_disconnect``), as
+    opposed to an error the server answered (a deadlock, a constraint)."""
+    if isinstance(error, DBAPIError) and error.connection_invalidated:
+        return True
     return isinstance(error, (OperationalError, InterfaceError)) and (
-        error.connection_invalidated or getattr(error.orig, "pgcode", None) is None)
+        getattr(error.orig, "pgcode", None) is None)
 
 
 @contextmanager
@@ -107,7 +133,7 @@ def unreachable_as_unavailable():
     committed, or every money path being idempotent, a retry is safe), not a 500."""
     try:
         yield
-    except (OperationalError, InterfaceError) as error:
+    except DBAPIError as error:
         if not is_unreachable(error):
             raise
         raise unanswered("PostgreSQL is unavailable: {}".format(
