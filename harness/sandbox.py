@@ -12,7 +12,6 @@ import json
 import os
 import random
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -85,7 +84,7 @@ class System:
     def prepare(self):
         """A clean slate: no database, an empty vhost and Redis database."""
         if self.postgres_ha:
-            shutil.rmtree(self.run_dir / "postgres-ha", ignore_errors=True)
+            self.postgres_cluster().remove()
         else:
             servers.drop_database(self.admin_dsn, self.database)
         servers.create_vhost(self.vhost)
@@ -139,7 +138,7 @@ class System:
         servers.delete_vhost(self.vhost)
         if self.postgres_ha:
             # `make down` keeps the formation's data; a sandbox's is thrown away.
-            shutil.rmtree(self.run_dir / "postgres-ha", ignore_errors=True)
+            self.postgres_cluster().remove()
             self._ha_ports_lock.close()
         else:
             servers.drop_database(self.admin_dsn, self.database)

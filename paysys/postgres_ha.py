@@ -88,7 +88,8 @@ class Cluster:
         shared = _shared(config)
         settings = shared.postgres_ha
         self.config = config
-        self.root = run_dir(config) / "postgres-ha"
+        self.link = run_dir(config) / "postgres-ha"
+        self.root = data_root(run_dir(config))
         self.run_dir = supervisor.RunDir(config, self.root)
         self.logs = run_dir(config) / "logs"
         self.monitor_port = settings.monitor_port
@@ -163,6 +164,7 @@ class Cluster:
     def prepare(self):
         """The directories, owned by the user the keepers run as."""
         directories = (self.root, self.root / "config", self.root / "share", self.root / "run")
+        self.link.parent.mkdir(parents=True, exist_ok=True)
         for path in directories:
             path.mkdir(parents=True, exist_ok=True)
         self.logs.mkdir(parents=True, exist_ok=True)
@@ -172,10 +174,13 @@ class Cluster:
             owner = pwd.getpwnam(OS_USER_AS_ROOT)
             for path in directories:
                 os.chown(path, owner.pw_uid, owner.pw_gid)
-            # The keepers' user must reach its directories through the run dir (a
-            # temporary run dir is 0700): let it pass through, not list.
-            run_path = self.root.parent
-            os.chmod(run_path, os.stat(run_path).st_mode | 0o111)
+            if self.root == self.link:
+                # The keepers' user must reach its directories through the run dir (a
+                # temporary run dir is 0700): let it pass through, not list.
+                run_path = self.root.parent
+                os.chmod(run_path, os.stat(run_path).st_mode | 0o111)
+            elif not self.link.is_symlink():
+                self.link.symlink_to(self.root)  # where to look, from the run dir
 
     def start(self):
         """Start the keepers' supervisord (or make a running one match); True if started."""
@@ -191,6 +196,12 @@ class Cluster:
 
     def stop(self):
         return supervisor.stop(self.run_dir)
+
+    def remove(self):
+        """Throw the formation away, data and all (a sandbox's, once stopped)."""
+        shutil.rmtree(self.root, ignore_errors=True)
+        if self.link.is_symlink():
+            self.link.unlink()
 
     def supervisorctl(self, *args):
         return supervisor.supervisorctl(self.run_dir, *args, capture=True)
@@ -311,6 +322,38 @@ class Cluster:
         return ", ".join("{} ({}:{}) {}{}".format(
             name, HOST, port, reported, "" if reported == goal else " → " + goal)
             for name, (reported, goal, port) in sorted(states.items()))
+
+
+def data_root(run_path):
+    """Where the formation keeps its data: <run_dir>/postgres-ha, unless the keepers'
+    user (``postgres``, when run as root) cannot reach the run dir (a run dir in /root, or
+    in a test's private temporary directory); then a directory of that user's home named
+    after the run dir, which <run_dir>/postgres-ha links to."""
+    wanted = run_path / "postgres-ha"
+    if os.geteuid() != 0 or _reachable_by(run_path.resolve().parent, OS_USER_AS_ROOT):
+        return wanted
+    import hashlib
+    import pwd
+
+    digest = hashlib.sha1(str(run_path.resolve()).encode()).hexdigest()[:12]
+    return Path(pwd.getpwnam(OS_USER_AS_ROOT).pw_dir) / "paysys-ha" / digest
+
+
+def _reachable_by(path, user):
+    """Can ``user`` pass through ``path`` and every directory above it?"""
+    import pwd
+
+    account = pwd.getpwnam(user)
+    groups = set(os.getgrouplist(user, account.pw_gid))
+    for directory in [path] + list(path.parents):
+        if not directory.exists():
+            continue  # made by `up` as its user, with the umask's x for others
+        mode = os.stat(directory)
+        if not (mode.st_mode & 0o001
+                or (mode.st_uid == account.pw_uid and mode.st_mode & 0o100)
+                or (mode.st_gid in groups and mode.st_mode & 0o010)):
+            return False
+    return True
 
 
 def _database_name(url):

@@ -1,9 +1,17 @@
 """The database URL of a primary and its standby (PAYSYS_POSTGRES_HA=1): libpq's multi-host
-form in config.yml, SQLAlchemy's form for the engines, and what psycopg2 is handed."""
+form in config.yml, SQLAlchemy's form for the engines, and what psycopg2 is handed; where
+the formation lives."""
+import os
+import pwd
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
 from sqlalchemy.dialects.postgresql.psycopg2 import dialect
 
 from paysys.checks import postgres_admin_dsn
-from paysys.postgres_ha import Cluster
+from paysys.postgres_ha import OS_USER_AS_ROOT, Cluster, data_root
 from paysys.settings_report import mask
 from shared.config import load_config
 from shared.db import sqlalchemy_url
@@ -94,10 +102,40 @@ def test_the_formation_lives_in_the_run_dir_on_its_own_ports(monkeypatch, tmp_pa
     cluster = Cluster(load_config())
     assert cluster.monitor_port == 7000
     assert cluster.node_ports == {"node_1": 7001, "node_2": 7002}
-    assert cluster.pgdata("node_1") == tmp_path / "postgres-ha" / "node_1"
+    assert cluster.link == tmp_path / "postgres-ha"
+    assert cluster.pgdata("node_1") == cluster.root / "node_1"
     conf = cluster.render_conf()
     for program in ("pg_monitor", "pg_node_1", "pg_node_2"):
         assert "[program:{}]".format(program) in conf
     # Each keeper creates its node the first time and only runs it afterwards.
     assert "create postgres --pgport 7002 --name node_2" in conf
     assert conf.count("--run\n") == 3
+
+
+def _postgres_user_exists():
+    try:
+        pwd.getpwnam(OS_USER_AS_ROOT)
+        return True
+    except KeyError:
+        return False
+
+
+@pytest.fixture
+def public_directory():
+    """A directory in /tmp anyone may pass through (a test's tmp_path is private)."""
+    path = Path(tempfile.mkdtemp(prefix="paysys-ha-test-"))
+    os.chmod(path, 0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not _postgres_user_exists(),
+                    reason="the keepers change user only when run as root")
+def test_a_run_dir_the_postgres_user_cannot_reach_keeps_the_data_in_its_home(
+        public_directory):
+    private = public_directory / "private"
+    private.mkdir(mode=0o700)
+    home = pwd.getpwnam(OS_USER_AS_ROOT).pw_dir
+    assert data_root(public_directory / "run") == public_directory / "run" / "postgres-ha"
+    assert str(data_root(private / "run")).startswith(home)
+    assert data_root(private / "run") != data_root(private / "other")
