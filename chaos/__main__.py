@@ -5,6 +5,7 @@ checker; a report folder per experiment and a table of all of them.
     python -m chaos                      # every experiment (make chaos)
     python -m chaos --exp redis-cut      # one (make chaos EXP=redis-cut)
     python -m chaos --list
+    python -m chaos --postgres-ha        # PostgreSQL as a primary and a standby (pg_auto_failover)
 
 Some experiments stop and start the machine's RabbitMQ, PostgreSQL and Redis (with the
 commands of harness/servers.py): run them where that is yours to do.
@@ -37,6 +38,11 @@ def parse(argv):
                         help="seconds of load before the fault")
     parser.add_argument("--after", type=float, default=8.0,
                         help="seconds of load after the system is ready again")
+    parser.add_argument("--postgres-ha", action="store_true",
+                        help="the sandbox's PostgreSQL is a pg_auto_failover primary and "
+                        "synchronous standby of its own (PAYSYS_POSTGRES_HA=1), for "
+                        "postgres-primary-kill; the experiments on the machine's PostgreSQL "
+                        "are left out")
     parser.add_argument("--reports", type=Path, default=Path("reports"),
                         help="where the report folder goes (default: reports/)")
     return parser.parse_args(argv), experiments
@@ -55,21 +61,32 @@ def main(argv=None):
     _exit_on_sigterm()
     if args.list:
         for name, experiment in experiments.items():
-            print("{:<20} {}".format(name, experiment.description))
+            print("{:<22} {}".format(name, experiment.description))
         return 0
     chosen = [experiments[name] for name in (args.exp or experiments)]
+    left_out = [e.name for e in chosen if e.postgres_ha not in (None, args.postgres_ha)]
+    if left_out:
+        print("Left out ({}): {}".format(
+            "they act on the machine's PostgreSQL" if args.postgres_ha
+            else "they need --postgres-ha", ", ".join(left_out)))
+        chosen = [e for e in chosen if e.name not in left_out]
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     folder = args.reports / "chaos-{}".format(stamp)
     proxies = {"postgresql": TcpProxy(("127.0.0.1", 5432)).start(),
                "redis": TcpProxy(("127.0.0.1", 6379)).start()}
-    sandbox = System("chaos", Path(tempfile.mkdtemp(prefix="paysys-chaos-")), redis_db=11, env={
+    env = {
         # The services reach PostgreSQL and Redis through the proxies (network faults).
         "PAYSYS_DATABASE_URL": "postgresql://postgres@127.0.0.1:{}/paysys_chaos".format(
             proxies["postgresql"].port),
         "PAYSYS_REDIS_URL": "redis://127.0.0.1:{}/11".format(proxies["redis"].port),
         # The bank clients name themselves (X-Forwarded-For) for the per-IP limit.
         "PAYSYS_TRUSTED_PROXIES": "127.0.0.1",
-    })
+    }
+    if args.postgres_ha:
+        # The formation's own nodes (the URL's host is replaced by theirs).
+        env["PAYSYS_DATABASE_URL"] = "postgresql://postgres@127.0.0.1/paysys_chaos"
+    sandbox = System("chaos", Path(tempfile.mkdtemp(prefix="paysys-chaos-")), redis_db=11,
+                     env=env, postgres_ha=args.postgres_ha)
     print("Starting a sandbox of the system on {} …".format(sandbox.url))
     summaries = []
     try:
@@ -83,8 +100,11 @@ def main(argv=None):
             result = run(experiment, target, clients=args.clients, timings=timings)
             summary = report.write(result, folder / experiment.name)
             summaries.append(summary)
-            print("  {} in {:.0f} s: {}".format(summary["verdict"], time.monotonic() - began,
-                                                "; ".join(summary["problems"]) or "books right"))
+            print("  {} in {:.0f} s: {}{}".format(
+                summary["verdict"], time.monotonic() - began,
+                "; ".join(summary["problems"]) or "books right",
+                "".join(" ({}={})".format(key, value)
+                        for key, value in summary["observations"].items())))
     finally:
         print("Stopping the sandbox …")
         sandbox.stop()
@@ -99,12 +119,12 @@ def main(argv=None):
 
 
 def table(summaries):
-    lines = ["", "{:<20} {:>7} {:>9} {:>9} {:>9} {:>9} {:>10}".format(
+    lines = ["", "{:<22} {:>7} {:>9} {:>9} {:>9} {:>9} {:>10}".format(
         "experiment", "verdict", "before/s", "during/s", "during %", "after/s", "recover s")]
     for s in summaries:
         rate = s["completed_per_s"]
         share = s["during_vs_healthy"]
-        lines.append("{:<20} {:>7} {:>9} {:>9} {:>9} {:>9} {:>10}".format(
+        lines.append("{:<22} {:>7} {:>9} {:>9} {:>9} {:>9} {:>10}".format(
             s["experiment"], s["verdict"], rate["before"], rate["during"],
             "-" if share is None else "{:.0f}%".format(share * 100), rate["after"],
             s["recovered_after_heal_s"]))

@@ -40,6 +40,9 @@ class Experiment:
     heal: Callable = lambda target: None
     # How long the fault stays in place before it is healed.
     hold_s: float = 5.0
+    # True: needs a sandbox whose PostgreSQL is a pg_auto_failover formation (python -m
+    # chaos --postgres-ha); False: acts on the machine's one PostgreSQL; None: either.
+    postgres_ha: bool = None
 
 
 @dataclass
@@ -66,6 +69,8 @@ class Result:
     stopped: float
     operations: list = field(repr=False, default_factory=list)
     mirror: dict = None
+    # What the fault's own steps measured (a failover's seconds, say).
+    observations: dict = field(default_factory=dict)
 
     @property
     def passed(self):
@@ -103,6 +108,7 @@ class Result:
             "latency_ms": {"p50": round(percentile(latencies, 50), 1),
                            "p99": round(percentile(latencies, 99), 1)},
             "mirror": self.mirror,
+            "observations": self.observations,
         }
 
 
@@ -115,6 +121,7 @@ class Target:
         self.proxies = proxies or {}
         self.killed = None  # (program, pid) of the last kill, for its heal
         self.paused = None  # pid of the paused process
+        self.observations = {}  # what inject and heal measured, for the result
         self._auditor_token = None
 
     @property
@@ -155,6 +162,7 @@ class Target:
 def run(experiment, target, clients=4, timings=None, progress=print):
     """Run ``experiment`` against ``target``; its ``Result``."""
     timings = timings or Timings()
+    target.observations = {}
     wait_for(target.ready, timings.ready_timeout_s, interval_s=1, what="the system ready")
     bank = Bank(target.url, users=clients, accounts_per_user=2,
                 max_transfer=MAX_TRANSFER).open()
@@ -196,7 +204,7 @@ def run(experiment, target, clients=4, timings=None, progress=print):
     mirror, mirror_problems = _check_mirror(target, timings.mirror_timeout_s)
     return Result(experiment.name, experiment.description, problems + mirror_problems,
                   started, injected, healed, ready, max(recovered, ready), stopped,
-                  list(bank.operations), mirror)
+                  list(bank.operations), mirror, dict(target.observations))
 
 
 def _first_completion_after(operations, moment):

@@ -3,7 +3,10 @@
 A killed service (SIGKILL: no cleanup) is started again by supervisord, so its heal is
 waiting for the new process; the shared servers (RabbitMQ, PostgreSQL, Redis) are
 stopped and started with the commands of harness/servers.py; the network to a dependency
-is slowed or cut by the sandbox's TCP proxy in front of it (harness/proxy.py).
+is slowed or cut by the sandbox's TCP proxy in front of it (harness/proxy.py). With
+`--postgres-ha` the sandbox's PostgreSQL is a pg_auto_failover formation of its own, whose
+primary postgres-primary-kill kills (harness/postgres_faults.py); the experiments on the
+machine's PostgreSQL are left out then.
 """
 from chaos.experiment import Experiment
 from harness import process_faults, servers
@@ -39,6 +42,22 @@ def _supervisorctl(action, program):
     return lambda target: target.sandbox.supervisorctl(action, program)
 
 
+def _kill_postgres_primary(target):
+    from harness import postgres_faults
+
+    name, failover_s = postgres_faults.kill_primary(target.sandbox.postgres_cluster())
+    target.killed = (name, None)
+    target.observations.update(killed_node=name, failover_s=round(failover_s, 1))
+
+
+def _rejoin_postgres_node(target):
+    from harness import postgres_faults
+
+    name, _ = target.killed
+    target.observations["rejoined_as_standby_s"] = round(
+        postgres_faults.rejoin(target.sandbox.postgres_cluster(), name), 1)
+
+
 def _proxy(name, fault, *args):
     return lambda target: getattr(target.proxies[name], fault)(*args)
 
@@ -60,7 +79,13 @@ def catalogue():
                    lambda target: servers.start_rabbitmq(), hold_s=5),
         Experiment("postgres-restart", "stop PostgreSQL for 5 s, start it again",
                    lambda target: servers.stop_postgres(),
-                   lambda target: servers.start_postgres(), hold_s=5),
+                   lambda target: servers.start_postgres(), hold_s=5, postgres_ha=False),
+        # The fault lasts until pg_auto_failover has promoted the standby (inject waits for
+        # it); the heal starts the lost node again, and waits until it is the standby.
+        Experiment("postgres-primary-kill", "kill -9 the PostgreSQL primary (keeper and "
+                   "server; pg_auto_failover promotes the standby), then start it again: "
+                   "it rejoins as the standby", _kill_postgres_primary, _rejoin_postgres_node,
+                   hold_s=0, postgres_ha=True),
         Experiment("redis-restart", "stop Redis for 5 s (its data is lost), start it again",
                    lambda target: servers.stop_redis(),
                    lambda target: servers.start_redis(), hold_s=5),
@@ -69,9 +94,10 @@ def catalogue():
                    hold_s=8),
         Experiment("postgres-slow", "add 50 ms to every packet to and from PostgreSQL for "
                    "10 s", _proxy("postgresql", "slow", 0.05), _proxy("postgresql", "heal"),
-                   hold_s=10),
+                   hold_s=10, postgres_ha=False),
         Experiment("postgres-cut", "cut the network to PostgreSQL for 5 s",
-                   _proxy("postgresql", "cut"), _proxy("postgresql", "heal"), hold_s=5),
+                   _proxy("postgresql", "cut"), _proxy("postgresql", "heal"), hold_s=5,
+                   postgres_ha=False),
         Experiment("redis-cut", "cut the network to Redis for 8 s",
                    _proxy("redis", "cut"), _proxy("redis", "heal"), hold_s=8),
     ])

@@ -25,7 +25,7 @@ PAYSYS = [sys.executable, "-m", "paysys.cli"]
 
 
 class System:
-    def __init__(self, label, run_dir, redis_db, env=None, faults=False):
+    def __init__(self, label, run_dir, redis_db, env=None, faults=False, postgres_ha=False):
         self.label = label
         self.port = servers.free_port()
         self.kafka_port = servers.free_port()
@@ -63,6 +63,17 @@ class System:
             PAYSYS_VOTE_DEADLINE_MS="3500",
         )
         self.env.update(env or {})
+        # With postgres_ha, a pg_auto_failover formation of its own (paysys/postgres_ha.py)
+        # on free ports, its data in the run dir, holds the database instead.
+        self.postgres_ha = postgres_ha
+        self._ha_ports_lock = None
+        if postgres_ha:
+            ha_port_base, self._ha_ports_lock = servers.reserve_port_block(size=4)
+            self.env.update(PAYSYS_POSTGRES_HA="1",
+                            PAYSYS_POSTGRES_HA_PORT_BASE=str(ha_port_base))
+            self.database_url = self.settings().database.url
+        else:
+            self.env["PAYSYS_POSTGRES_HA"] = "0"
         self.faults_file = None
         if faults:
             self.faults_file = self.run_dir / "faults.json"
@@ -72,7 +83,10 @@ class System:
 
     def prepare(self):
         """A clean slate: no database, an empty vhost and Redis database."""
-        servers.drop_database(self.admin_dsn, self.database)
+        if self.postgres_ha:
+            self.postgres_cluster().remove()
+        else:
+            servers.drop_database(self.admin_dsn, self.database)
         servers.create_vhost(self.vhost)
         servers.flush_redis(self.redis_url)
 
@@ -122,7 +136,12 @@ class System:
     def stop(self):
         self.paysys("down", check=False)
         servers.delete_vhost(self.vhost)
-        servers.drop_database(self.admin_dsn, self.database)
+        if self.postgres_ha:
+            # `make down` keeps the formation's data; a sandbox's is thrown away.
+            self.postgres_cluster().remove()
+            self._ha_ports_lock.close()
+        else:
+            servers.drop_database(self.admin_dsn, self.database)
         self._ports_lock.close()
 
     # --- metrics ---
@@ -141,6 +160,19 @@ class System:
 
         with mock.patch.dict(os.environ, self.env, clear=True):
             return load_config()
+
+    def settings(self):
+        """The shared settings as this sandbox's processes read them."""
+        from shared.settings import load
+        from shared.shared_settings import SharedSettings
+
+        return load(SharedSettings, self.config())
+
+    def postgres_cluster(self):
+        """The sandbox's pg_auto_failover formation (``postgres_ha=True`` only)."""
+        from paysys.postgres_ha import Cluster
+
+        return Cluster(self.config())
 
     def metrics(self, process_name, path="/metrics"):
         """GET ``path`` on ``process_name``'s metrics port."""

@@ -22,6 +22,10 @@ class Finding:
 
 
 def _address(url, default_port):
+    from shared.pg_urls import hosts_of, is_multi_host
+
+    if is_multi_host(url):  # a primary and its standby: libpq takes the writable one
+        return ",".join(hosts_of(url))
     parts = urlsplit(url)
     return "{}:{}".format(parts.hostname or "127.0.0.1", parts.port or default_port)
 

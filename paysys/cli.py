@@ -142,7 +142,7 @@ def _redistribute(config):
 
 
 def cmd_up(args, config):
-    from paysys import supervisor
+    from paysys import postgres_ha, supervisor
     from paysys.checks import check_all, tansu_binary
     from paysys.database import ensure_database, migrate
     from services.notifications.secret_box import ensure_webhook_key
@@ -153,6 +153,8 @@ def cmd_up(args, config):
     if not supervisor.installed():
         print("paysys up runs every service under supervisord, which is not installed: "
               "pip install -e '.[local]' (make install does).")
+        return 1
+    if postgres_ha.enabled(config) and postgres_ha.up(config):
         return 1
     print("Checking dependencies…")
     findings = check_all(config)
@@ -234,18 +236,21 @@ def _processes_missing(config, body):
 
 
 def cmd_down(args, config):
-    from paysys import supervisor
+    from paysys import postgres_ha, supervisor
 
     run_dir = supervisor.RunDir(config)
     if supervisor.stop(run_dir):
         print("Stopped every process of {}".format(run_dir.conf))
     else:
         print("Nothing to stop: no supervisord runs from {}".format(run_dir.path))
+    # After the services, which would otherwise see their database go first.
+    if postgres_ha.down(config):
+        print("Stopped PostgreSQL's pg_auto_failover formation")
     return 0
 
 
 def cmd_ps(args, config):
-    from paysys import supervisor
+    from paysys import postgres_ha, supervisor
 
     run_dir = supervisor.RunDir(config)
     if not run_dir.supervisord_pid():
@@ -253,6 +258,8 @@ def cmd_ps(args, config):
             run_dir.path))
         return 3
     status = supervisor.supervisorctl(run_dir, "status").returncode
+    for line in postgres_ha.status_lines(config):
+        print(line)
     print_liveness(config)
     return status
 

@@ -10,6 +10,7 @@ from pydantic import BaseModel
 
 from shared.catalog import settings_models
 from shared.config import DEFAULT_CONFIG_PATH
+from shared.pg_urls import is_multi_host, with_password_masked
 from shared.settings import env_references
 
 MASK = "***"
@@ -58,6 +59,8 @@ def mask(value, secret):
     if not isinstance(value, str) or not value:
         return value
     parts = urlsplit(value)
+    if parts.scheme and parts.netloc and is_multi_host(value):
+        return with_password_masked(value, MASK)  # .port cannot read "h1:p1,h2:p2"
     if parts.scheme and parts.netloc and parts.password:
         netloc = "{}:{}@{}".format(parts.username or "", MASK, parts.hostname or "")
         if parts.port:

@@ -27,8 +27,9 @@ SERVICES_GROUP = "paysys"
 class RunDir:
     """Where one running system keeps its supervisord files and logs."""
 
-    def __init__(self, config):
-        self.path = run_dir(config)
+    def __init__(self, config, path=None):
+        # ``path``: another supervisord's files (paysys/postgres_ha.py runs one of its own).
+        self.path = Path(path) if path else run_dir(config)
         self.conf = self.path / "supervisord.conf"
         self.pidfile = self.path / "supervisord.pid"
         self.socket = self.path / "supervisor.sock"
@@ -50,11 +51,12 @@ def _environment(variables):
                     for name, value in sorted(variables.items()))
 
 
-def _program(name, command, logs, priority, environment=None):
+def _program(name, command, logs, priority, environment=None, user=None):
     return "\n".join([
         "[program:{}]".format(name),
         "command={}".format(command),
-    ] + (["environment={}".format(_environment(environment))] if environment else []) + [
+    ] + (["environment={}".format(_environment(environment))] if environment else [])
+      + (["user={}".format(user)] if user else []) + [
         "directory={}".format(ROOT),
         "priority={}".format(priority),
         "autostart=true",

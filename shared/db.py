@@ -2,22 +2,38 @@
 from contextlib import contextmanager
 
 import psycopg2.extensions
+from eventlet.patcher import original
 
 from nameko.extensions import DependencyProvider, Extension, SharedExtension
 from sqlalchemy import create_engine, event, make_url, text
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 
 from shared import work_counters
 from shared.errors import unanswered
+from shared.pg_urls import sqlalchemy_form
 from shared.settings import settings_of
 from shared.shared_settings import SharedSettings
 from shared.wire_json import compact, parse
 
 
 def sqlalchemy_url(database_url):
-    """config.yml holds a plain libpq URL (postgresql://…); SQLAlchemy is told to use psycopg2,
-    which psycogreen makes cooperative (SQLAlchemy 2.1 would otherwise pick psycopg 3)."""
-    return make_url(database_url).set(drivername="postgresql+psycopg2")
+    """config.yml holds a plain libpq URL (postgresql://…, several hosts for a primary and
+    its standby: shared/pg_urls.py); SQLAlchemy is told to use psycopg2, which psycogreen
+    makes cooperative (SQLAlchemy 2.1 would otherwise pick psycopg 3)."""
+    return make_url(sqlalchemy_form(database_url)).set(drivername="postgresql+psycopg2")
+
+
+# SQLSTATE 25006: a write on a server that takes none, a standby.
+READ_ONLY_SQL_TRANSACTION = "25006"
+
+
+def _read_only_as_disconnect(context):
+    """A pooled connection to a server that became a standby (a primary demoted by a
+    failover, then rejoined) answers writes with 25006. Counted as a disconnect, SQLAlchemy
+    replaces every connection of the pool, and the new ones reach the primary (the URL asks
+    libpq for the read-write host); the caller's retry, safe on every money path, succeeds."""
+    if getattr(context.original_exception, "pgcode", None) == READ_ONLY_SQL_TRANSACTION:
+        context.is_disconnect = True
 
 
 def make_engine(database, pool_size, application_name):
@@ -25,10 +41,12 @@ def make_engine(database, pool_size, application_name):
     shared settings' ``database`` (or, for tools and tests, a dict of its keys).
 
     No ``pool_pre_ping``: it costs a round trip every time a connection is taken from the
-    pool. A connection that died with a PostgreSQL restart fails its first statement
-    instead (a 503 the caller retries, every money path being idempotent), and SQLAlchemy
-    then replaces every connection of the pool made before the failure, so a service
-    survives a restart without being restarted itself.
+    pool. A connection the server closed while it sat in the pool (a restart, a failover)
+    is replaced when taken instead, for the price of a poll() of its socket
+    (``_closed_by_the_server``). One that dies in use fails its statement (a 503 the
+    caller retries, every money path being idempotent), and SQLAlchemy then replaces every
+    connection of the pool made before the failure, so a service survives a restart, or a
+    failover to a standby, without being restarted itself.
     """
     if isinstance(database, dict):
         database = _Keys(database)
@@ -50,7 +68,28 @@ def make_engine(database, pool_size, application_name):
     event.listen(engine, "commit", lambda connection: work_counters.count(
         work_counters.DB_COMMITS))
     event.listen(engine, "connect", _uuids_as_text)
+    event.listen(engine, "handle_error", _read_only_as_disconnect)
+    event.listen(engine, "checkout", _closed_by_the_server)
     return engine
+
+
+# The real poll(), not eventlet's green select (which has none): with no timeout it never
+# blocks, and it takes descriptors above 1024, which select() does not.
+_poll = original("select").poll
+_READABLE = original("select").POLLIN | original("select").POLLHUP | original("select").POLLERR
+
+
+def _closed_by_the_server(dbapi_connection, connection_record, connection_proxy):
+    """An idle connection has nothing to read; one the server closed meanwhile has its
+    goodbye (a FATAL message, or end of file). Such a one is replaced before it is used
+    (SQLAlchemy takes another on DisconnectionError), so the first request after a
+    PostgreSQL restart or failover is not the one that finds the connection dead."""
+    if dbapi_connection.closed:
+        raise DisconnectionError("closed")
+    poller = _poll()
+    poller.register(dbapi_connection.fileno(), _READABLE)
+    if poller.poll(0):
+        raise DisconnectionError("closed by the server while in the pool")
 
 
 class _Keys:
@@ -80,9 +119,12 @@ def typed(table):
 
 def is_unreachable(error):
     """PostgreSQL could not be reached or the connection broke (no SQLSTATE: the server
-    never answered), as opposed to an error the server answered (a deadlock, a constraint)."""
+    never answered), or it is no primary any more (``_read_only_as_disconnect``), as
+    opposed to an error the server answered (a deadlock, a constraint)."""
+    if isinstance(error, DBAPIError) and error.connection_invalidated:
+        return True
     return isinstance(error, (OperationalError, InterfaceError)) and (
-        error.connection_invalidated or getattr(error.orig, "pgcode", None) is None)
+        getattr(error.orig, "pgcode", None) is None)
 
 
 @contextmanager
@@ -91,7 +133,7 @@ def unreachable_as_unavailable():
     committed, or every money path being idempotent, a retry is safe), not a 500."""
     try:
         yield
-    except (OperationalError, InterfaceError) as error:
+    except DBAPIError as error:
         if not is_unreachable(error):
             raise
         raise unanswered("PostgreSQL is unavailable: {}".format(

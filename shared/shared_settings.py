@@ -4,7 +4,7 @@ files. Each service's own settings are in its package (``settings.py``)."""
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, ValidationError, model_validator
 
 from shared.config import ROOT
 from shared.settings import (
@@ -18,6 +18,32 @@ class DatabaseSection(Section):
         "Connections each service process keeps open (as many again may open under a burst)")
     connect_timeout_s: PositiveInt = setting("Longest wait for a new PostgreSQL connection")
     statement_timeout_ms: PositiveInt = setting("Longest any one SQL statement may run")
+
+
+class PostgresHaSection(Section):
+    enabled: bool = setting(
+        "Run PostgreSQL as a primary and a synchronous standby under pg_auto_failover, "
+        "started by `make up` (docs/operations.md); the services then reach whichever is "
+        "primary, and database.url gives only the user, password and database name")
+    port_base: int = setting(
+        "Ports of the pg_auto_failover instances: its monitor on port_base, the two data "
+        "nodes on port_base + 1 and + 2", ge=1, le=65533)
+    failover_timeout_s: int = setting(
+        "A primary silent this long is failed over: its standby is promoted this long "
+        "plus 5 s later (the old primary demotes itself meanwhile if it is only cut off)",
+        ge=2, le=600)
+
+    @property
+    def monitor_port(self):
+        return self.port_base
+
+    @property
+    def node_ports(self):
+        return (self.port_base + 1, self.port_base + 2)
+
+    @property
+    def hosts(self):
+        return ["127.0.0.1:{}".format(port) for port in self.node_ports]
 
 
 class RedisSection(Section):
@@ -141,6 +167,7 @@ class SharedSettings(ServiceSettings):
         description="Workers per service process (Nameko's max_workers; also its RPC "
         "prefetch); a service section may set its own")
     database: DatabaseSection
+    postgres_ha: PostgresHaSection
     redis: RedisSection
     kafka: KafkaSection
     rpc: RpcSection
@@ -151,6 +178,23 @@ class SharedSettings(ServiceSettings):
     logging: LoggingSection
     metrics: MetricsSection
     tracing: TracingSection
+
+    @model_validator(mode="before")
+    @classmethod
+    def _database_of_the_ha_pair(cls, data):
+        """With ``postgres_ha.enabled`` every process reads one URL naming both data nodes
+        (libpq connects to the one that takes writes: shared/pg_urls.py)."""
+        from shared.pg_urls import multi_host_url
+
+        try:
+            ha = PostgresHaSection.model_validate(data["postgres_ha"])
+            url = data["database"]["url"]
+        except (TypeError, KeyError, ValidationError):
+            return data  # the fields' own validation says what is wrong
+        if not ha.enabled:
+            return data
+        database = dict(data["database"], url=multi_host_url(url, ha.hosts))
+        return dict(data, database=database)
 
     @property
     def validator_keys_path(self):
