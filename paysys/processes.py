@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from unittest import mock
 
 from services.notifications.secret_box import key_file as webhook_key_file
-from shared.catalog import process_names, service_for
+from shared.catalog import identity_of, process_names, service_for
 from shared.config import load_config, validator_names
 from shared.metrics.ports import metrics_port
 from shared.tokens import key_files
@@ -91,7 +91,7 @@ def held_keys(name, service, config):
     """The kinds of key (``key_paths``' names) the process ``name`` reads."""
     reads = READS.get(service)
     if reads == OWN_VOTE_KEY:
-        return (name,)
+        return (identity_of(name),)  # each replica of a validator signs as that validator
     if reads == VOTE_PUBLIC_KEYS:
         return tuple(v + ".pub" for v in validator_names(config))
     return (reads,) if reads else ()

@@ -39,13 +39,17 @@ def _calm_the_garbage_collector():
 
 
 def service_class(process_name, service):
-    """The Nameko class for ``process_name``; validator_N gets its own RPC identity."""
+    """The Nameko class for ``process_name``; validator_N gets its own RPC identity, which
+    each of its replicas (validator_N-2…) shares."""
     import importlib
+
+    from shared.catalog import identity_of
 
     module_name, class_name = service.entry.split(":")
     cls = getattr(importlib.import_module(module_name), class_name)
-    if cls.name != process_name:
-        cls = type(cls.__name__ + process_name.split("_")[-1], (cls,), {"name": process_name})
+    identity = identity_of(process_name)
+    if cls.name != identity:
+        cls = type(cls.__name__ + identity.split("_")[-1], (cls,), {"name": identity})
     return cls
 
 
