@@ -40,6 +40,8 @@ class Experiment:
     heal: Callable = lambda target: None
     # How long the fault stays in place before it is healed.
     hold_s: float = 5.0
+    # Problems of this experiment's own, from ``(operations, injected, healed)``.
+    check: Callable = None
 
 
 @dataclass
@@ -114,6 +116,7 @@ class Target:
         self.sandbox = sandbox
         self.proxies = proxies or {}
         self.killed = None  # (program, pid) of the last kill, for its heal
+        self.killed_many = {}  # {program: pid} of the last kill of several
         self.paused = None  # pid of the paused process
         self._auditor_token = None
 
@@ -136,6 +139,13 @@ class Target:
             response = requests.get(self.url + "/ready", timeout=5)
             return response.status_code == 200 and response.json()["status"] == "ready"
         except (requests.RequestException, ValueError, KeyError):
+            return False
+
+    def quorum_back(self):
+        """/ready answers 200 (ready or degraded): a quorum of validators answers again."""
+        try:
+            return requests.get(self.url + "/ready", timeout=5).status_code == 200
+        except requests.RequestException:
             return False
 
     def auditor_token(self):
@@ -194,6 +204,8 @@ def run(experiment, target, clients=4, timings=None, progress=print):
     progress("  checking the books")
     problems = check(bank, settle_timeout_s=timings.settle_timeout_s)
     mirror, mirror_problems = _check_mirror(target, timings.mirror_timeout_s)
+    if experiment.check is not None:
+        problems = problems + experiment.check(list(bank.operations), injected, healed)
     return Result(experiment.name, experiment.description, problems + mirror_problems,
                   started, injected, healed, ready, max(recovered, ready), stopped,
                   list(bank.operations), mirror)

@@ -5,6 +5,7 @@ waiting for the new process; the shared servers (RabbitMQ, PostgreSQL, Redis) ar
 stopped and started with the commands of harness/servers.py; the network to a dependency
 is slowed or cut by the sandbox's TCP proxy in front of it (harness/proxy.py).
 """
+from chaos.cluster_experiments import cluster_experiments
 from chaos.experiment import Experiment
 from harness import process_faults, servers
 
@@ -75,6 +76,7 @@ def catalogue():
         Experiment("redis-cut", "cut the network to Redis for 8 s",
                    _proxy("redis", "cut"), _proxy("redis", "heal"), hold_s=8),
     ])
+    experiments.extend(cluster_experiments())
     return {experiment.name: experiment for experiment in experiments}
 
 

@@ -77,6 +77,10 @@ def serve(process_name):
 
     from shared.settings import SettingsError, load_all
 
+    from paysys import process_overrides
+    from shared.catalog import identity_of
+
+    process_overrides.apply(identity_of(process_name))
     config = load_config()
     service = service_for(process_name)
     # Every setting the process reads is checked before it starts: a bad value stops it
