@@ -99,6 +99,9 @@ def serve(process_name):
     from shared.tracing import configure_export
 
     configure_export(settings["shared"].tracing, process_name)
+    from shared.catalog import PROCESS_NAME_KEY
+
+    config[PROCESS_NAME_KEY] = process_name
     runner = ServiceRunner(config)
     runner.add_service(service_class(process_name, service))
 

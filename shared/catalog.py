@@ -61,6 +61,18 @@ def settings_models():
     return models
 
 
+# Where paysys.runner puts the name of the process in the configuration its Nameko
+# container reads: what serves a process rather than its identity (its metrics port, its
+# database sessions' application_name) asks ``process_name_of``.
+PROCESS_NAME_KEY = "PAYSYS_PROCESS_NAME"
+
+
+def process_name_of(container):
+    """The process a Nameko container runs in: ``ledger-2``; its service's name where the
+    runner did not say (a test's container)."""
+    return container.config.get(PROCESS_NAME_KEY) or container.service_name
+
+
 def identity_of(process_name):
     """The RPC identity a process serves: ``validator_2-2`` -> ``validator_2``."""
     return process_name.partition(REPLICA_MARK)[0]
