@@ -64,7 +64,7 @@ def settings_models():
 # Where paysys.runner puts the name of the process in the configuration its Nameko
 # container reads: what serves a process rather than its identity (its metrics port, its
 # database sessions' application_name) asks ``process_name_of``.
-PROCESS_NAME_KEY = "PAYSYS_PROCESS_NAME"
+PROCESS_NAME_KEY = "paysys_process_name"
 
 
 def process_name_of(container):
