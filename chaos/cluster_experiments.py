@@ -4,6 +4,8 @@ of every service killed, one validator cut from RabbitMQ, two validators of thre
 They act on every process of an identity (its replicas: ``transactions``,
 ``transactions-2``…), named from the sandbox's own configuration (shared/catalog.py).
 """
+import time
+
 from chaos.experiment import Experiment
 from harness import process_faults
 from harness.servers import wait_for
@@ -15,8 +17,8 @@ CUT_VALIDATOR = "validator_1"
 CUT_VALIDATOR_PROXY = "rabbitmq-" + CUT_VALIDATOR
 # The validators stopped together (of three: no quorum), and the one that comes back.
 STOPPED_VALIDATORS = ("validator_2", "validator_3")
-# A vote round in flight as the validators stop may still decide with their votes: the
-# sandbox's vote deadline (3.5 s) and the decision's commit, with a margin.
+# A vote round in flight as the last validator stops may still decide with its votes:
+# the sandbox's vote deadline (3.5 s) and the decision's commit, with a margin.
 IN_FLIGHT_ROUNDS_S = 6
 
 
@@ -59,10 +61,13 @@ def _replicas_restarted(target):
 
 
 def _stop_validators(target):
+    """Stop every process of two validators; the quorum is away once the last has
+    stopped (supervisord stops each gracefully: its votes in progress end first)."""
     config = _config(target)
     for validator in STOPPED_VALIDATORS:
         for program in processes_of(config, validator):
             target.sandbox.supervisorctl("stop", program)
+    target.quorum_lost_at = time.monotonic()
 
 
 def _one_validator_back(target):
@@ -76,11 +81,12 @@ def _one_validator_back(target):
         target.sandbox.supervisorctl("start", program)
 
 
-def nothing_completed_without_quorum(operations, injected, healed):
+def nothing_completed_without_quorum(target, operations, injected, healed):
     """Problems if a transfer completed while two validators of three were down (after
-    the vote rounds in flight at the fault had ended): money moved without a quorum."""
+    the vote rounds in flight as they stopped had ended): money moved without a quorum."""
+    lost = target.quorum_lost_at
     moved = [op for op in operations if op.outcome == "ok"
-             and injected + IN_FLIGHT_ROUNDS_S < op.started_s + op.latency_s < healed]
+             and lost + IN_FLIGHT_ROUNDS_S < op.started_s + op.latency_s < healed]
     return ["{} transfers completed without a quorum of validators (first: {})".format(
         len(moved), moved[0].transaction)] if moved else []
 

@@ -40,7 +40,7 @@ class Experiment:
     heal: Callable = lambda target: None
     # How long the fault stays in place before it is healed.
     hold_s: float = 5.0
-    # Problems of this experiment's own, from ``(operations, injected, healed)``.
+    # Problems of this experiment's own, from ``(target, operations, injected, healed)``.
     check: Callable = None
 
 
@@ -117,6 +117,7 @@ class Target:
         self.proxies = proxies or {}
         self.killed = None  # (program, pid) of the last kill, for its heal
         self.killed_many = {}  # {program: pid} of the last kill of several
+        self.quorum_lost_at = None  # when the last of the stopped validators stopped
         self.paused = None  # pid of the paused process
         self._auditor_token = None
 
@@ -205,7 +206,8 @@ def run(experiment, target, clients=4, timings=None, progress=print):
     problems = check(bank, settle_timeout_s=timings.settle_timeout_s)
     mirror, mirror_problems = _check_mirror(target, timings.mirror_timeout_s)
     if experiment.check is not None:
-        problems = problems + experiment.check(list(bank.operations), injected, healed)
+        problems = problems + experiment.check(target, list(bank.operations), injected,
+                                               healed)
     return Result(experiment.name, experiment.description, problems + mirror_problems,
                   started, injected, healed, ready, max(recovered, ready), stopped,
                   list(bank.operations), mirror)
