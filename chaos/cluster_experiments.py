@@ -5,6 +5,7 @@ They act on every process of an identity (its replicas: ``transactions``,
 ``transactions-2``…), named from the sandbox's own configuration (shared/catalog.py).
 """
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from chaos.experiment import Experiment
 from harness import process_faults
@@ -64,9 +65,12 @@ def _stop_validators(target):
     """Stop every process of two validators; the quorum is away once the last has
     stopped (supervisord stops each gracefully: its votes in progress end first)."""
     config = _config(target)
-    for validator in STOPPED_VALIDATORS:
-        for program in processes_of(config, validator):
-            target.sandbox.supervisorctl("stop", program)
+    programs = [program for validator in STOPPED_VALIDATORS
+                for program in processes_of(config, validator)]
+    # All at once: one after another, the first would be gone seconds before the last.
+    with ThreadPoolExecutor(len(programs)) as pool:
+        list(pool.map(lambda program: target.sandbox.supervisorctl("stop", program),
+                      programs))
     target.quorum_lost_at = time.monotonic()
 
 
