@@ -50,15 +50,21 @@ def _kill_replicas(target):
     programs = replica_of_each_service(_config(target))
     if not programs:
         raise AssertionError("kill-replica needs replicas >= 2 (python -m chaos --replicas 2)")
-    pids = {program: target.pid(program) for program in programs}
+    running = target.sandbox.process_ids()  # once: each look costs a `paysys ps`
+    pids = {program: running[program] for program in programs}
     for pid in pids.values():
         process_faults.kill(pid)
     target.killed_many = pids
 
 
 def _replicas_restarted(target):
-    for program, pid in target.killed_many.items():
-        target.wait_for_program(program, old_pid=pid)
+    killed = target.killed_many
+
+    def all_back():
+        running = target.sandbox.process_ids()
+        return all(running.get(program) not in (None, pid) for program, pid in killed.items())
+
+    wait_for(all_back, 120, interval_s=0.5, what="{} running again".format(", ".join(killed)))
 
 
 def _stop_validators(target):
