@@ -40,8 +40,9 @@ KEY_ENV = {
     WEBHOOK_KEY: "PAYSYS_WEBHOOK_KEY_FILE",
 }
 VALIDATOR_KEYS_ENV = "PAYSYS_VALIDATOR_KEYS_DIR"
-# A validator is an identity of the pool (its own key, its own RPC name): it is never
-# scaled out; the pool grows by configuring more validators.
+# A validator is an identity of the pool (its own key, its own RPC name): the deployment
+# files never autoscale it; the pool grows by configuring more validators. (`make up`'s
+# replicas may run several processes of it: still one voter.)
 NOT_SCALED = {"validator"}
 HTTP = {"gateway": GATEWAY_PORT}
 
