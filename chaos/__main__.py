@@ -6,12 +6,14 @@ checker; a report folder per experiment and a table of all of them.
     python -m chaos --exp redis-cut      # one (make chaos EXP=redis-cut)
     python -m chaos --list
     python -m chaos --postgres-ha        # PostgreSQL as a primary and a standby (pg_auto_failover)
+    python -m chaos --exp kill-replica --replicas 2   # every service twice over
 
 Some experiments stop and start the machine's RabbitMQ, PostgreSQL and Redis (with the
 commands of harness/servers.py): run them where that is yours to do.
 """
 import argparse
 import json
+import os
 import signal
 import sys
 import tempfile
@@ -20,10 +22,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from chaos import report
+from chaos.cluster_experiments import CUT_VALIDATOR, CUT_VALIDATOR_PROXY
 from chaos.experiment import Target, Timings, run
 from chaos.experiments import catalogue
 from harness.proxy import TcpProxy
 from harness.sandbox import System
+from paysys import process_overrides
 
 
 def parse(argv):
@@ -43,6 +47,15 @@ def parse(argv):
                         "synchronous standby of its own (PAYSYS_POSTGRES_HA=1), for "
                         "postgres-primary-kill; the experiments on the machine's PostgreSQL "
                         "are left out")
+    parser.add_argument("--replicas", type=int, default=None,
+                        help="processes of every service in the sandbox (PAYSYS_REPLICAS); "
+                        "default: the environment's PAYSYS_REPLICAS, else 2 if kill-replica "
+                        "runs, else 1")
+    parser.add_argument("--label", default="chaos",
+                        help="the sandbox's name: its database and vhost are paysys_LABEL "
+                        "(two runs side by side need two labels)")
+    parser.add_argument("--redis-db", type=int, default=11,
+                        help="the sandbox's Redis database (flushed at start)")
     parser.add_argument("--reports", type=Path, default=Path("reports"),
                         help="where the report folder goes (default: reports/)")
     return parser.parse_args(argv), experiments
@@ -73,20 +86,29 @@ def main(argv=None):
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     folder = args.reports / "chaos-{}".format(stamp)
     proxies = {"postgresql": TcpProxy(("127.0.0.1", 5432)).start(),
-               "redis": TcpProxy(("127.0.0.1", 6379)).start()}
+               "redis": TcpProxy(("127.0.0.1", 6379)).start(),
+               CUT_VALIDATOR_PROXY: TcpProxy(("127.0.0.1", 5672)).start()}
     env = {
         # The services reach PostgreSQL and Redis through the proxies (network faults).
-        "PAYSYS_DATABASE_URL": "postgresql://postgres@127.0.0.1:{}/paysys_chaos".format(
-            proxies["postgresql"].port),
-        "PAYSYS_REDIS_URL": "redis://127.0.0.1:{}/11".format(proxies["redis"].port),
+        "PAYSYS_DATABASE_URL": "postgresql://postgres@127.0.0.1:{}/paysys_{}".format(
+            proxies["postgresql"].port, args.label),
+        "PAYSYS_REDIS_URL": "redis://127.0.0.1:{}/{}".format(proxies["redis"].port,
+                                                             args.redis_db),
+        # One validator's processes alone reach RabbitMQ through a proxy of their own
+        # (paysys/process_overrides.py).
+        process_overrides.variable(CUT_VALIDATOR, "AMQP_URI"):
+            "pyamqp://guest:guest@127.0.0.1:{}/paysys_{}".format(
+                proxies[CUT_VALIDATOR_PROXY].port, args.label),
+        "PAYSYS_REPLICAS": str(replicas(args)),
         # The bank clients name themselves (X-Forwarded-For) for the per-IP limit.
         "PAYSYS_TRUSTED_PROXIES": "127.0.0.1",
     }
     if args.postgres_ha:
         # The formation's own nodes (the URL's host is replaced by theirs).
-        env["PAYSYS_DATABASE_URL"] = "postgresql://postgres@127.0.0.1/paysys_chaos"
-    sandbox = System("chaos", Path(tempfile.mkdtemp(prefix="paysys-chaos-")), redis_db=11,
-                     env=env, postgres_ha=args.postgres_ha)
+        env["PAYSYS_DATABASE_URL"] = "postgresql://postgres@127.0.0.1/paysys_{}".format(
+            args.label)
+    sandbox = System(args.label, Path(tempfile.mkdtemp(prefix="paysys-chaos-")),
+                     redis_db=args.redis_db, env=env, postgres_ha=args.postgres_ha)
     print("Starting a sandbox of the system on {} …".format(sandbox.url))
     summaries = []
     try:
@@ -116,6 +138,16 @@ def main(argv=None):
         print(table(summaries))
         print("Reports: {}".format(folder))
     return 0 if summaries and all(s["verdict"] == "pass" for s in summaries) else 1
+
+
+def replicas(args):
+    """Processes of every service in the sandbox: ``--replicas``, else the environment's
+    PAYSYS_REPLICAS, else 2 where an experiment kills a replica (1 otherwise)."""
+    if args.replicas is not None:
+        return args.replicas
+    if os.environ.get("PAYSYS_REPLICAS"):
+        return int(os.environ["PAYSYS_REPLICAS"])
+    return 2 if "kill-replica" in (args.exp or ()) else 1
 
 
 def table(summaries):

@@ -43,6 +43,8 @@ class Experiment:
     # True: needs a sandbox whose PostgreSQL is a pg_auto_failover formation (python -m
     # chaos --postgres-ha); False: acts on the machine's one PostgreSQL; None: either.
     postgres_ha: bool = None
+    # Problems of this experiment's own, from ``(target, operations, injected, healed)``.
+    check: Callable = None
 
 
 @dataclass
@@ -120,6 +122,8 @@ class Target:
         self.sandbox = sandbox
         self.proxies = proxies or {}
         self.killed = None  # (program, pid) of the last kill, for its heal
+        self.killed_many = {}  # {program: pid} of the last kill of several
+        self.quorum_lost_at = None  # when the last of the stopped validators stopped
         self.paused = None  # pid of the paused process
         self.observations = {}  # what inject and heal measured, for the result
         self._auditor_token = None
@@ -143,6 +147,13 @@ class Target:
             response = requests.get(self.url + "/ready", timeout=5)
             return response.status_code == 200 and response.json()["status"] == "ready"
         except (requests.RequestException, ValueError, KeyError):
+            return False
+
+    def quorum_back(self):
+        """/ready answers 200 (ready or degraded): a quorum of validators answers again."""
+        try:
+            return requests.get(self.url + "/ready", timeout=5).status_code == 200
+        except requests.RequestException:
             return False
 
     def auditor_token(self):
@@ -202,6 +213,9 @@ def run(experiment, target, clients=4, timings=None, progress=print):
     progress("  checking the books")
     problems = check(bank, settle_timeout_s=timings.settle_timeout_s)
     mirror, mirror_problems = _check_mirror(target, timings.mirror_timeout_s)
+    if experiment.check is not None:
+        problems = problems + experiment.check(target, list(bank.operations), injected,
+                                               healed)
     return Result(experiment.name, experiment.description, problems + mirror_problems,
                   started, injected, healed, ready, max(recovered, ready), stopped,
                   list(bank.operations), mirror, dict(target.observations))

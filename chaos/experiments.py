@@ -8,6 +8,7 @@ is slowed or cut by the sandbox's TCP proxy in front of it (harness/proxy.py). W
 primary postgres-primary-kill kills (harness/postgres_faults.py); the experiments on the
 machine's PostgreSQL are left out then.
 """
+from chaos.cluster_experiments import cluster_experiments
 from chaos.experiment import Experiment
 from harness import process_faults, servers
 
@@ -101,6 +102,7 @@ def catalogue():
         Experiment("redis-cut", "cut the network to Redis for 8 s",
                    _proxy("redis", "cut"), _proxy("redis", "heal"), hold_s=8),
     ])
+    experiments.extend(cluster_experiments())
     return {experiment.name: experiment for experiment in experiments}
 
 

@@ -11,6 +11,7 @@ import logging
 import time
 from functools import partial
 
+import eventlet
 from eventlet.event import Event
 from nameko.web.handlers import HttpRequestHandler
 from nameko.web.server import WebServer, WsgiApp
@@ -163,6 +164,15 @@ class ProblemWsgiApp(WsgiApp):
 
 
 class ProblemWebServer(WebServer):
+    def start(self):
+        """Nameko's start, with the listening socket made by ``listen``."""
+        if not self._starting:
+            self._starting = True
+            self._sock = listen(self.bind_addr)
+            self._sock.settimeout(None)  # as nameko does: kombu issue 838
+            self._serv = self.get_wsgi_server(self._sock, self.get_wsgi_app())
+            self._gt = self.container.spawn_managed_thread(self.run)
+
     def get_wsgi_app(self):
         return ProblemWsgiApp(self)
 
@@ -233,3 +243,11 @@ class GatewayEndpoint(HttpRequestHandler):
         if isinstance(result, Response):
             return result
         raise TypeError("gateway handlers return a werkzeug Response, got {!r}".format(result))
+
+
+def listen(address):
+    """The gateway's listening socket, with SO_REUSEPORT: every gateway process (replicas,
+    config.yml) binds the one address and the kernel spreads new connections among them,
+    so a client keeps one URL and a dead replica's share goes to the others. Said here
+    rather than left to eventlet's default (which sets it too, for a fixed port)."""
+    return eventlet.listen(address, reuse_port=True)

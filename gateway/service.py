@@ -25,6 +25,7 @@ from shared.commands import Movement, TransferBatch
 from shared.db import Database
 from shared import tracing
 from shared.errors import NotFound, ServiceUnavailable
+from shared.leadership import one_replica_at_a_time
 from shared.rpc import ServiceRpc
 from shared.service import ServiceBase
 from shared.settings import Settings
@@ -356,6 +357,7 @@ class GatewayService(ServiceBase):
         return Response(problems.page(problem), status=200, mimetype=MARKDOWN)
 
     @timer(interval=EXPIRED_KEYS_PURGE_INTERVAL_S)
+    @one_replica_at_a_time("gateway.idempotency_purge")
     def purge_expired_idempotency_keys(self):
         keys = self.settings.idempotency
         deleted = IdempotencyStore(self.db, keys.ttl_s, keys.lease_s).purge_expired()

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from unittest import mock
 
 from services.notifications.secret_box import key_file as webhook_key_file
-from shared.catalog import process_names, service_for
+from shared.catalog import identity_of, process_names, service_for
 from shared.config import load_config, validator_names
 from shared.metrics.ports import metrics_port
 from shared.tokens import key_files
@@ -40,8 +40,9 @@ KEY_ENV = {
     WEBHOOK_KEY: "PAYSYS_WEBHOOK_KEY_FILE",
 }
 VALIDATOR_KEYS_ENV = "PAYSYS_VALIDATOR_KEYS_DIR"
-# A validator is an identity of the pool (its own key, its own RPC name): it is never
-# scaled out; the pool grows by configuring more validators.
+# A validator is an identity of the pool (its own key, its own RPC name): the deployment
+# files never autoscale it; the pool grows by configuring more validators. (`make up`'s
+# replicas may run several processes of it: still one voter.)
 NOT_SCALED = {"validator"}
 HTTP = {"gateway": GATEWAY_PORT}
 
@@ -91,7 +92,7 @@ def held_keys(name, service, config):
     """The kinds of key (``key_paths``' names) the process ``name`` reads."""
     reads = READS.get(service)
     if reads == OWN_VOTE_KEY:
-        return (name,)
+        return (identity_of(name),)  # each replica of a validator signs as that validator
     if reads == VOTE_PUBLIC_KEYS:
         return tuple(v + ".pub" for v in validator_names(config))
     return (reads,) if reads else ()

@@ -39,13 +39,17 @@ def _calm_the_garbage_collector():
 
 
 def service_class(process_name, service):
-    """The Nameko class for ``process_name``; validator_N gets its own RPC identity."""
+    """The Nameko class for ``process_name``; validator_N gets its own RPC identity, which
+    each of its replicas (validator_N-2…) shares."""
     import importlib
+
+    from shared.catalog import identity_of
 
     module_name, class_name = service.entry.split(":")
     cls = getattr(importlib.import_module(module_name), class_name)
-    if cls.name != process_name:
-        cls = type(cls.__name__ + process_name.split("_")[-1], (cls,), {"name": process_name})
+    identity = identity_of(process_name)
+    if cls.name != identity:
+        cls = type(cls.__name__ + identity.split("_")[-1], (cls,), {"name": identity})
     return cls
 
 
@@ -73,6 +77,10 @@ def serve(process_name):
 
     from shared.settings import SettingsError, load_all
 
+    from paysys import process_overrides
+    from shared.catalog import identity_of
+
+    process_overrides.apply(identity_of(process_name))
     config = load_config()
     service = service_for(process_name)
     # Every setting the process reads is checked before it starts: a bad value stops it
@@ -91,6 +99,9 @@ def serve(process_name):
     from shared.tracing import configure_export
 
     configure_export(settings["shared"].tracing, process_name)
+    from shared.catalog import PROCESS_NAME_KEY
+
+    config[PROCESS_NAME_KEY] = process_name
     runner = ServiceRunner(config)
     runner.add_service(service_class(process_name, service))
 

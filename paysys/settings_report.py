@@ -155,13 +155,14 @@ one line per bad value naming the variable, the value and what is wrong, e.g.
 `--service NAME`; `--format table` for a table), with passwords in URLs and other secrets
 masked.
 
-Three variables are read from the environment alone, not through config.yml:
+Four variables are read from the environment alone, not through config.yml:
 
 | Variable | Default | Meaning |
 |---|---|---|
 | `PAYSYS_CONFIG` | `config.yml` of the repository | The configuration file |
 | `PAYSYS_SERVICE` | (empty) | The process `paysys serve` runs when it is given no name (the image sets it) |
 | `PAYSYS_HEARTBEAT_FILE` | (empty: none; the image sets one) | Where `paysys serve` keeps the heartbeat that `paysys health` reads |
+| `PAYSYS_FOR_` + `NAME__VARIABLE` | (none) | Replaces `PAYSYS_VARIABLE` in the processes of service or validator `NAME` alone, replicas included: `PAYSYS_FOR_VALIDATOR_1__AMQP_URI` (docs/operations.md, Replicas) |
 
 Units are in the names: `_ms` milliseconds, `_s` seconds, `_minor` the currency's minor
 units. A section is read by one service only (its model's), unless it is in the shared

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from paysys import process_keys
-from shared.catalog import process_names
+from shared.catalog import process_names, service_for
 from shared.config import config_path, kafka_bootstrap_servers, kafka_is_embedded, run_dir
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -101,7 +101,8 @@ def render_conf(config, run_dir, tansu_binary=None):
     key_environment = process_keys.environment(config)
     for name in names:
         sections.append(_program(name, "{} -m paysys.runner {}".format(sys.executable, name),
-                                 run_dir.logs, priority=100 if name != "gateway" else 200,
+                                 run_dir.logs,
+                                 priority=200 if service_for(name).name == "gateway" else 100,
                                  environment=key_environment[name]))
     sections.append("[group:{}]\nprograms={}\npriority=100\n".format(
         SERVICES_GROUP, ",".join(names)))

@@ -1,7 +1,19 @@
-"""The services of the system: which process runs what, and which schema each owns."""
+"""The services of the system: which process runs what, and which schema each owns.
+
+An *identity* is what the rest of the system calls a service by: its RPC name (``ledger``,
+``validator_2``). A *process* is one OS process of an identity: with ``replicas`` above 1
+(config.yml) an identity runs several, all consuming its queues. The first keeps the
+identity's own name (so one replica is exactly the system of old); the others are
+``<identity>-<n>``: ``ledger-2``, ``validator_2-2``. That name is the supervisord
+program, its log file, its row in `paysys ps`, its metrics port and its key directory.
+"""
 from dataclasses import dataclass
 
-from shared.config import validator_names
+from shared.config import replica_counts, validator_names
+
+# Between an identity and its replica's number in a process name. Neither a service's
+# name nor a validator's has one; supervisord, file names and Kubernetes all take it.
+REPLICA_MARK = "-"
 
 
 @dataclass(frozen=True)
@@ -49,16 +61,54 @@ def settings_models():
     return models
 
 
+# Where paysys.runner puts the name of the process in the configuration its Nameko
+# container reads: what serves a process rather than its identity (its metrics port, its
+# database sessions' application_name) asks ``process_name_of``.
+PROCESS_NAME_KEY = "paysys_process_name"
+
+
+def process_name_of(container):
+    """The process a Nameko container runs in: ``ledger-2``; its service's name where the
+    runner did not say (a test's container)."""
+    return container.config.get(PROCESS_NAME_KEY) or container.service_name
+
+
+def identity_of(process_name):
+    """The RPC identity a process serves: ``validator_2-2`` -> ``validator_2``."""
+    return process_name.partition(REPLICA_MARK)[0]
+
+
+def replica_name(identity, replica):
+    """The process name of replica ``replica`` (1, 2, …) of ``identity``."""
+    return identity if replica == 1 else "{}{}{}".format(identity, REPLICA_MARK, replica)
+
+
 def service_for(process_name):
-    """``validator_2`` runs the validator service; every other process runs its namesake."""
-    if process_name.startswith("validator_"):
+    """``validator_2`` (and its replicas) runs the validator service; every other process
+    runs its namesake."""
+    identity = identity_of(process_name)
+    if identity.startswith("validator_"):
         return BY_NAME["validator"]
-    return BY_NAME[process_name]
+    return BY_NAME[identity]
+
+
+def identities(config):
+    """Every RPC identity of the system, one per validator of the pool: the first replica
+    of each, in the catalog's order."""
+    return processes_of(validator_names(config))
 
 
 def process_names(config):
-    """Every service process of the system, one per validator of the pool."""
-    return processes_of(validator_names(config))
+    """Every service process of the system: the first replica of each identity in the
+    catalog's order, then every second replica, and so on (so adding replicas moves no
+    first replica's metrics port)."""
+    counts = replica_counts(config)
+    first = identities(config)
+    names = list(first)
+    for replica in range(2, max(counts.values(), default=1) + 1):
+        names.extend(replica_name(identity, replica) for identity in first
+                     if counts[service_for(identity).name] >= replica)
+    return names
 
 
 def processes_of(validators):

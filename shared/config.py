@@ -74,6 +74,11 @@ def validator_names(config):
     return _shared(config).validators.names
 
 
+def replica_counts(config):
+    """``{service name: processes of each of its identities}`` (config.yml's replicas)."""
+    return _shared(config).replicas.counts
+
+
 def run_dir(config):
     """Where a running system keeps its supervisord files, logs and generated keys."""
     return _shared(config).supervisor.path

@@ -9,6 +9,7 @@ from sqlalchemy import create_engine, event, make_url, text
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 
 from shared import work_counters
+from shared.catalog import process_name_of
 from shared.errors import unanswered
 from shared.pg_urls import sqlalchemy_form
 from shared.settings import settings_of
@@ -178,7 +179,7 @@ class Engine(SharedExtension):
             self.engine = make_engine(
                 database,
                 pool_size=database.pool_size,
-                application_name="paysys-{}".format(self.container.service_name),
+                application_name="paysys-{}".format(process_name_of(self.container)),
             )
 
     def stop(self):

@@ -113,6 +113,33 @@ class ValidatorsSection(Section):
         return ["validator_{}".format(i) for i in range(1, self.pool_size + 1)]
 
 
+class ReplicasSection(Section):
+    """Processes of each identity `make up` starts; they share its queues (docs/operations.md).
+    A validator's replicas are processes of that one voter: the pool's size is
+    ``validators.pool_size``."""
+
+    default: PositiveInt = setting(
+        "Processes of every service (each validator: processes of that one voter)", le=16)
+    auth: NonNegativeInt = setting("Processes of auth; 0: replicas.default", le=16)
+    transactions: NonNegativeInt = setting(
+        "Processes of transactions; 0: replicas.default", le=16)
+    validator: NonNegativeInt = setting(
+        "Processes of each validator of the pool; 0: replicas.default", le=16)
+    payments: NonNegativeInt = setting("Processes of payments; 0: replicas.default", le=16)
+    ledger: NonNegativeInt = setting("Processes of the ledger; 0: replicas.default", le=16)
+    notifications: NonNegativeInt = setting(
+        "Processes of notifications; 0: replicas.default", le=16)
+    gateway: NonNegativeInt = setting(
+        "Processes of the gateway, all on its one address (SO_REUSEPORT); 0: "
+        "replicas.default", le=16)
+
+    @property
+    def counts(self):
+        """``{service name: its processes}``, the default filled in."""
+        return {name: getattr(self, name) or self.default
+                for name in type(self).model_fields if name != "default"}
+
+
 class TokensSection(Section):
     public_key_file: str = setting(
         "Ed25519 public key that verifies access tokens; empty: <run_dir>/keys/"
@@ -175,6 +202,7 @@ class SharedSettings(ServiceSettings):
     validators: ValidatorsSection
     tokens: TokensSection
     supervisor: SupervisorSection
+    replicas: ReplicasSection
     logging: LoggingSection
     metrics: MetricsSection
     tracing: TracingSection

@@ -14,6 +14,7 @@ from services.auth.dependencies import LoginBrake, TokenIssuer
 from shared.audit import AuditRpcs
 from shared.db import Database
 from shared.errors import Conflict, NotFound, RateLimited, Unauthorized, ValidationFailed
+from shared.leadership import one_replica_at_a_time
 from shared.service import ServiceBase, rpc
 
 log = logging.getLogger(__name__)
@@ -107,6 +108,7 @@ class AuthService(AuditRpcs, ServiceBase):
         return None
 
     @timer(interval=PURGE_INTERVAL_S)
+    @one_replica_at_a_time("auth.login_brake_purge")
     def forget_quiet_logins(self):
         """Deletes the login brake's counts of pairs quiet for ``login_forget_after_s``."""
         with self.db.transaction() as connection:

@@ -11,6 +11,7 @@ from services.payments import events
 from services.payments.lifecycle import Lifecycle
 from shared import service
 from shared.db import Database
+from shared.leadership import one_replica_at_a_time
 from shared.outbox_relay.events import EventRelay
 from services.payments.settings import PaymentsSettings
 from shared.rpc import ServiceRpc
@@ -69,10 +70,12 @@ class PaymentsService(service.ServiceBase):
         return self._lifecycle().list(viewer_id, status, limit, cursor)
 
     @timer(interval=EXPIRY_INTERVAL_S)
+    @one_replica_at_a_time("payments.expiry")
     def expire(self):
         self._lifecycle().expire()
 
     @timer(interval=RECOVERY_INTERVAL_S, eager=True)
+    @one_replica_at_a_time("payments.recovery")
     def recover(self):
         self._lifecycle().recover(RECOVER_AFTER_S)
 

@@ -18,6 +18,7 @@ from shared.cursors import DEFAULT_PAGE_SIZE, page_request
 from shared.db import Database
 from shared.errors import NotFound, ValidationFailed
 from shared.ids import parse_id
+from shared.leadership import one_replica_at_a_time
 from shared.outbox_relay.events import EventRelay
 from shared.service import ServiceBase, rpc
 
@@ -101,5 +102,6 @@ class TransactionsService(ServiceBase):
                 "next_cursor": views.encode_cursor(rows[-1]) if more else None}
 
     @timer(interval=RECOVERY_INTERVAL_S, eager=True)
+    @one_replica_at_a_time("transactions.recovery")
     def recover(self):
         self.consensus.recover()

@@ -16,6 +16,7 @@ import eventlet.wsgi
 from nameko.extensions import DependencyProvider
 from prometheus_client import make_wsgi_app
 
+from shared.catalog import process_name_of
 from shared.metrics import REGISTRY
 from shared.metrics.ports import metrics_host, metrics_port
 
@@ -67,7 +68,7 @@ class MetricsPort(DependencyProvider):
 
     def setup(self):
         config = self.container.config
-        self.port = metrics_port(config, self.container.service_name)
+        self.port = metrics_port(config, process_name_of(self.container))
         if self.port is None:
             return
         host = metrics_host(config)
@@ -78,7 +79,8 @@ class MetricsPort(DependencyProvider):
         except OSError as error:
             raise RuntimeError("{}: cannot serve metrics on {}:{} ({}); another process has "
                                "it, or set PAYSYS_METRICS_PORT_BASE (0: no metrics port)".format(
-                                   self.container.service_name, host, self.port, error)) from None
+                                   process_name_of(self.container), host, self.port,
+                                   error)) from None
 
     def start(self):
         if self.socket is None:

@@ -16,6 +16,7 @@ from harness.bank import Bank
 from harness.bank_checker import check, read_books, settle
 from harness.bank_rules import judge
 from harness.servers import wait_for
+from shared.catalog import identity_of
 from tests.support.api import new_session
 
 pytestmark = pytest.mark.system
@@ -59,11 +60,14 @@ def test_the_books_are_right_after_concurrent_transfers_and_replays(system):
 
 
 def test_transfers_complete_on_the_quorum_while_a_validator_is_paused(system):
-    paused = {}
+    paused = {"pids": []}
 
     def pause():
-        paused["pid"] = system.process_ids()["validator_2"]
-        process_faults.pause(paused["pid"])
+        # Every process of the validator (PAYSYS_REPLICAS may give it several).
+        for name, pid in system.process_ids().items():
+            if identity_of(name) == "validator_2":
+                process_faults.pause(pid)
+                paused["pids"].append(pid)
         paused["at"] = time.monotonic()
 
     try:
@@ -74,8 +78,8 @@ def test_transfers_complete_on_the_quorum_while_a_validator_is_paused(system):
         votes = {vote["validator_id"] for op in after for vote in op.transaction["votes"]}
         assert "validator_2" not in votes
     finally:
-        if "pid" in paused:
-            process_faults.resume(paused["pid"])
+        for pid in paused["pids"]:
+            process_faults.resume(pid)
     assert_books_right(bank, figures)
 
 
