@@ -154,6 +154,8 @@ def cmd_up(args, config):
         print("paysys up runs every service under supervisord, which is not installed: "
               "pip install -e '.[local]' (make install does).")
         return 1
+    if _start_rabbitmq_cluster(config) != 0:
+        return 1
     print("Checking dependencies…")
     findings = check_all(config)
     missing = [finding for finding in findings if finding.problem and finding.required]
@@ -189,6 +191,31 @@ def cmd_up(args, config):
     print("{} supervisord ({}); logs in {}".format(
         "Started" if started else "Already running:", run_dir.conf, run_dir.logs))
     return _wait_until_ready(config, _shared(config).supervisor.ready_timeout_s)
+
+
+def _start_rabbitmq_cluster(config):
+    """With ``rabbitmq.nodes`` > 1, the cluster of paysys/rabbitmq_cluster.py, before the
+    services that connect to it."""
+    from paysys import rabbitmq_cluster
+
+    if not _shared(config).rabbitmq.clustered:
+        return 0
+    cluster = rabbitmq_cluster.Cluster(config)
+    print("Starting the RabbitMQ cluster ({} nodes)…".format(len(cluster.members)))
+    began = time.monotonic()
+    try:
+        started = cluster.start()
+    except rabbitmq_cluster.ClusterError as error:
+        print("\nThe system cannot start: {}".format(error))
+        return 1
+    for member in cluster.members:
+        print("  {:<28} AMQP 127.0.0.1:{:<6} distribution {:<6} {}".format(
+            member.name, member.node.amqp_port, member.node.dist_port,
+            "started" if member.name in started else "running"))
+    print("  one cluster after {:.0f} s; queues are {}; data and logs in {}".format(
+        time.monotonic() - began, _shared(config).rabbitmq.services_queue_type,
+        cluster.path))
+    return 0
 
 
 def _wait_until_ready(config, timeout_s):
@@ -241,6 +268,12 @@ def cmd_down(args, config):
         print("Stopped every process of {}".format(run_dir.conf))
     else:
         print("Nothing to stop: no supervisord runs from {}".format(run_dir.path))
+    if _shared(config).rabbitmq.clustered:
+        from paysys.rabbitmq_cluster import Cluster
+
+        stopped = Cluster(config).stop()
+        if stopped:
+            print("Stopped the RabbitMQ nodes {}".format(", ".join(stopped)))
     return 0
 
 
