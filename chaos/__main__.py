@@ -5,6 +5,7 @@ checker; a report folder per experiment and a table of all of them.
     python -m chaos                      # every experiment (make chaos)
     python -m chaos --exp redis-cut      # one (make chaos EXP=redis-cut)
     python -m chaos --list
+    python -m chaos --rabbitmq-nodes 3   # on a RabbitMQ cluster of the sandbox's own
 
 Some experiments stop and start the machine's RabbitMQ, PostgreSQL and Redis (with the
 commands of harness/servers.py): run them where that is yours to do.
@@ -39,6 +40,10 @@ def parse(argv):
                         help="seconds of load after the system is ready again")
     parser.add_argument("--reports", type=Path, default=Path("reports"),
                         help="where the report folder goes (default: reports/)")
+    parser.add_argument("--rabbitmq-nodes", type=int, default=1, metavar="N",
+                        help="1 (default): the sandbox uses a vhost of the machine's "
+                        "RabbitMQ; 3: a RabbitMQ cluster of its own, which "
+                        "rabbitmq-node-kill needs (rabbitmq-restart needs 1)")
     return parser.parse_args(argv), experiments
 
 
@@ -58,6 +63,16 @@ def main(argv=None):
             print("{:<20} {}".format(name, experiment.description))
         return 0
     chosen = [experiments[name] for name in (args.exp or experiments)]
+    elsewhere = [experiment.name for experiment in chosen
+                 if not experiment.runs_on(args.rabbitmq_nodes)]
+    if elsewhere and args.exp:
+        print("{} cannot run with --rabbitmq-nodes {}".format(", ".join(elsewhere),
+                                                           args.rabbitmq_nodes))
+        return 2
+    if elsewhere:
+        print("Skipped with --rabbitmq-nodes {}: {}".format(args.rabbitmq_nodes,
+                                                            ", ".join(elsewhere)))
+        chosen = [experiment for experiment in chosen if experiment.name not in elsewhere]
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     folder = args.reports / "chaos-{}".format(stamp)
     proxies = {"postgresql": TcpProxy(("127.0.0.1", 5432)).start(),
@@ -69,7 +84,7 @@ def main(argv=None):
         "PAYSYS_REDIS_URL": "redis://127.0.0.1:{}/11".format(proxies["redis"].port),
         # The bank clients name themselves (X-Forwarded-For) for the per-IP limit.
         "PAYSYS_TRUSTED_PROXIES": "127.0.0.1",
-    })
+    }, rabbitmq_nodes=args.rabbitmq_nodes)
     print("Starting a sandbox of the system on {} …".format(sandbox.url))
     summaries = []
     try:

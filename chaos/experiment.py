@@ -40,6 +40,12 @@ class Experiment:
     heal: Callable = lambda target: None
     # How long the fault stays in place before it is healed.
     hold_s: float = 5.0
+    # Which RabbitMQ it needs: None any, True a cluster of the sandbox's own
+    # (`--rabbitmq-nodes 3`), False the machine's single node.
+    rabbitmq_cluster: bool = None
+
+    def runs_on(self, rabbitmq_nodes):
+        return self.rabbitmq_cluster is None or self.rabbitmq_cluster == (rabbitmq_nodes > 1)
 
 
 @dataclass

@@ -3,7 +3,9 @@
 A killed service (SIGKILL: no cleanup) is started again by supervisord, so its heal is
 waiting for the new process; the shared servers (RabbitMQ, PostgreSQL, Redis) are
 stopped and started with the commands of harness/servers.py; the network to a dependency
-is slowed or cut by the sandbox's TCP proxy in front of it (harness/proxy.py).
+is slowed or cut by the sandbox's TCP proxy in front of it (harness/proxy.py). A node of
+the sandbox's own RabbitMQ cluster (`--rabbitmq-nodes 3`) is killed and started again
+with paysys/rabbitmq_cluster.py.
 """
 from chaos.experiment import Experiment
 from harness import process_faults, servers
@@ -35,6 +37,14 @@ def _resume(target):
     process_faults.resume(target.paused)
 
 
+def _kill_rabbitmq_node(index):
+    return lambda target: target.sandbox.rabbitmq_cluster().kill(index)
+
+
+def _start_rabbitmq_node(index):
+    return lambda target: target.sandbox.rabbitmq_cluster().start_node(index)
+
+
 def _supervisorctl(action, program):
     return lambda target: target.sandbox.supervisorctl(action, program)
 
@@ -57,7 +67,13 @@ def catalogue():
     experiments.extend([
         Experiment("rabbitmq-restart", "stop RabbitMQ for 5 s, start it again",
                    lambda target: servers.stop_rabbitmq(),
-                   lambda target: servers.start_rabbitmq(), hold_s=5),
+                   lambda target: servers.start_rabbitmq(), hold_s=5, rabbitmq_cluster=False),
+        # Node 1 is first in every process's failover list: every connection, and the
+        # leader of every quorum queue, is on it.
+        Experiment("rabbitmq-node-kill", "kill -9 RabbitMQ node 1 of the cluster (every "
+                   "process's node), start it again after 5 s (it rejoins)",
+                   _kill_rabbitmq_node(1), _start_rabbitmq_node(1), hold_s=5,
+                   rabbitmq_cluster=True),
         Experiment("postgres-restart", "stop PostgreSQL for 5 s, start it again",
                    lambda target: servers.stop_postgres(),
                    lambda target: servers.start_postgres(), hold_s=5),

@@ -8,11 +8,17 @@ the node that led it. These subclasses add the argument to the queue Nameko buil
 the queue consumer declares it.
 
 Only a durable queue shared by its consumers can be a quorum queue. Nameko's RPC reply
-queues (one per process, non-durable, expiring) and broadcast handlers' exclusive queues
-stay classic: when their node dies they go with it, the process reconnects to a survivor
-and declares them again, and a reply in flight is lost (its call times out: a 503).
+queues (one per process, expiring) and broadcast handlers' exclusive queues stay classic,
+on the node their process is connected to. Nameko declares its reply queue durable: on a
+cluster, a durable classic queue whose node is down can be declared nowhere else (404
+"home node ... is down") until that node returns, so a process that reconnects to a
+survivor could not consume its replies. ``ReplyListener`` declares it transient there:
+RabbitMQ deletes a transient queue with its node, the process declares it again on the
+survivor, and only a reply in flight is lost (that call times out: a 503). On one node it
+is declared as Nameko always did.
 """
 from nameko.events import EventHandler as NamekoEventHandler
+from nameko.rpc import ReplyListener as NamekoReplyListener
 from nameko.rpc import Rpc as NamekoRpc
 from nameko.rpc import RpcConsumer as NamekoRpcConsumer
 
@@ -39,6 +45,17 @@ def declare_with_type(queue, container):
                                 .services_queue_type)
     if arguments:
         queue.queue_arguments = dict(queue.queue_arguments or {}, **arguments)
+
+
+def _clustered(container):
+    return settings_of(container, SharedSettings).rabbitmq.clustered
+
+
+class ReplyListener(NamekoReplyListener):
+    def setup(self):
+        super().setup()
+        if _clustered(self.container):
+            self.queue.durable = False
 
 
 class RpcConsumer(NamekoRpcConsumer):
