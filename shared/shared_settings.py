@@ -17,10 +17,10 @@ class RabbitmqSection(Section):
         "1: the RabbitMQ of AMQP_URI; more: `make up` starts a cluster of that many "
         "rabbitmq-server nodes on loopback and every process gets all of them (AMQP_URI "
         "is then ignored; docs/operations.md)", le=MAX_NODES)
-    cluster_port_base: Port = setting(
+    cluster_port_base: int = setting(
         "Cluster node i listens for AMQP on cluster_port_base + i - 1 and for Erlang "
         "distribution on cluster_port_base + {} + i - 1".format(DIST_PORT_OFFSET),
-        le=65535 - 2 * MAX_NODES)
+        ge=1024, le=65535 - DIST_PORT_OFFSET - MAX_NODES)
     cluster_name: str = setting(
         "Cluster node i is <cluster_name>-i@localhost (the machine's epmd knows every "
         "node by name: two clusters on one machine need two names)",
