@@ -268,12 +268,12 @@ def cmd_down(args, config):
         print("Stopped every process of {}".format(run_dir.conf))
     else:
         print("Nothing to stop: no supervisord runs from {}".format(run_dir.path))
-    if _shared(config).rabbitmq.clustered:
-        from paysys.rabbitmq_cluster import Cluster
+    # After the services: the RabbitMQ cluster `up` started, if any (paysys/rabbitmq_cluster.py).
+    from paysys.rabbitmq_cluster import stop_nodes
 
-        stopped = Cluster(config).stop()
-        if stopped:
-            print("Stopped the RabbitMQ nodes {}".format(", ".join(stopped)))
+    stopped = stop_nodes(run_dir.path / "rabbitmq")
+    if stopped:
+        print("Stopped the RabbitMQ nodes {}".format(", ".join(stopped)))
     return 0
 
 

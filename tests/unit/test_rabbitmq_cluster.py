@@ -128,3 +128,20 @@ def test_reply_and_exclusive_queues_stay_classic_and_one_node_declares_as_before
     assert reply.queue_arguments == {"x-expires": 300000}
     assert not broadcast.queue_arguments
     assert not single.queue_arguments
+
+
+def test_down_stops_every_node_of_the_run_dir_whatever_the_settings_say(tmp_path):
+    import subprocess
+
+    from paysys.rabbitmq_cluster import stop_nodes
+
+    # Stand-ins for two running nodes (a node stops on SIGTERM as these do) and a dead one.
+    running = [subprocess.Popen(["sleep", "60"]) for _ in range(2)]
+    for index, process in enumerate(running, 1):
+        (tmp_path / "paysys-rabbit-{}".format(index)).mkdir()
+        (tmp_path / "paysys-rabbit-{}".format(index) / "pid").write_text(str(process.pid))
+    (tmp_path / "paysys-rabbit-3").mkdir()
+    (tmp_path / "paysys-rabbit-3" / "pid").write_text("999999999")
+
+    assert stop_nodes(tmp_path) == ["paysys-rabbit-1", "paysys-rabbit-2"]
+    assert [process.wait(timeout=5) for process in running] == [-15, -15]
