@@ -57,6 +57,8 @@ def mask(value, secret):
     one stays empty: nothing is hidden by saying it is unset)."""
     if not isinstance(value, str) or not value:
         return value
+    if ";" in value and "://" in value:  # kombu's failover list: each URL its own
+        return ";".join(mask(part, secret) for part in value.split(";"))
     parts = urlsplit(value)
     if parts.scheme and parts.netloc and parts.password:
         netloc = "{}:{}@{}".format(parts.username or "", MASK, parts.hostname or "")

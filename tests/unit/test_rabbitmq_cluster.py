@@ -145,3 +145,11 @@ def test_down_stops_every_node_of_the_run_dir_whatever_the_settings_say(tmp_path
 
     assert stop_nodes(tmp_path) == ["paysys-rabbit-1", "paysys-rabbit-2"]
     assert [process.wait(timeout=5) for process in running] == [-15, -15]
+
+
+def test_paysys_config_masks_the_password_of_every_node(cluster_env):
+    from paysys.settings_report import mask
+
+    masked = mask(load_config()["AMQP_URI"], secret=True)
+
+    assert masked.count("guest:***@127.0.0.1:") == 3 and "guest:guest" not in masked
