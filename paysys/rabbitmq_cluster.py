@@ -72,15 +72,21 @@ class ClusterNode:
             os.kill(pid, 0)
         except (OSError, ValueError):
             return None
-        return None if _zombie(pid) else pid
+        return pid if _is_node(pid, self.pid_file) else None
 
 
-def _zombie(pid):
-    """A killed node whose parent has not reaped it yet is gone all the same."""
+def _is_node(pid, pid_file):
+    """Is ``pid`` the live node of ``pid_file``? Not if it is a zombie (killed, not reaped
+    yet), nor if the pid was reused by another process since (a pid file left by a crash
+    or a reboot): the node's environment names its pid file. Where /proc cannot tell, yes."""
+    proc = Path("/proc/{}".format(pid))
     try:
-        return Path("/proc/{}/stat".format(pid)).read_text().rsplit(")", 1)[1].split()[0] == "Z"
+        if (proc / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+            return False
+        environment = (proc / "environ").read_bytes().split(b"\0")
     except (OSError, IndexError):
-        return False
+        return True
+    return "RABBITMQ_PID_FILE={}".format(pid_file).encode() in environment
 
 
 def stop_nodes(path):

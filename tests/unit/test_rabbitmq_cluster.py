@@ -135,16 +135,26 @@ def test_down_stops_every_node_of_the_run_dir_whatever_the_settings_say(tmp_path
 
     from paysys.rabbitmq_cluster import stop_nodes
 
-    # Stand-ins for two running nodes (a node stops on SIGTERM as these do) and a dead one.
-    running = [subprocess.Popen(["sleep", "60"]) for _ in range(2)]
-    for index, process in enumerate(running, 1):
-        (tmp_path / "paysys-rabbit-{}".format(index)).mkdir()
-        (tmp_path / "paysys-rabbit-{}".format(index) / "pid").write_text(str(process.pid))
-    (tmp_path / "paysys-rabbit-3").mkdir()
-    (tmp_path / "paysys-rabbit-3" / "pid").write_text("999999999")
+    # Stand-ins for two running nodes (a node stops on SIGTERM as these do, and its
+    # environment names its pid file), a dead one, and a pid file whose pid is now
+    # another process's.
+    pid_files = [tmp_path / "paysys-rabbit-{}".format(index) / "pid" for index in (1, 2, 3, 4)]
+    for pid_file in pid_files:
+        pid_file.parent.mkdir()
+    running = [subprocess.Popen(["sleep", "60"], env={"RABBITMQ_PID_FILE": str(pid_file)})
+               for pid_file in pid_files[:2]]
+    stranger = subprocess.Popen(["sleep", "60"])
+    for process, pid_file in zip(running + [stranger], pid_files[:2] + pid_files[3:]):
+        pid_file.write_text(str(process.pid))
+    pid_files[2].write_text("999999999")
 
-    assert stop_nodes(tmp_path) == ["paysys-rabbit-1", "paysys-rabbit-2"]
-    assert [process.wait(timeout=5) for process in running] == [-15, -15]
+    try:
+        assert stop_nodes(tmp_path) == ["paysys-rabbit-1", "paysys-rabbit-2"]
+        assert [process.wait(timeout=5) for process in running] == [-15, -15]
+        assert stranger.poll() is None
+    finally:
+        stranger.kill()
+        stranger.wait()
 
 
 def test_paysys_config_masks_the_password_of_every_node(cluster_env):
@@ -153,3 +163,15 @@ def test_paysys_config_masks_the_password_of_every_node(cluster_env):
     masked = mask(load_config()["AMQP_URI"], secret=True)
 
     assert masked.count("guest:***@127.0.0.1:") == 3 and "guest:guest" not in masked
+
+
+def test_the_node_kill_runs_on_a_cluster_and_the_broker_restart_on_one_node():
+    from chaos.experiments import catalogue
+
+    experiments = catalogue()
+
+    assert experiments["rabbitmq-node-kill"].runs_on(3)
+    assert not experiments["rabbitmq-node-kill"].runs_on(1)
+    assert experiments["rabbitmq-restart"].runs_on(1)
+    assert not experiments["rabbitmq-restart"].runs_on(3)
+    assert experiments["kill-ledger"].runs_on(1) and experiments["kill-ledger"].runs_on(3)
