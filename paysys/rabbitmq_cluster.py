@@ -19,6 +19,7 @@ import os
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -111,6 +112,15 @@ def _stop(member):
         os.kill(pid, signal.SIGKILL)
 
 
+def _taken(port):
+    with socket.socket() as sock:
+        try:
+            sock.bind((HOST, port))
+        except OSError:
+            return True
+    return False
+
+
 class Cluster:
     """The nodes of ``config``'s cluster, where they keep their files."""
 
@@ -194,23 +204,33 @@ class Cluster:
             raise ClusterError("PAYSYS_RABBITMQ_NODES > 1 runs rabbitmq-server, which is not "
                                "installed (Debian: apt-get install rabbitmq-server)")
         self._write_files()
-        started = []
-        for member in self.members:
-            if member.pid() is None:
-                self._spawn(scripts, member)
-                started.append(member.name)
+        stopped = [member for member in self.members if member.pid() is None]
+        self._check_ports(stopped)
+        for member in stopped:
+            self._spawn(scripts, member)
         with ThreadPoolExecutor(len(self.members)) as pool:
             list(pool.map(self._await_boot, self.members))
         self._await_members()
-        return started
+        return [member.name for member in stopped]
 
     def start_node(self, index):
         """Start node ``index`` again (it rejoins the cluster); wait until it has."""
         member = self.member(index)
         if member.pid() is None:
+            self._check_ports([member])
             self._spawn(scripts_dir(), member)
         self._await_boot(member)
         self._await_members()
+
+    def _check_ports(self, members):
+        """Every port the nodes to start will take is free: else say so before any starts
+        (a node whose port is taken would only fail to boot, minutes later)."""
+        for member in members:
+            for port in (member.node.amqp_port, member.node.dist_port):
+                if _taken(port):
+                    raise ClusterError(
+                        "port {} of {} is taken by another program: choose other ports with "
+                        "PAYSYS_RABBITMQ_CLUSTER_PORT_BASE".format(port, member.name))
 
     def _spawn(self, scripts, member):
         with open(member.directory / "logs" / "startup.log", "ab") as log:

@@ -175,3 +175,19 @@ def test_the_node_kill_runs_on_a_cluster_and_the_broker_restart_on_one_node():
     assert experiments["rabbitmq-restart"].runs_on(1)
     assert not experiments["rabbitmq-restart"].runs_on(3)
     assert experiments["kill-ledger"].runs_on(1) and experiments["kill-ledger"].runs_on(3)
+
+
+def test_a_taken_port_is_named_before_any_node_starts(cluster_env):
+    import socket
+
+    from paysys.rabbitmq_cluster import ClusterError
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        cluster_env.setenv("PAYSYS_RABBITMQ_CLUSTER_PORT_BASE", str(taken.getsockname()[1] - 1))
+        cluster = Cluster(load_config())
+        with pytest.raises(ClusterError, match="port {} of .*-2@localhost is taken".format(
+                taken.getsockname()[1])):
+            cluster.start()
+    assert all(member.pid() is None for member in cluster.members)
