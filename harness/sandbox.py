@@ -77,7 +77,7 @@ class System:
     def _use_own_rabbitmq_cluster(self, label, nodes):
         from shared.rabbitmq import cluster_nodes, failover_uri
 
-        # Two blocks' worth of ports: every node's AMQP and distribution port.
+        # One block of ports: each node's AMQP port and, 16 above, its distribution port.
         port_base, self._cluster_ports_lock = servers.reserve_port_block()
         # Erlang node names: letters, digits, - and _ (the machine's epmd knows them all).
         name = "paysys-{}-rabbit".format(re.sub(r"[^A-Za-z0-9_-]", "-", label))
