@@ -113,7 +113,11 @@ def _stop(member):
 
 
 def _taken(port):
+    """Does a program listen on ``port``? Bound as the node binds it (SO_REUSEADDR, as
+    Erlang's listeners are): the connections a killed node leaves in TIME_WAIT do not
+    keep it from starting again."""
     with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((HOST, port))
         except OSError:
