@@ -1,11 +1,17 @@
 """The RabbitMQ cluster's settings as each process and each node is given them: node names
 and ports, the failover list of URIs kombu reads, the queue type, each node's files."""
+import socket
+import subprocess
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 from kombu import Connection, Queue
 
-from paysys.rabbitmq_cluster import Cluster
+from chaos.experiments import catalogue
+from paysys import rabbitmq_cluster
+from paysys.rabbitmq_cluster import Cluster, ClusterError, stop_nodes
+from paysys.settings_report import mask
 from shared.config import load_config
 from shared.queues import declare_with_type
 from shared.rabbitmq import cluster_nodes, failover_uri, queue_type
@@ -131,10 +137,6 @@ def test_reply_and_exclusive_queues_stay_classic_and_one_node_declares_as_before
 
 
 def test_down_stops_every_node_of_the_run_dir_whatever_the_settings_say(tmp_path):
-    import subprocess
-
-    from paysys.rabbitmq_cluster import stop_nodes
-
     # Stand-ins for two running nodes (a node stops on SIGTERM as these do, and its
     # environment names its pid file), a dead one, and a pid file whose pid is now
     # another process's.
@@ -158,16 +160,12 @@ def test_down_stops_every_node_of_the_run_dir_whatever_the_settings_say(tmp_path
 
 
 def test_paysys_config_masks_the_password_of_every_node(cluster_env):
-    from paysys.settings_report import mask
-
     masked = mask(load_config()["AMQP_URI"], secret=True)
 
     assert masked.count("guest:***@127.0.0.1:") == 3 and "guest:guest" not in masked
 
 
 def test_the_node_kill_runs_on_a_cluster_and_the_broker_restart_on_one_node():
-    from chaos.experiments import catalogue
-
     experiments = catalogue()
 
     assert experiments["rabbitmq-node-kill"].runs_on(3)
@@ -178,11 +176,8 @@ def test_the_node_kill_runs_on_a_cluster_and_the_broker_restart_on_one_node():
 
 
 def test_a_taken_port_is_named_before_any_node_starts(cluster_env):
-    import socket
-
-    from paysys.rabbitmq_cluster import ClusterError
-
     spawned = []
+    cluster_env.setattr(rabbitmq_cluster, "scripts_dir", lambda: Path("/usr/lib/rabbitmq/bin"))
     cluster_env.setattr(Cluster, "_spawn", lambda self, scripts, member: spawned.append(member))
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
