@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 CHECKERS := .venv-deploy
 CHECKERS_STAMP := $(CHECKERS)/.installed
 
-.PHONY: up down ps logs status test install migrate bench bank chaos help compose-test \
+.PHONY: up down ps logs status test install migrate bench bank chaos chaos-cluster help compose-test \
 	deploy-generate deploy-check config-docs
 
 help:
@@ -21,6 +21,7 @@ help:
 	@echo "make bench   Locust benchmark with baselines; report in reports/bench-<time>/ (BENCH_ARGS=--help)"
 	@echo "make bank    the bank workload against the running system, then its books checked (BANK_ARGS=--help)"
 	@echo "make chaos   every chaos experiment on a sandbox of the system; EXP=name for one (EXP=list)"
+	@echo "make chaos-cluster   the cluster's experiments on a sandbox run as a cluster (replicas, RabbitMQ, PostgreSQL)"
 	@echo "make compose-test   the compose stack for real: up, bank workload, a container killed, down"
 	@echo "make deploy-check   compose, Kubernetes and monitoring files: up to date, rendered, validated, promtool, checkov"
 	@echo "make config-docs   rewrite docs/configuration.md from the settings models (after adding a setting)"
@@ -66,6 +67,10 @@ bank: $(STAMP)
 # EXP=name runs one experiment, EXP=list lists them; CHAOS_ARGS passes more (--help).
 chaos: $(STAMP)
 	$(BIN)/python -m chaos $(if $(filter list,$(EXP)),--list,$(if $(EXP),--exp $(EXP))) $(CHAOS_ARGS)
+
+# The sandbox as a cluster: 2 replicas, 3 RabbitMQ nodes, a pg_auto_failover pair.
+chaos-cluster: $(STAMP)
+	$(BIN)/python -m chaos --cluster $(CHAOS_ARGS)
 
 # Containers: deploy/docker/compose-test.sh --help says what it does and what it takes.
 compose-test: $(STAMP)

@@ -7,6 +7,8 @@ checker; a report folder per experiment and a table of all of them.
     python -m chaos --list
     python -m chaos --postgres-ha        # PostgreSQL as a primary and a standby (pg_auto_failover)
     python -m chaos --exp kill-replica --replicas 2   # every service twice over
+    python -m chaos --rabbitmq-nodes 3   # on a RabbitMQ cluster of the sandbox's own
+    python -m chaos --cluster            # all three: the cluster's experiments (make chaos-cluster)
 
 Some experiments stop and start the machine's RabbitMQ, PostgreSQL and Redis (with the
 commands of harness/servers.py): run them where that is yours to do.
@@ -24,8 +26,8 @@ from pathlib import Path
 from chaos import report
 from chaos.cluster_experiments import CUT_VALIDATOR, CUT_VALIDATOR_PROXY
 from chaos.experiment import Target, Timings, run
-from chaos.experiments import catalogue
-from harness.proxy import TcpProxy
+from chaos.experiments import CLUSTER, catalogue
+from harness.proxy import ProxyGroup, TcpProxy
 from harness.sandbox import System
 from paysys import process_overrides
 
@@ -58,7 +60,21 @@ def parse(argv):
                         help="the sandbox's Redis database (flushed at start)")
     parser.add_argument("--reports", type=Path, default=Path("reports"),
                         help="where the report folder goes (default: reports/)")
-    return parser.parse_args(argv), experiments
+    parser.add_argument("--cluster", action="store_true",
+                        help="the whole cluster: --replicas 2 --rabbitmq-nodes 3 "
+                        "--postgres-ha, and by default its experiments only (CLUSTER)")
+    parser.add_argument("--rabbitmq-nodes", type=int, default=1, metavar="N",
+                        help="1 (default): the sandbox uses a vhost of the machine's "
+                        "RabbitMQ; 3: a RabbitMQ cluster of its own, which "
+                        "rabbitmq-node-kill needs (rabbitmq-restart needs 1)")
+    args = parser.parse_args(argv)
+    if args.cluster:
+        # What issue-style "the cluster" means: every part of it at once.
+        args.replicas = args.replicas or 2
+        args.rabbitmq_nodes = max(args.rabbitmq_nodes, 3)
+        args.postgres_ha = True
+        args.exp = args.exp or list(CLUSTER)
+    return args, experiments
 
 
 def _exit_on_sigterm():
@@ -77,28 +93,27 @@ def main(argv=None):
             print("{:<22} {}".format(name, experiment.description))
         return 0
     chosen = [experiments[name] for name in (args.exp or experiments)]
-    left_out = [e.name for e in chosen if e.postgres_ha not in (None, args.postgres_ha)]
+    left_out = [e.name for e in chosen if e.postgres_ha not in (None, args.postgres_ha)
+                or not e.runs_on(args.rabbitmq_nodes)]
+    if left_out and args.exp:
+        print("{} cannot run on this sandbox (--postgres-ha {}, --rabbitmq-nodes {}): "
+              "see --list".format(", ".join(left_out), "on" if args.postgres_ha else "off",
+                                  args.rabbitmq_nodes))
+        return 2
     if left_out:
-        print("Left out ({}): {}".format(
-            "they act on the machine's PostgreSQL" if args.postgres_ha
-            else "they need --postgres-ha", ", ".join(left_out)))
+        print("Left out (they need another sandbox: --postgres-ha, --rabbitmq-nodes): "
+              "{}".format(", ".join(left_out)))
         chosen = [e for e in chosen if e.name not in left_out]
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     folder = args.reports / "chaos-{}".format(stamp)
     proxies = {"postgresql": TcpProxy(("127.0.0.1", 5432)).start(),
-               "redis": TcpProxy(("127.0.0.1", 6379)).start(),
-               CUT_VALIDATOR_PROXY: TcpProxy(("127.0.0.1", 5672)).start()}
+               "redis": TcpProxy(("127.0.0.1", 6379)).start()}
     env = {
         # The services reach PostgreSQL and Redis through the proxies (network faults).
         "PAYSYS_DATABASE_URL": "postgresql://postgres@127.0.0.1:{}/paysys_{}".format(
             proxies["postgresql"].port, args.label),
         "PAYSYS_REDIS_URL": "redis://127.0.0.1:{}/{}".format(proxies["redis"].port,
                                                              args.redis_db),
-        # One validator's processes alone reach RabbitMQ through a proxy of their own
-        # (paysys/process_overrides.py).
-        process_overrides.variable(CUT_VALIDATOR, "AMQP_URI"):
-            "pyamqp://guest:guest@127.0.0.1:{}/paysys_{}".format(
-                proxies[CUT_VALIDATOR_PROXY].port, args.label),
         "PAYSYS_REPLICAS": str(replicas(args)),
         # The bank clients name themselves (X-Forwarded-For) for the per-IP limit.
         "PAYSYS_TRUSTED_PROXIES": "127.0.0.1",
@@ -108,7 +123,13 @@ def main(argv=None):
         env["PAYSYS_DATABASE_URL"] = "postgresql://postgres@127.0.0.1/paysys_{}".format(
             args.label)
     sandbox = System(args.label, Path(tempfile.mkdtemp(prefix="paysys-chaos-")),
-                     redis_db=args.redis_db, env=env, postgres_ha=args.postgres_ha)
+                     redis_db=args.redis_db, env=env, postgres_ha=args.postgres_ha,
+                     rabbitmq_nodes=args.rabbitmq_nodes)
+    # One validator's processes alone reach RabbitMQ (each node of it) through proxies of
+    # their own (paysys/process_overrides.py), which validator-rabbitmq-cut cuts.
+    proxies[CUT_VALIDATOR_PROXY] = cut_validator_proxies(sandbox, args.label)
+    sandbox.env[process_overrides.variable(CUT_VALIDATOR, "AMQP_URI")] = \
+        proxies[CUT_VALIDATOR_PROXY].amqp_uri
     print("Starting a sandbox of the system on {} …".format(sandbox.url))
     summaries = []
     try:
@@ -138,6 +159,24 @@ def main(argv=None):
         print(table(summaries))
         print("Reports: {}".format(folder))
     return 0 if summaries and all(s["verdict"] == "pass" for s in summaries) else 1
+
+
+def cut_validator_proxies(sandbox, label):
+    """A proxy in front of each RabbitMQ node the sandbox uses, and the AMQP URI (a failover
+    list on a cluster) that reaches them through the proxies."""
+    from shared.rabbitmq import failover_uri, nodes_of
+
+    nodes = nodes_of(sandbox.config())
+    if nodes:
+        group = ProxyGroup([TcpProxy(("127.0.0.1", node.amqp_port)).start()
+                            for node in nodes])
+        group.amqp_uri = ";".join("pyamqp://guest:guest@127.0.0.1:{}/".format(proxy.port)
+                                  for proxy in group.proxies)
+        return group
+    group = ProxyGroup([TcpProxy(("127.0.0.1", 5672)).start()])
+    group.amqp_uri = "pyamqp://guest:guest@127.0.0.1:{}/paysys_{}".format(
+        group.proxies[0].port, label)
+    return group
 
 
 def replicas(args):

@@ -45,6 +45,12 @@ class Experiment:
     postgres_ha: bool = None
     # Problems of this experiment's own, from ``(target, operations, injected, healed)``.
     check: Callable = None
+    # Which RabbitMQ it needs: None any, True a cluster of the sandbox's own
+    # (`--rabbitmq-nodes 3`), False the machine's single node.
+    rabbitmq_cluster: bool = None
+
+    def runs_on(self, rabbitmq_nodes):
+        return self.rabbitmq_cluster is None or self.rabbitmq_cluster == (rabbitmq_nodes > 1)
 
 
 @dataclass

@@ -6,7 +6,8 @@ stopped and started with the commands of harness/servers.py; the network to a de
 is slowed or cut by the sandbox's TCP proxy in front of it (harness/proxy.py). With
 `--postgres-ha` the sandbox's PostgreSQL is a pg_auto_failover formation of its own, whose
 primary postgres-primary-kill kills (harness/postgres_faults.py); the experiments on the
-machine's PostgreSQL are left out then.
+machine's PostgreSQL are left out then. A node of the sandbox's own RabbitMQ cluster
+(`--rabbitmq-nodes 3`) is killed and started again with paysys/rabbitmq_cluster.py.
 """
 from chaos.cluster_experiments import cluster_experiments
 from chaos.experiment import Experiment
@@ -37,6 +38,14 @@ def _pause(program):
 
 def _resume(target):
     process_faults.resume(target.paused)
+
+
+def _kill_rabbitmq_node(index):
+    return lambda target: target.sandbox.rabbitmq_cluster().kill(index)
+
+
+def _start_rabbitmq_node(index):
+    return lambda target: target.sandbox.rabbitmq_cluster().start_node(index)
 
 
 def _supervisorctl(action, program):
@@ -77,7 +86,13 @@ def catalogue():
     experiments.extend([
         Experiment("rabbitmq-restart", "stop RabbitMQ for 5 s, start it again",
                    lambda target: servers.stop_rabbitmq(),
-                   lambda target: servers.start_rabbitmq(), hold_s=5),
+                   lambda target: servers.start_rabbitmq(), hold_s=5, rabbitmq_cluster=False),
+        # Node 1 is first in every process's failover list: every connection, and the
+        # leader of every quorum queue, is on it.
+        Experiment("rabbitmq-node-kill", "kill -9 RabbitMQ node 1 of the cluster (every "
+                   "process's node), start it again after 5 s (it rejoins)",
+                   _kill_rabbitmq_node(1), _start_rabbitmq_node(1), hold_s=5,
+                   rabbitmq_cluster=True),
         Experiment("postgres-restart", "stop PostgreSQL for 5 s, start it again",
                    lambda target: servers.stop_postgres(),
                    lambda target: servers.start_postgres(), hold_s=5, postgres_ha=False),
@@ -108,3 +123,8 @@ def catalogue():
 
 # Run on every CI run (tests/system/test_chaos.py), a few seconds of load each.
 CI_SUBSET = ("validator-kill", "rabbitmq-restart", "postgres-restart")
+# The cluster's experiments (python -m chaos --cluster, make chaos-cluster): a replica of
+# each service, a RabbitMQ node, the PostgreSQL primary, one validator's network to
+# RabbitMQ, two validators of three.
+CLUSTER = ("kill-replica", "rabbitmq-node-kill", "postgres-primary-kill",
+           "validator-rabbitmq-cut", "validators-no-quorum")

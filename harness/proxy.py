@@ -146,3 +146,27 @@ class _Link:
             for sock in self.sockets:
                 sock.close()
         return last
+
+
+class ProxyGroup:
+    """Several proxies faulted as one (every node of a RabbitMQ cluster, say): a client
+    with all of them in its failover list is cut only when each is."""
+
+    def __init__(self, proxies):
+        self.proxies = list(proxies)
+
+    def cut(self):
+        for proxy in self.proxies:
+            proxy.cut()
+
+    def heal(self):
+        for proxy in self.proxies:
+            proxy.heal()
+
+    def slow(self, delay_s):
+        for proxy in self.proxies:
+            proxy.slow(delay_s)
+
+    def stop(self):
+        for proxy in self.proxies:
+            proxy.stop()

@@ -3,7 +3,9 @@ service its own process under supervisord.
 
 Each sandbox has its own gateway port, metrics ports, database, RabbitMQ vhost, Redis
 database, Kafka port and run dir, so it never meets a system a developer has running with
-`make up`, nor another sandbox.
+`make up`, nor another sandbox. A sandbox made with ``rabbitmq_nodes=3`` runs on a RabbitMQ
+cluster of its own (paysys/rabbitmq_cluster.py: its node names, free ports, files in its
+run dir) instead of a vhost of the machine's RabbitMQ.
 
 A sandbox made with ``faults=True`` lets a test switch the test-only faults of
 shared/faults.py on and off while it runs (``set_faults``); no other system can.
@@ -25,7 +27,8 @@ PAYSYS = [sys.executable, "-m", "paysys.cli"]
 
 
 class System:
-    def __init__(self, label, run_dir, redis_db, env=None, faults=False, postgres_ha=False):
+    def __init__(self, label, run_dir, redis_db, env=None, faults=False, postgres_ha=False,
+                 rabbitmq_nodes=1):
         self.label = label
         self.port = servers.free_port()
         self.kafka_port = servers.free_port()
@@ -62,6 +65,10 @@ class System:
             PAYSYS_DECISION_WAIT_MS="3000",
             PAYSYS_VOTE_DEADLINE_MS="3500",
         )
+        self.rabbitmq_nodes = rabbitmq_nodes
+        self._cluster_ports_lock = None
+        if rabbitmq_nodes > 1:
+            self._use_own_rabbitmq_cluster(label, rabbitmq_nodes)
         self.env.update(env or {})
         # With postgres_ha, a pg_auto_failover formation of its own (paysys/postgres_ha.py)
         # on free ports, its data in the run dir, holds the database instead.
@@ -79,6 +86,25 @@ class System:
             self.faults_file = self.run_dir / "faults.json"
             self.env["PAYSYS_TEST_FAULTS_FILE"] = str(self.faults_file)
 
+    def _use_own_rabbitmq_cluster(self, label, nodes):
+        from shared.rabbitmq import cluster_nodes, failover_uri
+
+        # One block of ports: each node's AMQP port and, 16 above, its distribution port.
+        port_base, self._cluster_ports_lock = servers.reserve_port_block()
+        # Erlang node names: letters, digits, - and _ (the machine's epmd knows them all).
+        name = "paysys-{}-rabbit".format(re.sub(r"[^A-Za-z0-9_-]", "-", label))
+        self.vhost = None
+        self.amqp_uri = failover_uri(cluster_nodes(nodes, port_base, name))
+        self.env.update(PAYSYS_AMQP_URI=self.amqp_uri, PAYSYS_RABBITMQ_NODES=str(nodes),
+                        PAYSYS_RABBITMQ_CLUSTER_PORT_BASE=str(port_base),
+                        PAYSYS_RABBITMQ_CLUSTER_NAME=name)
+
+    def rabbitmq_cluster(self):
+        """The sandbox's RabbitMQ cluster (paysys/rabbitmq_cluster.py ``Cluster``)."""
+        from paysys.rabbitmq_cluster import Cluster
+
+        return Cluster(self.config())
+
     # --- life cycle ---
 
     def prepare(self):
@@ -87,7 +113,8 @@ class System:
             self.postgres_cluster().remove()
         else:
             servers.drop_database(self.admin_dsn, self.database)
-        servers.create_vhost(self.vhost)
+        if self.vhost:
+            servers.create_vhost(self.vhost)
         servers.flush_redis(self.redis_url)
 
     def paysys(self, *args, check=True, timeout_s=300):
@@ -134,8 +161,9 @@ class System:
         os.replace(written, self.faults_file)  # whole: a process never reads half of it
 
     def stop(self):
-        self.paysys("down", check=False)
-        servers.delete_vhost(self.vhost)
+        self.paysys("down", check=False)  # the sandbox's RabbitMQ cluster too
+        if self.vhost:
+            servers.delete_vhost(self.vhost)
         if self.postgres_ha:
             # `make down` keeps the formation's data; a sandbox's is thrown away.
             self.postgres_cluster().remove()
@@ -143,6 +171,8 @@ class System:
         else:
             servers.drop_database(self.admin_dsn, self.database)
         self._ports_lock.close()
+        if self._cluster_ports_lock is not None:
+            self._cluster_ports_lock.close()
 
     # --- metrics ---
 

@@ -156,6 +156,8 @@ def cmd_up(args, config):
         return 1
     if postgres_ha.enabled(config) and postgres_ha.up(config):
         return 1
+    if _start_rabbitmq_cluster(config) != 0:
+        return 1
     print("Checking dependencies…")
     findings = check_all(config)
     missing = [finding for finding in findings if finding.problem and finding.required]
@@ -191,6 +193,31 @@ def cmd_up(args, config):
     print("{} supervisord ({}); logs in {}".format(
         "Started" if started else "Already running:", run_dir.conf, run_dir.logs))
     return _wait_until_ready(config, _shared(config).supervisor.ready_timeout_s)
+
+
+def _start_rabbitmq_cluster(config):
+    """With ``rabbitmq.nodes`` > 1, the cluster of paysys/rabbitmq_cluster.py, before the
+    services that connect to it."""
+    from paysys import rabbitmq_cluster
+
+    if not _shared(config).rabbitmq.clustered:
+        return 0
+    cluster = rabbitmq_cluster.Cluster(config)
+    print("Starting the RabbitMQ cluster ({} nodes)…".format(len(cluster.members)))
+    began = time.monotonic()
+    try:
+        started = cluster.start()
+    except rabbitmq_cluster.ClusterError as error:
+        print("\nThe system cannot start: {}".format(error))
+        return 1
+    for member in cluster.members:
+        print("  {:<28} AMQP 127.0.0.1:{:<6} distribution {:<6} {}".format(
+            member.name, member.node.amqp_port, member.node.dist_port,
+            "started" if member.name in started else "running"))
+    print("  one cluster after {:.0f} s; queues are {}; data and logs in {}".format(
+        time.monotonic() - began, _shared(config).rabbitmq.services_queue_type,
+        cluster.path))
+    return 0
 
 
 def _wait_until_ready(config, timeout_s):
@@ -243,9 +270,15 @@ def cmd_down(args, config):
         print("Stopped every process of {}".format(run_dir.conf))
     else:
         print("Nothing to stop: no supervisord runs from {}".format(run_dir.path))
-    # After the services, which would otherwise see their database go first.
+    # After the services, which would otherwise see their database and broker go first:
+    # the PostgreSQL formation and the RabbitMQ cluster `up` started, if any.
     if postgres_ha.down(config):
         print("Stopped PostgreSQL's pg_auto_failover formation")
+    from paysys.rabbitmq_cluster import stop_nodes
+
+    stopped = stop_nodes(run_dir.path / "rabbitmq")
+    if stopped:
+        print("Stopped the RabbitMQ nodes {}".format(", ".join(stopped)))
     return 0
 
 

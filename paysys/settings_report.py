@@ -58,6 +58,8 @@ def mask(value, secret):
     one stays empty: nothing is hidden by saying it is unset)."""
     if not isinstance(value, str) or not value:
         return value
+    if ";" in value and "://" in value:  # kombu's failover list: each URL its own
+        return ";".join(mask(part, secret) for part in value.split(";"))
     parts = urlsplit(value)
     if parts.scheme and parts.netloc and is_multi_host(value):
         return with_password_masked(value, MASK)  # .port cannot read "h1:p1,h2:p2"

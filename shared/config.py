@@ -45,8 +45,11 @@ def config_path():
 
 def load_config(path=None):
     """Return config.yml (or ``path``) as a dict, environment substituted."""
+    from shared.rabbitmq import apply_cluster
+
     with open(path or config_path(), encoding="utf-8") as stream:
-        return yaml.load(stream, Loader=_EnvLoader)
+        # With a RabbitMQ cluster, AMQP_URI names all its nodes (shared/rabbitmq.py).
+        return apply_cluster(yaml.load(stream, Loader=_EnvLoader))
 
 
 # For tools (the `paysys` commands, deploy/, the harness) that hold config.yml as a dict:

@@ -20,13 +20,14 @@ from kombu.exceptions import OperationalError
 from nameko.containers import WorkerContext
 from nameko.exceptions import UnknownService
 from nameko.extensions import DependencyProvider, Extension
-from nameko.rpc import MethodProxy, ReplyListener
+from nameko.rpc import MethodProxy
 
 from shared import tracing, work_counters
 from shared.circuit import CircuitBreaker
 from shared.errors import unanswered
 from shared.metrics.breakers import BREAKERS
 from shared.logs import CORRELATION_ID_KEY
+from shared.queues import ReplyListener
 from shared.settings import settings_of
 from shared.shared_settings import SharedSettings
 

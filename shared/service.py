@@ -1,18 +1,18 @@
 """What every Nameko service of the system has: correlation-aware logs, a health RPC, and
 its metrics and liveness on a port of its own (shared/metrics)."""
-from nameko.rpc import rpc as nameko_rpc
-
 from shared import work_counters
 from shared.errors import PaysysError
 from shared.logs import CorrelationId
 from shared.metrics.rpc import RpcMetrics
 from shared.metrics.server import MetricsPort
+from shared.queues import rpc as typed_rpc
 
 
 def rpc(fn):
     """Nameko's ``@rpc``, with every ``shared.errors`` type declared expected: a refused
-    request (404, 409, 422…) is an answer, not a fault, so it is not logged as a crash."""
-    return nameko_rpc(expected_exceptions=PaysysError)(fn)
+    request (404, 409, 422…) is an answer, not a fault, so it is not logged as a crash. Its
+    queue has the configured type (shared/queues.py: quorum on a RabbitMQ cluster)."""
+    return typed_rpc(expected_exceptions=PaysysError)(fn)
 
 
 class ServiceBase:

@@ -7,8 +7,35 @@ from typing import Literal
 from pydantic import Field, ValidationError, model_validator
 
 from shared.config import ROOT
+from shared.rabbitmq import DIST_PORT_OFFSET, MAX_NODES, queue_type
 from shared.settings import (
     NonNegativeInt, Port, PositiveFloat, PositiveInt, Section, ServiceSettings, setting)
+
+
+class RabbitmqSection(Section):
+    nodes: PositiveInt = setting(
+        "1: the RabbitMQ of AMQP_URI; more: `make up` starts a cluster of that many "
+        "rabbitmq-server nodes on loopback and every process gets all of them (AMQP_URI "
+        "is then ignored; docs/operations.md)", le=MAX_NODES)
+    cluster_port_base: int = setting(
+        "Cluster node i listens for AMQP on cluster_port_base + i - 1 and for Erlang "
+        "distribution on cluster_port_base + {} + i - 1".format(DIST_PORT_OFFSET),
+        ge=1024, le=65535 - DIST_PORT_OFFSET - MAX_NODES)
+    cluster_name: str = setting(
+        "Cluster node i is <cluster_name>-i@localhost (the machine's epmd knows every "
+        "node by name: two clusters on one machine need two names)",
+        pattern=r"^[A-Za-z0-9_-]+$")
+    queue_type: Literal["auto", "classic", "quorum"] = setting(
+        "Type of the services' RPC and event queues; auto: quorum on a cluster, classic "
+        "on one node (reply queues are always classic)")
+
+    @property
+    def clustered(self):
+        return self.nodes > 1
+
+    @property
+    def services_queue_type(self):
+        return queue_type(self.queue_type, self.nodes)
 
 
 class DatabaseSection(Section):
@@ -190,6 +217,7 @@ class SharedSettings(ServiceSettings):
     heartbeat_s: PositiveInt = Field(
         alias="HEARTBEAT", description="Seconds between AMQP heartbeats: a dead broker is "
         "noticed within about two")
+    rabbitmq: RabbitmqSection
     max_workers: PositiveInt = Field(
         description="Workers per service process (Nameko's max_workers; also its RPC "
         "prefetch); a service section may set its own")

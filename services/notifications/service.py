@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 from urllib.parse import urlsplit
 
 import eventlet
-from nameko.events import SERVICE_POOL, event_handler
+from nameko.events import SERVICE_POOL
 from nameko.timer import timer
 from sqlalchemy import exc as db_errors
 
@@ -31,6 +31,7 @@ from shared.db import Database
 from shared.errors import Conflict, NotFound, ServiceUnavailable, ValidationFailed
 from shared.event_outbox import BATCH_EVENT
 from shared.ids import parse_id
+from shared.queues import event_handler
 
 log = logging.getLogger(__name__)
 AUDIT_EVENTS = audit.table_of("notifications")
