@@ -16,7 +16,10 @@ outage is only the velocity and fraud screening, and the approvals of that time 
 counted afterwards (the state misses them); that is the trade, taken deliberately.
 """
 import logging
+import random
 import time
+
+import eventlet
 
 from eventlet.semaphore import Semaphore
 
@@ -29,8 +32,10 @@ log = logging.getLogger(__name__)
 # At most one warning this often while Redis stays away (every vote would log otherwise).
 WARN_EVERY_S = 10.0
 # Judgements of one batch before giving up when another process of this validator keeps
-# changing the same accounts' numbers (each retry reads them afresh).
-JUDGE_ATTEMPTS = 5
+# changing the same accounts' numbers (each retry reads them afresh, after a short random
+# pause, so two processes racing for one account do not stay in step).
+JUDGE_ATTEMPTS = 10
+RETRY_PAUSE_S = 0.005
 
 
 class Voter:
@@ -61,7 +66,9 @@ class Voter:
         if not outflows:
             return self._judge(transactions, well_formed, None, None)
         with self.lock:
-            for _ in range(JUDGE_ATTEMPTS):
+            for attempt in range(JUDGE_ATTEMPTS):
+                if attempt:
+                    eventlet.sleep(random.uniform(0, RETRY_PAUSE_S * attempt))
                 now = self.clock()
                 decisions = self._judge(transactions, well_formed, self._risk(outflows, now),
                                         now)
