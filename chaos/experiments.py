@@ -121,8 +121,9 @@ def catalogue():
     return {experiment.name: experiment for experiment in experiments}
 
 
-# Run on every CI run (tests/system/test_chaos.py), a few seconds of load each.
-CI_SUBSET = ("validator-kill", "rabbitmq-restart", "postgres-restart")
+# Run on every CI run (tests/system/test_chaos.py), a few seconds of load each; the
+# cluster's no-quorum experiment runs there on one process per service.
+CI_SUBSET = ("validator-kill", "rabbitmq-restart", "postgres-restart", "validators-no-quorum")
 # The cluster's experiments (python -m chaos --cluster, make chaos-cluster): a replica of
 # each service, a RabbitMQ node, the PostgreSQL primary, one validator's network to
 # RabbitMQ, two validators of three.
