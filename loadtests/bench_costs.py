@@ -49,6 +49,12 @@ class Probe:
         finally:
             connection.close()
 
+    def supervisord_pid(self):
+        """The supervisord of the system `paysys up` started with this configuration."""
+        from paysys.supervisor import RunDir
+
+        return RunDir(self.config).supervisord_pid()
+
     def service_counters(self):
         """``{process name: work counters}`` of every service process that answers."""
         from nameko.standalone.rpc import ClusterRpcProxy
@@ -77,6 +83,27 @@ class Probe:
         return None
 
 
+def _service_cpu_s(supervisord_pid):
+    """``{process name: (pid, CPU seconds)}`` of every service process the supervisord
+    ``supervisord_pid`` runs (``paysys.runner NAME``, replicas included), from /proc;
+    {} without one (a system this machine does not run)."""
+    found = {}
+    if supervisord_pid is None:
+        return found
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            words = open("/proc/{}/cmdline".format(pid), "rb").read().split(b"\0")
+            fields = open("/proc/{}/stat".format(pid)).read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) != supervisord_pid:
+            continue
+        if b"paysys.runner" in words and words.index(b"paysys.runner") + 1 < len(words):
+            name = words[words.index(b"paysys.runner") + 1].decode(errors="replace")
+            found[name] = (int(pid), (int(fields[11]) + int(fields[12])) / CLOCK_TICKS_S)
+    return found
+
+
 def _server_cpu_s():
     """CPU seconds of RabbitMQ and PostgreSQL (every process of each) from /proc."""
     totals = {"rabbitmq": 0.0, "postgresql": 0.0}
@@ -103,29 +130,36 @@ class Snapshot:
     commits: int = 0
     processes: dict = field(default_factory=dict)  # name -> {cpu_s, rpc_calls, db_commits}
     servers_cpu_s: dict = field(default_factory=dict)
+    # name -> (pid, CPU seconds) from /proc: every process, replicas included.
+    services_cpu_s: dict = field(default_factory=dict)
 
     @classmethod
     def take(cls, probe):
         counters = probe.service_counters()
         _, _, _, now = probe.query(COMPLETED, ("infinity",))
         return cls(time.monotonic(), now, commits=int(probe.query(COMMITS)[0]),
-                   processes=counters, servers_cpu_s=_server_cpu_s())
+                   processes=counters, servers_cpu_s=_server_cpu_s(),
+                   services_cpu_s=_service_cpu_s(probe.supervisord_pid()))
 
     def since(self, before, probe):
         """The costs between ``before`` and this snapshot."""
         completed, first, last, _ = probe.query(COMPLETED, (before.database_now,))
         window_s = (last - first).total_seconds() if completed and last > first else None
         cpu_ms = {}
-        for name, now in self.processes.items():
-            was = before.processes.get(name)
-            if was and was["pid"] == now["pid"]:
-                cpu_ms[name] = (now["cpu_s"] - was["cpu_s"]) * 1000
+        for name, (pid, now_s) in self.services_cpu_s.items():
+            was = before.services_cpu_s.get(name)
+            if was and was[0] == pid:
+                cpu_ms[name] = (now_s - was[1]) * 1000
         for name, now_s in self.servers_cpu_s.items():
             cpu_ms[name] = (now_s - before.servers_cpu_s.get(name, 0.0)) * 1000
         rpc_calls = sum(now["rpc_calls"] - before.processes[name]["rpc_calls"]
                         for name, now in self.processes.items()
                         if name in before.processes
                         and before.processes[name]["pid"] == now["pid"])
+        if any(name not in self.processes for name in self.services_cpu_s):
+            # Replicas: an RPC to a service reaches any of its processes, so the work
+            # counters of each cannot be asked for; RPCs per transfer go unmeasured.
+            rpc_calls = None
         return Costs(completed=int(completed), window_s=window_s,
                      elapsed_s=self.taken_s - before.taken_s, cpu_ms=cpu_ms,
                      rpc_calls=rpc_calls, commits=self.commits - before.commits)
@@ -150,6 +184,6 @@ class Costs:
             "cpu_ms_per_transfer": {name: per(ms) for name, ms in sorted(
                 self.cpu_ms.items(), key=lambda item: -item[1])},
             "cpu_ms_per_transfer_total": per(sum(self.cpu_ms.values())),
-            "rpcs_per_transfer": per(self.rpc_calls),
+            "rpcs_per_transfer": per(self.rpc_calls) if self.rpc_calls is not None else None,
             "commits_per_transfer": per(self.commits),
         }

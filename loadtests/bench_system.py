@@ -33,9 +33,13 @@ def configured_gateway_url():
 
 
 def configured_database_url():
+    """The services' database, as their settings read it (with PostgreSQL HA, the URL
+    naming both nodes: libpq reaches the primary)."""
     from shared.config import load_config
+    from shared.settings import load
+    from shared.shared_settings import SharedSettings
 
-    return load_config()["database"]["url"]
+    return load(SharedSettings, load_config()).database.url
 
 
 def is_ready(url, timeout_s=5):
