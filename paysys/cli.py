@@ -291,7 +291,9 @@ def cmd_ps(args, config):
             run_dir.path))
         return 3
     status = supervisor.supervisorctl(run_dir, "status").returncode
-    for line in postgres_ha.status_lines(config):
+    from paysys import rabbitmq_cluster
+
+    for line in postgres_ha.status_lines(config) + rabbitmq_cluster.status_lines(config):
         print(line)
     print_liveness(config)
     return status

@@ -308,3 +308,17 @@ class Cluster:
                 return dict(line.split("\t", 1) for line in listed.stdout.splitlines()
                             if "\t" in line)
         return {}
+
+
+def status_lines(config):
+    """For `paysys ps`: each node of the RabbitMQ cluster and whether it runs (from its
+    pid file: no call to the node, so a hung node costs the listing nothing)."""
+    from shared.rabbitmq import nodes_of
+
+    if not nodes_of(config):
+        return []
+    return ["RabbitMQ: " + ", ".join(
+        "{} (127.0.0.1:{}) {}".format(member.name, member.node.amqp_port,
+                                      "running, pid {}".format(member.pid())
+                                      if member.pid() else "DOWN (make up starts it)")
+        for member in Cluster(config).members)]

@@ -188,3 +188,26 @@ def test_a_taken_port_is_named_before_any_node_starts(cluster_env):
                 taken.getsockname()[1])):
             cluster.start()
     assert spawned == []  # not even node 1, whose ports are free
+
+
+def test_paysys_ps_names_each_node_and_a_dead_one(cluster_env):
+    config = load_config()
+    cluster = Cluster(config)
+    # Node 1 "runs" (a process whose environment names its pid file); 2 and 3 do not.
+    first = cluster.member(1)
+    first.pid_file.parent.mkdir(parents=True)
+    stand_in = subprocess.Popen(["sleep", "60"], env={"RABBITMQ_PID_FILE": str(first.pid_file)})
+    first.pid_file.write_text(str(stand_in.pid))
+    try:
+        (line,) = rabbitmq_cluster.status_lines(config)
+    finally:
+        stand_in.kill()
+        stand_in.wait()
+    assert "{} (127.0.0.1:{}) running, pid {}".format(
+        first.name, first.node.amqp_port, stand_in.pid) in line
+    assert line.count("DOWN") == 2
+
+
+def test_paysys_ps_says_nothing_of_rabbitmq_on_one_node(monkeypatch):
+    monkeypatch.delenv("PAYSYS_RABBITMQ_NODES", raising=False)
+    assert rabbitmq_cluster.status_lines(load_config()) == []
