@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 CHECKERS := .venv-deploy
 CHECKERS_STAMP := $(CHECKERS)/.installed
 
-.PHONY: up down ps logs status test install migrate bench bank chaos chaos-cluster help compose-test \
+.PHONY: up down ps logs status test install migrate bench bank chaos chaos-cluster test-cluster help compose-test \
 	deploy-generate deploy-check config-docs
 
 help:
@@ -18,6 +18,7 @@ help:
 	@echo "make down    stop everything make up started"
 	@echo "make ps      state of every process;  make logs: their last lines;  make status: /ready"
 	@echo "make test    the whole test suite (starts what it needs, stops it after)"
+	@echo "make test-cluster   the system test of the system run as a cluster (replicas, RabbitMQ cluster, PostgreSQL failover)"
 	@echo "make bench   Locust benchmark with baselines; report in reports/bench-<time>/ (BENCH_ARGS=--help)"
 	@echo "make bank    the bank workload against the running system, then its books checked (BANK_ARGS=--help)"
 	@echo "make chaos   every chaos experiment on a sandbox of the system; EXP=name for one (EXP=list)"
@@ -55,8 +56,17 @@ status: $(STAMP)
 migrate: $(STAMP)
 	$(BIN)/paysys migrate
 
+# The unit and system suites side by side (tests/run-suite); PYTEST_ARGS: one pytest run.
 test: $(STAMP)
+ifeq ($(strip $(PYTEST_ARGS)),)
+	PYTHON=$(BIN)/python tests/run-suite
+else
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+endif
+
+# The system run as a cluster (about four minutes): tests/system/test_cluster.py.
+test-cluster: $(STAMP)
+	$(BIN)/python -m pytest -m cluster tests/system/test_cluster.py
 
 bench: $(STAMP)
 	$(BIN)/python -m loadtests.bench $(BENCH_ARGS)

@@ -1,4 +1,5 @@
-"""Users of the running test system, fresh for each test (the admin for each module)."""
+"""Users of the running test system, fresh for each test (the admin for each module); the
+tests that stop the machine's servers last."""
 import pytest
 
 from tests.support.api import new_session
@@ -23,3 +24,10 @@ def mallory(system):
 @pytest.fixture(scope="module")
 def admin(system):
     return new_session(system, role="admin")
+
+
+def pytest_collection_modifyitems(items):
+    """The tests that stop and start the machine's RabbitMQ or PostgreSQL run after every
+    other system test: `make test` runs the unit suite beside the system suite, and the
+    unit suite is done long before these come."""
+    items.sort(key=lambda item: item.get_closest_marker("stops_servers") is not None)

@@ -7,7 +7,8 @@ import pytest
 from chaos import experiment, report
 from chaos.experiments import CI_SUBSET, catalogue
 
-pytestmark = pytest.mark.system
+# rabbitmq-restart and postgres-restart stop the machine's servers.
+pytestmark = [pytest.mark.system, pytest.mark.stops_servers]
 
 TIMINGS = experiment.Timings(before_s=3, after_s=3, ready_timeout_s=180,
                              settle_timeout_s=120, mirror_timeout_s=120)

@@ -30,6 +30,9 @@ PHASES = "examples,coverage,fuzzing,stateful"
 # Just under the per-user rate limit (20/s): each case is served, not answered 429 (documented,
 # so a 429 would not fail the run, but it would test nothing).
 RATE = "18/s"
+# Cases per operation and phase beyond the documented examples and the coverage phase's
+# edges (those are all run whatever this says): three keep the suite inside CI's time.
+EXAMPLES = "3"
 
 
 def test_schemathesis_with_every_check_and_phase_finds_nothing(system, tmp_path):
@@ -39,7 +42,7 @@ def test_schemathesis_with_every_check_and_phase_finds_nothing(system, tmp_path)
         [sys.executable, "-m", "schemathesis.cli", "run", system.url + "/openapi.json",
          "--checks", "all", "--mode", "all", "--phases", PHASES,
          "--header", "Authorization: Bearer " + caller.tokens["access_token"],
-         "--rate-limit", RATE, "--max-examples", "5", "--seed", "20260301",
+         "--rate-limit", RATE, "--max-examples", EXAMPLES, "--seed", "20260301",
          "--request-timeout", "30", "--no-color", "--report", "json",
          "--report-json-path", str(report)],
         # Run from a directory of its own: schemathesis keeps a cache of what failed before
@@ -56,5 +59,5 @@ def test_schemathesis_with_every_check_and_phase_finds_nothing(system, tmp_path)
     for phase in ("Examples", "Coverage", "Fuzzing", "Stateful"):
         assert "✅ " + phase in summary, summary
     cases = int(re.search(r"(\d+) generated", summary)[1])
-    assert cases > 500, summary
+    assert cases > 300, summary
     assert json.loads(report.read_text()), "the JSON report is written"

@@ -4,7 +4,7 @@ import pytest
 from harness import servers
 from harness.servers import wait_for
 
-pytestmark = pytest.mark.system
+pytestmark = [pytest.mark.system, pytest.mark.stops_servers]
 
 
 def test_ready_names_rabbitmq_while_it_is_down_and_recovers_without_restarting_a_service(system):

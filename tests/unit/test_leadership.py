@@ -53,9 +53,11 @@ def test_the_lead_moves_to_a_survivor_when_its_leader_dies(database_url, engine)
         survivor.release.send()
         assert survivor.sweep() is None
         # The leader's process dies: PostgreSQL ends its session (kill -9 closes the socket).
+        # The timeout makes pg_terminate_backend wait until the session is gone, its locks
+        # with it, instead of returning as soon as it is signalled.
         with engine.begin() as connection:
             ended = connection.execute(text(
-                "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' "
+                "SELECT pg_terminate_backend(pid, 10000) FROM pg_locks WHERE locktype = 'advisory' "
                 "AND granted AND objsubid = 1 AND classid::bigint = :high "
                 "AND objid::bigint = :low"), {"high": (lock_key(LOOP) >> 32) & 0xFFFFFFFF,
                                               "low": lock_key(LOOP) & 0xFFFFFFFF}
