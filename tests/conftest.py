@@ -26,6 +26,8 @@ def smtp_sink():
 
 
 PAYMENT_HOLD_S = 10
+# The schemathesis run's requests per second (just under the session system's per-user limit).
+FUZZ_RATE_PER_S = 50
 
 
 @pytest.fixture(scope="session")
@@ -42,6 +44,11 @@ def system(tmp_path_factory, smtp_sink):
         # Long enough for a test to capture what it authorized, short enough to see an
         # authorization expire.
         "PAYSYS_PAYMENT_HOLD_S": str(PAYMENT_HOLD_S),
+        # Room for the schemathesis run (tests/system/test_fuzz_openapi.py, one user from
+        # one address); the limits' behaviour is tested on a gateway of its own
+        # (tests/system/test_guard.py).
+        "PAYSYS_RATE_LIMIT_USER_PER_S": str(FUZZ_RATE_PER_S + 10),
+        "PAYSYS_RATE_LIMIT_IP_PER_S": str(FUZZ_RATE_PER_S + 50),
     })
     with running:
         yield running
