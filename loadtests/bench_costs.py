@@ -83,42 +83,41 @@ class Probe:
         return None
 
 
-def _service_cpu_s(supervisord_pid):
-    """``{process name: (pid, CPU seconds)}`` of every service process the supervisord
-    ``supervisord_pid`` runs (``paysys.runner NAME``, replicas included), from /proc;
-    {} without one (a system this machine does not run)."""
-    found = {}
-    if supervisord_pid is None:
-        return found
+def _processes():
+    """``(pid, command line words, parent pid, CPU seconds)`` of every process, from /proc."""
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             words = open("/proc/{}/cmdline".format(pid), "rb").read().split(b"\0")
             fields = open("/proc/{}/stat".format(pid)).read().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        if int(fields[1]) != supervisord_pid:
-            continue
-        if b"paysys.runner" in words and words.index(b"paysys.runner") + 1 < len(words):
+        yield int(pid), words, int(fields[1]), (int(fields[11]) + int(fields[12])) / CLOCK_TICKS_S
+
+
+def _service_cpu_s(supervisord_pid):
+    """``{process name: (pid, CPU seconds)}`` of every service process the supervisord
+    ``supervisord_pid`` runs (``paysys.runner NAME``, replicas included);
+    {} without one (a system this machine does not run)."""
+    found = {}
+    if supervisord_pid is None:
+        return found
+    for pid, words, parent, cpu_s in _processes():
+        if parent == supervisord_pid and b"paysys.runner" in words[:-1]:
             name = words[words.index(b"paysys.runner") + 1].decode(errors="replace")
-            found[name] = (int(pid), (int(fields[11]) + int(fields[12])) / CLOCK_TICKS_S)
+            found[name] = (pid, cpu_s)
     return found
 
 
 def _server_cpu_s():
-    """CPU seconds of RabbitMQ and PostgreSQL (every process of each) from /proc."""
+    """CPU seconds of RabbitMQ and PostgreSQL (every process of each)."""
     totals = {"rabbitmq": 0.0, "postgresql": 0.0}
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            command = open("/proc/{}/cmdline".format(pid), "rb").read().replace(b"\0", b" ")
-            fields = open("/proc/{}/stat".format(pid)).read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        command = command.decode(errors="replace")
+    for _, words, _, cpu_s in _processes():
+        command = b" ".join(words).decode(errors="replace")
         name = ("rabbitmq" if "beam.smp" in command and "rabbit" in command else
                 "postgresql" if command.startswith("postgres") or "/postgres " in command
                 else None)
         if name:
-            totals[name] += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS_S
+            totals[name] += cpu_s
     return totals
 
 

@@ -317,8 +317,10 @@ def status_lines(config):
 
     if not nodes_of(config):
         return []
-    return ["RabbitMQ: " + ", ".join(
-        "{} (127.0.0.1:{}) {}".format(member.name, member.node.amqp_port,
-                                      "running, pid {}".format(member.pid())
-                                      if member.pid() else "DOWN (make up starts it)")
-        for member in Cluster(config).members)]
+    states = []
+    for member in Cluster(config).members:
+        pid = member.pid()
+        states.append("{} (127.0.0.1:{}) {}".format(
+            member.name, member.node.amqp_port,
+            "running, pid {}".format(pid) if pid else "DOWN (make up starts it)"))
+    return ["RabbitMQ: " + ", ".join(states)]
