@@ -4,7 +4,9 @@ each request gets its own answer back. One RPC, one vote round, one posting for 
 would otherwise cost each request all of them.
 
 The desk's calls carry a correlation id of their own per batch (every service logs it),
-and the transactions service logs, per batch, the request ids it carried.
+and the transactions service logs, per batch, the request ids it carried. How long the
+requests wait for their batch to leave, and how long its submit takes, are counted for
+`make bench` (shared/work_counters.py).
 """
 import logging
 
@@ -12,6 +14,7 @@ from nameko.exceptions import deserialize
 from nameko.extensions import DependencyProvider
 
 from gateway.settings import GatewaySettings
+from shared import work_counters
 from shared.coalesce import Coalescer
 from shared.logs import new_correlation_id
 from shared.rpc import RpcClient
@@ -31,7 +34,7 @@ class MoneyDesk(DependencyProvider):
         self.timeout_s = rpc.decision_wait_s + rpc.timeout_s
         self.coalescer = Coalescer(
             self._submit_many, gateway.coalesce_max_batch, gateway.coalesce_lanes,
-            self.container.spawn_managed_thread, "money desk")
+            self.container.spawn_managed_thread, "money desk", observe=_count_batch)
 
     def start(self):
         self.coalescer.start()
@@ -50,3 +53,10 @@ class MoneyDesk(DependencyProvider):
                                            timeout_s=self.timeout_s)
         return [deserialize(answer["error"]) if "error" in answer else answer["transaction"]
                 for answer in answers]
+
+
+def _count_batch(size, queued_s, submit_s):
+    work_counters.count(work_counters.DESK_REQUESTS, size)
+    work_counters.count(work_counters.DESK_BATCHES)
+    work_counters.count(work_counters.DESK_QUEUED_MS, queued_s * 1000)
+    work_counters.count(work_counters.DESK_SUBMIT_MS, submit_s * 1000)

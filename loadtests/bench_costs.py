@@ -1,7 +1,9 @@
 """What a benchmark run cost the system, read before and after it: CPU seconds per process
 (every service process over RPC, RabbitMQ and PostgreSQL from /proc), RPCs made, database
 commits, and the transfers it completed (counted in the database, not by the load
-generator) — so that each figure can be given per completed transfer.
+generator) — so that each figure can be given per completed transfer — and where a
+transfer's time went: the steps the gateway and the transactions service time
+(shared/work_counters.py), as means per request and per batch.
 
     before = Snapshot.take(probe)
     ... the load ...
@@ -12,6 +14,8 @@ import time
 from dataclasses import dataclass, field
 
 import psycopg2
+
+from shared import work_counters
 
 # The database's clock decides what was completed during a run.
 COMPLETED = """
@@ -30,6 +34,11 @@ BACKLOG = {
     "notifications": "SELECT count(*) FROM notifications.deliveries WHERE status = 'pending'",
 }
 CLOCK_TICKS_S = os.sysconf("SC_CLK_TCK")
+STEP_COUNTERS = (work_counters.MONEY_REQUESTS, work_counters.MONEY_REQUEST_MS,
+                 work_counters.DESK_REQUESTS, work_counters.DESK_BATCHES,
+                 work_counters.DESK_QUEUED_MS, work_counters.DESK_SUBMIT_MS,
+                 work_counters.CONSENSUS_BATCHES) + tuple(
+                     work_counters.step_ms(step) for step in work_counters.CONSENSUS_STEPS)
 
 
 class Probe:
@@ -151,17 +160,22 @@ class Snapshot:
                 cpu_ms[name] = (now_s - was[1]) * 1000
         for name, now_s in self.servers_cpu_s.items():
             cpu_ms[name] = (now_s - before.servers_cpu_s.get(name, 0.0)) * 1000
-        rpc_calls = sum(now["rpc_calls"] - before.processes[name]["rpc_calls"]
-                        for name, now in self.processes.items()
-                        if name in before.processes
-                        and before.processes[name]["pid"] == now["pid"])
+        counted = {counter: self._counted(before, counter)
+                   for counter in ("rpc_calls",) + STEP_COUNTERS}
         if any(name not in self.processes for name in self.services_cpu_s):
             # Replicas: an RPC to a service reaches any of its processes, so the work
-            # counters of each cannot be asked for; RPCs per transfer go unmeasured.
-            rpc_calls = None
+            # counters of each cannot be asked for; RPCs and steps go unmeasured.
+            counted = {counter: None for counter in counted}
         return Costs(completed=int(completed), window_s=window_s,
                      elapsed_s=self.taken_s - before.taken_s, cpu_ms=cpu_ms,
-                     rpc_calls=rpc_calls, commits=self.commits - before.commits)
+                     rpc_calls=counted.pop("rpc_calls"), commits=self.commits - before.commits,
+                     steps=counted)
+
+    def _counted(self, before, counter):
+        """How much ``counter`` grew since ``before``, over the processes that ran all along."""
+        return sum(now.get(counter, 0) - before.processes[name].get(counter, 0)
+                   for name, now in self.processes.items()
+                   if name in before.processes and before.processes[name]["pid"] == now["pid"])
 
 
 @dataclass
@@ -172,6 +186,27 @@ class Costs:
     cpu_ms: dict
     rpc_calls: int
     commits: int
+    steps: dict = field(default_factory=dict)  # STEP_COUNTERS' growth (None: unmeasured)
+
+    def step_means(self):
+        """Where a transfer's time went, in mean milliseconds: ``request`` (a money
+        request in the gateway, from its first byte to its answer), ``queued`` (waiting
+        there for its batch to leave) and ``submit`` (that batch's call to the transactions
+        service), per request and per batch of the money desk; each consensus step per
+        batch; ``batch_size``: requests per desk batch. None where nothing ran."""
+        steps = self.steps
+
+        def mean(total, count):
+            value, number = steps.get(total), steps.get(count)
+            return round(value / number, 1) if value is not None and number else None
+
+        means = {"request": mean(work_counters.MONEY_REQUEST_MS, work_counters.MONEY_REQUESTS),
+                 "queued": mean(work_counters.DESK_QUEUED_MS, work_counters.DESK_REQUESTS),
+                 "submit": mean(work_counters.DESK_SUBMIT_MS, work_counters.DESK_BATCHES),
+                 "batch_size": mean(work_counters.DESK_REQUESTS, work_counters.DESK_BATCHES)}
+        for step in work_counters.CONSENSUS_STEPS:
+            means[step] = mean(work_counters.step_ms(step), work_counters.CONSENSUS_BATCHES)
+        return means
 
     def figures(self):
         per = (lambda value: round(value / self.completed, 2)) if self.completed else (
@@ -185,4 +220,5 @@ class Costs:
             "cpu_ms_per_transfer_total": per(sum(self.cpu_ms.values())),
             "rpcs_per_transfer": per(self.rpc_calls) if self.rpc_calls is not None else None,
             "commits_per_transfer": per(self.commits),
+            "step_ms": self.step_means(),
         }

@@ -6,6 +6,7 @@ import json
 
 from loadtests import bench_identities, bench_scenarios
 from loadtests.bench_costs import Probe
+from shared import work_counters
 
 SCENARIOS = ("transfers", "half", "batch", "validator-down")
 DEPOSIT_MINOR = 100_000_000  # the validators' largest single amount by default
@@ -127,6 +128,36 @@ def _ms(latency):
                     for key in ("p50", "p95", "p99"))
 
 
+def steps_lines(runs):
+    """Where a transfer's time went in each run, in means: how long a single transfer
+    waited in the gateway for its batch to leave, and how long that batch's submit took —
+    the consensus steps, and the rest (RPC transit, the work between the steps)."""
+    lines = []
+    for name, figures in runs.items():
+        means = figures.get("step_ms") or {}
+        steps = [(step, means.get(step)) for step in work_counters.CONSENSUS_STEPS]
+        if all(ms is None for _, ms in steps):
+            continue
+        parts = ["{} {:g}".format(step, ms) for step, ms in steps if ms is not None]
+        request, submit = means.get("request"), means.get("submit")
+        if submit is not None:
+            rest = submit - sum(ms for _, ms in steps if ms is not None)
+            line = ("request {:g} = gateway {:g} + queued {:g} + submit {:g}; submit = {} + "
+                    "rest {:g}; {:g} transfers a batch").format(
+                        request, round(request - means["queued"] - submit, 1),
+                        means["queued"], submit, " + ".join(parts), round(rest, 1),
+                        means["batch_size"])
+        else:  # the batch endpoint: no money desk in front of the consensus
+            line = "{}a batch: {}".format(
+                "" if request is None else "request {:g}; ".format(request), " + ".join(parts))
+        lines.append("  {:<15} {}".format(name, line))
+    if lines:
+        lines[:0] = ["", "Where the time goes (mean ms): a money request in the gateway is its "
+                         "own work (HTTP, token, rate limits, idempotency), its wait for a "
+                         "batch to leave, and that batch's submit, step by step:"]
+    return lines
+
+
 def table(results):
     """The printed lines of the transfers-only runs."""
     runs = results.get("runs") or {}
@@ -149,6 +180,7 @@ def table(results):
         lines.append("  {:<15} {}".format(name, ", ".join(
             "{} {:g}".format(process, ms) for process, ms in
             figures["cpu_ms_per_transfer"].items() if ms is not None and ms >= 0.05)))
+    lines += steps_lines(runs)
     drain = results.get("drain_s")
     lines += ["", "After the saturating run, outboxes and deliveries empty in: {}".format(
         "{:g} s".format(drain) if drain is not None else

@@ -10,8 +10,13 @@ trip, commit or RPC is shared by all of it — the way databases group their com
     coalescer = Coalescer(run_many, max_batch=200, lanes=2, spawn=container.spawn_managed_thread)
     coalescer.start()
     result = coalescer.call(item)
+
+``observe(size, queued_s, run_s)``, if given, hears of every batch: how many items it
+took, how long they waited in the queue for it (summed over them) and how long
+``run_many`` took.
 """
 import logging
+import time
 
 from eventlet.event import Event
 from eventlet.queue import Empty, LightQueue
@@ -20,7 +25,7 @@ log = logging.getLogger(__name__)
 
 
 class Coalescer:
-    def __init__(self, run_many, max_batch, lanes, spawn, name="coalescer"):
+    def __init__(self, run_many, max_batch, lanes, spawn, name="coalescer", observe=None):
         if max_batch < 1 or lanes < 1:
             raise ValueError("max_batch and lanes must be at least 1")
         self.run_many = run_many
@@ -28,6 +33,7 @@ class Coalescer:
         self.lanes = lanes
         self.spawn = spawn
         self.name = name
+        self.observe = observe
         self.queue = LightQueue()
 
     def start(self):
@@ -37,7 +43,7 @@ class Coalescer:
     def call(self, item):
         """``run_many``'s result for ``item``; raises the error it answered for it."""
         done = Event()
-        self.queue.put((item, done))
+        self.queue.put((item, done, time.monotonic()))
         result = done.wait()
         if isinstance(result, BaseException):
             raise result
@@ -51,7 +57,8 @@ class Coalescer:
                     batch.append(self.queue.get_nowait())
                 except Empty:
                     break
-            items = [item for item, _ in batch]
+            items = [item for item, _, _ in batch]
+            started = time.monotonic()
             try:
                 results = self.run_many(items)
                 if len(results) != len(items):
@@ -59,5 +66,8 @@ class Coalescer:
                         self.name, len(results), len(items)))
             except Exception as error:  # noqa: BLE001 - every caller of the batch gets it
                 results = [error] * len(items)
-            for (_, done), result in zip(batch, results):
+            if self.observe is not None:
+                self.observe(len(items), sum(started - queued for _, _, queued in batch),
+                             time.monotonic() - started)
+            for (_, done, _), result in zip(batch, results):
                 done.send(result)

@@ -1,21 +1,55 @@
 """What a service process has done, counted: RPC calls it made, RPCs it served, database
-commits. Every process of the system keeps these; ``ServiceBase.work_counters`` answers
-them over RPC, and `make bench` reads them before and after a run to tell how many RPCs
-and commits one transfer costs.
+commits, and the milliseconds the money path spends in each of its steps (``timed``).
+Every process of the system keeps these; ``ServiceBase.work_counters`` answers them over
+RPC, and `make bench` reads them before and after a run to tell how many RPCs and commits
+one transfer costs, and where a transfer's time goes.
 
-Plain integers, not a metrics library: counting must cost nothing on the hot path.
+Plain numbers, not a metrics library: counting must cost nothing on the hot path.
 """
 import os
+import time
+from contextlib import contextmanager
 
 RPC_CALLS = "rpc_calls"
 RPCS_SERVED = "rpcs_served"
 DB_COMMITS = "db_commits"
 
+# The gateway's requests that move money, and their time in the gateway, first byte read
+# to answer (summed).
+MONEY_REQUESTS = "money_requests"
+MONEY_REQUEST_MS = "money_request_ms"
+# The gateway's money desk (gateway/desk.py): the requests it carried, the batches they
+# went in, how long the requests waited for their batch to leave (summed over requests)
+# and how long each batch's submit took (summed over batches).
+DESK_REQUESTS = "desk_requests"
+DESK_BATCHES = "desk_batches"
+DESK_QUEUED_MS = "desk_queued_ms"
+DESK_SUBMIT_MS = "desk_submit_ms"
+# The transactions service: the batches it was handed (a gateway's submit, a client's
+# batch), and the time each step of the consensus took them (services/transactions).
+CONSENSUS_BATCHES = "consensus_batches"
+CONSENSUS_STEPS = ("prepare", "vote", "decide", "post", "finish")
+
 _counts = {RPC_CALLS: 0, RPCS_SERVED: 0, DB_COMMITS: 0}
 
 
+def step_ms(step):
+    """The counter of the milliseconds spent in consensus step ``step``."""
+    return "consensus_{}_ms".format(step)
+
+
 def count(name, amount=1):
-    _counts[name] += amount
+    _counts[name] = _counts.get(name, 0) + amount
+
+
+@contextmanager
+def timed(name):
+    """Add the milliseconds the block takes to the counter ``name``."""
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        count(name, (time.perf_counter() - started) * 1000)
 
 
 def snapshot():

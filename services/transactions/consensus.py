@@ -19,7 +19,7 @@ from services.transactions.dependencies import ValidatorPool
 from services.transactions.pipeline import Owners, Pipeline
 from services.transactions.settings import TransactionsSettings
 from shared.db import DatabaseClient
-from shared import tracing
+from shared import tracing, work_counters
 from shared.logs import correlated, new_correlation_id
 from shared.metrics.scrape import SCRAPED
 from shared.rpc import RpcClient
@@ -29,6 +29,7 @@ from shared.shared_settings import SharedSettings
 log = logging.getLogger(__name__)
 
 WAIT_POLL_S = 0.05
+PREPARE_MS = work_counters.step_ms("prepare")
 
 
 class Consensus(DependencyProvider):
@@ -64,7 +65,9 @@ class Consensus(DependencyProvider):
         it stands at the end of the decision wait, or the error that refused it."""
         started = time.monotonic()
         work = self._work("submit", movements, len(movements))
-        prepared = work.pipeline.prepare(movements)
+        work_counters.count(work_counters.CONSENSUS_BATCHES)
+        with work_counters.timed(PREPARE_MS):
+            prepared = work.pipeline.prepare(movements)
         decided = {}
         if prepared.created:
             decided = work.run_and_wait(
@@ -77,7 +80,9 @@ class Consensus(DependencyProvider):
         decision wait (a replay of the batch's key answers the batch it made)."""
         started = time.monotonic()
         work = self._work("submit_batch", [batch], len(batch.movements))
-        row, created, items, snapshot = work.pipeline.prepare_batch(batch)
+        work_counters.count(work_counters.CONSENSUS_BATCHES)
+        with work_counters.timed(PREPARE_MS):
+            row, created, items, snapshot = work.pipeline.prepare_batch(batch)
         if created:
             decided = work.run_and_wait(
                 lambda: work.pipeline.process(items, snapshot, atomic=row.atomic),

@@ -32,6 +32,7 @@ from services.transactions.records import NewTransaction
 from services.transactions.transitions import Decision, Ending
 from services.transactions.voting import collect_votes
 from shared.errors import NotFound, ServiceUnavailable
+from shared import work_counters
 from shared.ids import rfc3339
 from shared.votes import APPROVE
 
@@ -49,6 +50,9 @@ RECOVERY = "recovery"
 BATCH_ABORTED = "batch_aborted"
 # The most postings one ledger call takes.
 MAX_POSTINGS_PER_CALL = 1000
+# The time each step takes, for `make bench` (shared/work_counters.py).
+VOTE_MS, DECIDE_MS, POST_MS, FINISH_MS = (work_counters.step_ms(step) for step in
+                                          ("vote", "decide", "post", "finish"))
 # Approved transactions older than this without a posting were dropped by a crash.
 REPOST_AFTER_S = 10
 # Undecided transactions older than this lost their vote round (a process died with them
@@ -175,8 +179,9 @@ class Pipeline:
         held_for = self._authorized_amounts(rows)
         items = [vote_item(row, snapshot, held_for.get(row.authorization_id, 0))
                  for row in rows]
-        voted = collect_votes(self.rpc, self.pool.names, items, self.pool.keys,
-                              self.vote_deadline_s)
+        with work_counters.timed(VOTE_MS):
+            voted = collect_votes(self.rpc, self.pool.names, items, self.pool.keys,
+                                  self.vote_deadline_s)
         decisions = []
         for row in rows:
             ballot = voted.ballots[row.id]
@@ -191,7 +196,7 @@ class Pipeline:
             decisions = [d if d.failure_reason else Decision(
                 d.transaction_id, d.decision, d.votes, BATCH_ABORTED, d.source_version,
                 d.destination_version) for d in decisions]
-        with self.db.transaction() as connection:
+        with work_counters.timed(DECIDE_MS), self.db.transaction() as connection:
             # The signed answers go with the votes they verify, in the same commit.
             records.insert_vote_rounds(connection, voted.signed)
             decided = transitions.record_decisions(connection, decisions, by)
@@ -208,8 +213,9 @@ class Pipeline:
         for start in range(0, len(rows), MAX_POSTINGS_PER_CALL):
             chunk = rows[start:start + MAX_POSTINGS_PER_CALL]
             try:
-                results = self.rpc.ledger.post([posting(row) for row in chunk],
-                                               atomic=atomic)
+                with work_counters.timed(POST_MS):
+                    results = self.rpc.ledger.post([posting(row) for row in chunk],
+                                                   atomic=atomic)
             except ServiceUnavailable as exc:
                 # Approved and maybe posted: recovery asks the ledger again later.
                 log.warning("%d approved transactions not posted yet: %s", len(chunk), exc)
@@ -222,7 +228,7 @@ class Pipeline:
                     endings.append(Ending(row.id, records.FAILED, result["reason"]))
         finished = {}
         if endings:
-            with self.db.transaction() as connection:
+            with work_counters.timed(FINISH_MS), self.db.transaction() as connection:
                 finished = transitions.finish(connection, endings, by)
             metrics.count_finished(finished.values())
         finished.update(self._find_many([row.id for row in rows if row.id not in finished]))

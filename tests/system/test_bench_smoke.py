@@ -1,5 +1,6 @@
 """`make bench` for real, as short as it goes, against the running test system: the mix
-under its step shape and the transfers-only runs write their report, and a threshold
+under its step shape and the transfers-only runs write their report (where the time goes
+included), and a threshold
 the run cannot meet makes it fail with a verdict line and exit 3."""
 import csv
 import json
@@ -33,3 +34,10 @@ def test_a_short_bench_reports_and_fails_on_a_threshold_it_misses(system, tmp_pa
     runs = summary["transfers_only"]["runs"]
     assert runs["transfers"]["completed_transfers_per_s"] > 0
     assert runs["half"]["decision_latency_ms"]["p99"] > 0.001
+    # Where the time goes: each step of the single transfers' batches was timed.
+    steps = runs["transfers"]["step_ms"]
+    assert all(steps[step] > 0 for step in ("prepare", "vote", "decide", "post", "finish")), \
+        steps
+    assert steps["batch_size"] >= 1 and steps["queued"] >= 0 and steps["submit"] > steps["vote"]
+    assert steps["request"] > steps["submit"]
+    assert "Where the time goes (mean ms)" in completed.stdout

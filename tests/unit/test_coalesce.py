@@ -97,3 +97,23 @@ def test_an_answer_of_the_wrong_length_fails_every_caller(make):
     coalescer = make(lambda items: ["only one"])
     results = call_all(coalescer, ["a", "b"])
     assert all(isinstance(result, RuntimeError) for result in results)
+
+
+def test_each_batch_is_observed_with_its_size_wait_and_run_time():
+    heard, threads = [], []
+    coalescer = Coalescer(SlowRun(), 8, 1, lambda lane: threads.append(eventlet.spawn(lane)),
+                          "test", observe=lambda *batch: heard.append(batch))
+    coalescer.start()
+    try:
+        first = eventlet.spawn(coalescer.call, "first")
+        eventlet.sleep(0.01)  # the lane runs "first" alone; the next three queue behind it
+        call_all(coalescer, ["a", "b", "c"])
+        first.wait()
+    finally:
+        for thread in threads:
+            thread.kill()
+    [(alone, alone_queued_s, alone_run_s), (size, queued_s, run_s)] = heard
+    assert (alone, size) == (1, 3)
+    assert alone_queued_s < 0.01 and alone_run_s >= 0.05
+    # The three waited for the first batch to finish (about 0.04 s each, summed).
+    assert 3 * 0.03 <= queued_s <= 3 * 0.06 and run_s >= 0.05

@@ -1,0 +1,52 @@
+"""Where a transfer's time goes, as `make bench` reports it: the steps the gateway's money
+desk and the transactions service count (shared/work_counters.py), as means per request
+and per batch, and the report's lines."""
+from loadtests.bench_costs import Costs
+from loadtests.bench_transfers import steps_lines
+from shared import work_counters
+
+
+def costs(steps):
+    return Costs(completed=100, window_s=1.0, elapsed_s=1.0, cpu_ms={}, rpc_calls=10,
+                 commits=10, steps=steps)
+
+
+def counted(requests=100, desk_batches=10, queued_ms=2000.0, submit_ms=400.0, batches=10,
+            request_ms=7500.0, **step_ms):
+    steps = {work_counters.MONEY_REQUESTS: requests, work_counters.MONEY_REQUEST_MS: request_ms,
+             work_counters.DESK_REQUESTS: requests, work_counters.DESK_BATCHES: desk_batches,
+             work_counters.DESK_QUEUED_MS: queued_ms, work_counters.DESK_SUBMIT_MS: submit_ms,
+             work_counters.CONSENSUS_BATCHES: batches}
+    steps.update({work_counters.step_ms(step): step_ms.get(step, 0.0)
+                  for step in work_counters.CONSENSUS_STEPS})
+    return steps
+
+
+def test_means_are_per_request_for_the_wait_and_per_batch_for_the_rest():
+    means = costs(counted(prepare=50.0, vote=120.0, decide=30.0, post=90.0,
+                          finish=20.0)).step_means()
+    assert means == {"request": 75.0, "queued": 20.0, "submit": 40.0, "batch_size": 10.0, "prepare": 5.0,
+                     "vote": 12.0, "decide": 3.0, "post": 9.0, "finish": 2.0}
+
+
+def test_nothing_counted_or_nothing_measurable_gives_no_means():
+    assert set(costs({}).step_means().values()) == {None}
+    # Replicas: the counters of each process cannot be asked for.
+    unmeasured = {name: None for name in counted()}
+    assert set(costs(unmeasured).step_means().values()) == {None}
+
+
+def test_the_report_splits_a_request_into_the_gateway_the_wait_and_the_submit_steps():
+    single = costs(counted(prepare=50.0, vote=120.0, decide=30.0, post=90.0,
+                           finish=20.0)).figures()
+    batch = costs(dict(counted(requests=0, desk_batches=0, queued_ms=0.0, submit_ms=0.0,
+                               batches=2, prepare=600.0, vote=300.0, decide=400.0, post=1000.0,
+                               finish=400.0), **{work_counters.MONEY_REQUESTS: 2,
+                                                 work_counters.MONEY_REQUEST_MS: 3000.0})).figures()
+    lines = steps_lines({"half": single, "batch": batch, "mix": {}})
+    assert lines[1].startswith("Where the time goes (mean ms)")
+    assert lines[2:] == [
+        "  half            request 75 = gateway 15 + queued 20 + submit 40; submit = prepare 5 "
+        "+ vote 12 + decide 3 + post 9 + finish 2 + rest 9; 10 transfers a batch",
+        "  batch           request 1500; a batch: prepare 300 + vote 150 + decide 200 + post 500 "
+        "+ finish 200"]
