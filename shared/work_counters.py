@@ -38,6 +38,13 @@ def step_ms(step):
     return "consensus_{}_ms".format(step)
 
 
+def timed_step(step):
+    """``timed`` for consensus step ``step`` (one of CONSENSUS_STEPS)."""
+    if step not in CONSENSUS_STEPS:
+        raise ValueError("no consensus step {!r}".format(step))
+    return timed(step_ms(step))
+
+
 def count(name, amount=1):
     _counts[name] = _counts.get(name, 0) + amount
 

@@ -29,7 +29,6 @@ from shared.shared_settings import SharedSettings
 log = logging.getLogger(__name__)
 
 WAIT_POLL_S = 0.05
-PREPARE_MS = work_counters.step_ms("prepare")
 
 
 class Consensus(DependencyProvider):
@@ -66,7 +65,7 @@ class Consensus(DependencyProvider):
         started = time.monotonic()
         work = self._work("submit", movements, len(movements))
         work_counters.count(work_counters.CONSENSUS_BATCHES)
-        with work_counters.timed(PREPARE_MS):
+        with work_counters.timed_step("prepare"):
             prepared = work.pipeline.prepare(movements)
         decided = {}
         if prepared.created:
@@ -81,7 +80,7 @@ class Consensus(DependencyProvider):
         started = time.monotonic()
         work = self._work("submit_batch", [batch], len(batch.movements))
         work_counters.count(work_counters.CONSENSUS_BATCHES)
-        with work_counters.timed(PREPARE_MS):
+        with work_counters.timed_step("prepare"):
             row, created, items, snapshot = work.pipeline.prepare_batch(batch)
         if created:
             decided = work.run_and_wait(

@@ -50,9 +50,6 @@ RECOVERY = "recovery"
 BATCH_ABORTED = "batch_aborted"
 # The most postings one ledger call takes.
 MAX_POSTINGS_PER_CALL = 1000
-# The time each step takes, for `make bench` (shared/work_counters.py).
-VOTE_MS, DECIDE_MS, POST_MS, FINISH_MS = (work_counters.step_ms(step) for step in
-                                          ("vote", "decide", "post", "finish"))
 # Approved transactions older than this without a posting were dropped by a crash.
 REPOST_AFTER_S = 10
 # Undecided transactions older than this lost their vote round (a process died with them
@@ -179,7 +176,7 @@ class Pipeline:
         held_for = self._authorized_amounts(rows)
         items = [vote_item(row, snapshot, held_for.get(row.authorization_id, 0))
                  for row in rows]
-        with work_counters.timed(VOTE_MS):
+        with work_counters.timed_step("vote"):
             voted = collect_votes(self.rpc, self.pool.names, items, self.pool.keys,
                                   self.vote_deadline_s)
         decisions = []
@@ -196,7 +193,7 @@ class Pipeline:
             decisions = [d if d.failure_reason else Decision(
                 d.transaction_id, d.decision, d.votes, BATCH_ABORTED, d.source_version,
                 d.destination_version) for d in decisions]
-        with work_counters.timed(DECIDE_MS), self.db.transaction() as connection:
+        with work_counters.timed_step("decide"), self.db.transaction() as connection:
             # The signed answers go with the votes they verify, in the same commit.
             records.insert_vote_rounds(connection, voted.signed)
             decided = transitions.record_decisions(connection, decisions, by)
@@ -213,7 +210,7 @@ class Pipeline:
         for start in range(0, len(rows), MAX_POSTINGS_PER_CALL):
             chunk = rows[start:start + MAX_POSTINGS_PER_CALL]
             try:
-                with work_counters.timed(POST_MS):
+                with work_counters.timed_step("post"):
                     results = self.rpc.ledger.post([posting(row) for row in chunk],
                                                    atomic=atomic)
             except ServiceUnavailable as exc:
@@ -228,7 +225,7 @@ class Pipeline:
                     endings.append(Ending(row.id, records.FAILED, result["reason"]))
         finished = {}
         if endings:
-            with work_counters.timed(FINISH_MS), self.db.transaction() as connection:
+            with work_counters.timed_step("finish"), self.db.transaction() as connection:
                 finished = transitions.finish(connection, endings, by)
             metrics.count_finished(finished.values())
         finished.update(self._find_many([row.id for row in rows if row.id not in finished]))

@@ -1,7 +1,6 @@
 """`make bench` for real, as short as it goes, against the running test system: the mix
 under its step shape and the transfers-only runs write their report (where the time goes
-included), and a threshold
-the run cannot meet makes it fail with a verdict line and exit 3."""
+included), and a threshold the run cannot meet makes it fail with a verdict line and exit 3."""
 import csv
 import json
 import subprocess

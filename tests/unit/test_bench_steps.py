@@ -1,6 +1,8 @@
 """Where a transfer's time goes, as `make bench` reports it: the steps the gateway's money
 desk and the transactions service count (shared/work_counters.py), as means per request
 and per batch, and the report's lines."""
+import pytest
+
 from loadtests.bench_costs import Costs
 from loadtests.bench_transfers import steps_lines
 from shared import work_counters
@@ -25,8 +27,8 @@ def counted(requests=100, desk_batches=10, queued_ms=2000.0, submit_ms=400.0, ba
 def test_means_are_per_request_for_the_wait_and_per_batch_for_the_rest():
     means = costs(counted(prepare=50.0, vote=120.0, decide=30.0, post=90.0,
                           finish=20.0)).step_means()
-    assert means == {"request": 75.0, "queued": 20.0, "submit": 40.0, "batch_size": 10.0, "prepare": 5.0,
-                     "vote": 12.0, "decide": 3.0, "post": 9.0, "finish": 2.0}
+    assert means == {"request": 75.0, "queued": 20.0, "submit": 40.0, "batch_size": 10.0,
+                     "prepare": 5.0, "vote": 12.0, "decide": 3.0, "post": 9.0, "finish": 2.0}
 
 
 def test_nothing_counted_or_nothing_measurable_gives_no_means():
@@ -50,3 +52,8 @@ def test_the_report_splits_a_request_into_the_gateway_the_wait_and_the_submit_st
         "+ vote 12 + decide 3 + post 9 + finish 2 + rest 9; 10 transfers a batch",
         "  batch           request 1500; a batch: prepare 300 + vote 150 + decide 200 + post 500 "
         "+ finish 200"]
+
+
+def test_only_the_consensus_steps_are_timed_as_steps():
+    with pytest.raises(ValueError):
+        work_counters.timed_step("votes")
