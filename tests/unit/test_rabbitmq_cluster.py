@@ -175,17 +175,34 @@ def test_the_node_kill_runs_on_a_cluster_and_the_broker_restart_on_one_node():
     assert experiments["kill-ledger"].runs_on(1) and experiments["kill-ledger"].runs_on(3)
 
 
+def listening_as_node_2s_port():
+    """A socket listening on the port node 2 of a cluster based just below it would take,
+    and that base, found where every other port of the three nodes is free (a busy
+    machine has other programs on ports of its own)."""
+    for _ in range(50):
+        taken = socket.socket()
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        base = taken.getsockname()[1] - 1
+        nodes = cluster_nodes(3, base, "paysys-test-rabbit")
+        others = [port for node in nodes for port in (node.amqp_port, node.dist_port)
+                  if port != base + 1]
+        if not any(rabbitmq_cluster._taken(port) for port in others):
+            return taken, base
+        taken.close()
+    pytest.fail("no free ports around an ephemeral one in 50 tries")
+
+
 def test_a_taken_port_is_named_before_any_node_starts(cluster_env):
     spawned = []
     cluster_env.setattr(rabbitmq_cluster, "scripts_dir", lambda: Path("/usr/lib/rabbitmq/bin"))
     cluster_env.setattr(Cluster, "_spawn", lambda self, scripts, member: spawned.append(member))
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        cluster_env.setenv("PAYSYS_RABBITMQ_CLUSTER_PORT_BASE", str(taken.getsockname()[1] - 1))
+    taken, base = listening_as_node_2s_port()
+    with taken:
+        cluster_env.setenv("PAYSYS_RABBITMQ_CLUSTER_PORT_BASE", str(base))
         cluster = Cluster(load_config())
         with pytest.raises(ClusterError, match="port {} of .*-2@localhost is taken".format(
-                taken.getsockname()[1])):
+                base + 1)):
             cluster.start()
     assert spawned == []  # not even node 1, whose ports are free
 
