@@ -27,7 +27,7 @@ from shared.circuit import CircuitBreaker
 from shared.errors import unanswered
 from shared.metrics.breakers import BREAKERS
 from shared.logs import CORRELATION_ID_KEY
-from shared.queues import ReplyListener
+from shared.queues import RPC_DELIVERY_MODE, ReplyListener
 from shared.settings import settings_of
 from shared.shared_settings import SharedSettings
 
@@ -42,7 +42,8 @@ class RpcClient(Extension):
 
     def __init__(self, timeout_ms_of=None, **options):
         self.timeout_ms_of = timeout_ms_of
-        self.options = options
+        # Transient requests: a call's state is in PostgreSQL (shared/queues.py).
+        self.options = dict({"delivery_mode": RPC_DELIVERY_MODE}, **options)
         self.timeout_s = None
         self.breakers = {}
 

@@ -1,0 +1,94 @@
+"""RPC requests and replies travel transient, events persistent (shared/queues.py): on a
+real Nameko container and RabbitMQ (a vhost of its own), the messages are read off their
+queues as the broker holds them."""
+import os
+import uuid
+
+import pytest
+from kombu import Connection, Exchange, Queue
+from nameko.constants import NON_PERSISTENT, PERSISTENT
+from nameko.runners import ServiceRunner
+
+from harness import servers
+from harness.servers import wait_for
+from shared.config import load_config
+from shared.rpc import ServiceRpc
+from shared.service import rpc
+
+ABSENT = "absent_callee"  # a service whose queue exists but nothing consumes
+
+
+class Caller:
+    name = "rpc_delivery_caller"
+    calls = ServiceRpc()
+
+    @rpc
+    def echo(self, value):
+        return value
+
+    @rpc
+    def call_absent(self):
+        return self.calls[ABSENT].anything(timeout_s=0.5, breaker=False)
+
+
+@pytest.fixture
+def broker():
+    vhost = "paysys_unit_rpc_delivery_{}".format(os.getpid())
+    servers.create_vhost(vhost)
+    config = load_config()
+    config["AMQP_URI"] = "pyamqp://guest:guest@127.0.0.1:5672/{}".format(vhost)
+    runner = ServiceRunner(config)
+    runner.add_service(Caller)
+    runner.start()
+    try:
+        with Connection(config["AMQP_URI"]) as connection:
+            yield connection
+    finally:
+        runner.kill()
+        servers.delete_vhost(vhost)
+
+
+def rpc_exchange(connection):
+    return Exchange("nameko-rpc", type="topic", durable=True, channel=connection.channel())
+
+
+def first_message(connection, queue):
+    """The first message on ``queue``, taken off it."""
+    queue = queue(connection.channel())
+    return wait_for(lambda: queue.get(no_ack=True), timeout_s=10,
+                    what="a message on {}".format(queue.name))
+
+
+def test_a_request_to_another_service_is_transient(broker):
+    # The callee's durable queue, as its service would have declared it.
+    waiting = Queue("rpc-" + ABSENT, rpc_exchange(broker), routing_key=ABSENT + ".*",
+                    durable=True)
+    waiting(broker.channel()).declare()
+    with broker.Producer() as producer:
+        reply_queue = Queue("reply-" + uuid.uuid4().hex, rpc_exchange(broker),
+                            routing_key=uuid.uuid4().hex, auto_delete=True)
+        reply_queue(broker.channel()).declare()
+        producer.publish({"args": [], "kwargs": {}}, exchange="nameko-rpc",
+                         routing_key=Caller.name + ".call_absent",
+                         reply_to=reply_queue.routing_key, correlation_id="1",
+                         serializer="json", delivery_mode=PERSISTENT)
+
+    request = first_message(broker, waiting)
+    assert request.delivery_info["routing_key"] == ABSENT + ".anything"
+    assert request.properties["delivery_mode"] == NON_PERSISTENT
+
+
+def test_a_reply_is_transient_whatever_the_request_was(broker):
+    reply_queue = Queue("reply-" + uuid.uuid4().hex, rpc_exchange(broker),
+                        routing_key=uuid.uuid4().hex, auto_delete=True)
+    reply_queue(broker.channel()).declare()
+    with broker.Producer() as producer:
+        producer.publish({"args": ["hello"], "kwargs": {}}, exchange="nameko-rpc",
+                         routing_key=Caller.name + ".echo",
+                         reply_to=reply_queue.routing_key, correlation_id="2",
+                         serializer="json", delivery_mode=PERSISTENT)
+
+    reply = first_message(broker, reply_queue)
+    assert reply.payload == {"result": "hello", "error": None}
+    assert reply.properties["correlation_id"] == "2"
+    assert reply.properties["delivery_mode"] == NON_PERSISTENT
