@@ -5,7 +5,6 @@ to a real receiver and SMTP sink, and a crash and restart mid-backlog.
 Needs RabbitMQ on loopback with the management API (enabled if off, as the system tests do).
 """
 import json
-import os
 import time
 import uuid
 
@@ -16,9 +15,8 @@ from nameko.standalone.events import event_dispatcher
 from nameko.standalone.rpc import ClusterRpcProxy
 
 from services.notifications.service import NotificationsService
-from shared.config import load_config
 from shared.event_outbox import BATCH_EVENT
-from harness import servers
+from tests.support.vhosts import config_on_own_vhost
 from tests.support.notifications import (  # noqa: F401 - fixtures
     clean_notifications,
     deliveries,
@@ -51,23 +49,20 @@ def wait_until(condition, timeout_s=15.0, what="the condition"):
 
 @pytest.fixture
 def config(database_url, sink, tmp_path):
-    vhost = "paysys_unit_notifications_{}".format(os.getpid())
-    servers.create_vhost(vhost)
-    config = load_config()
-    config["AMQP_URI"] = "pyamqp://guest:guest@127.0.0.1:5672/{}".format(vhost)
-    config["database"]["url"] = database_url
-    config["notifications"] = {
-        **config["notifications"],
-        "email_enabled": True, "smtp_host": sink.host, "smtp_port": sink.port,
-        "retry_base_s": 0.2,
-        # Timeouts a busy machine does not reach: a POST the receiver took but answered
-        # after the timeout is sent again (at least once), and this test counts POSTs.
-        "retry_cap_s": 0.5, "webhook_timeout_s": 5, "smtp_timeout_s": 5, "rpc_timeout_ms": 1000,
-        "lease_s": 8, "poll_interval_s": 0.1, "webhook_allowed_networks": "127.0.0.0/8",
-        "webhook_key_file": webhook_key_config(tmp_path)["notifications"]["webhook_key_file"],
-    }
-    yield config
-    servers.delete_vhost(vhost)
+    with config_on_own_vhost("notifications") as config:
+        config["database"]["url"] = database_url
+        config["notifications"] = {
+            **config["notifications"],
+            "email_enabled": True, "smtp_host": sink.host, "smtp_port": sink.port,
+            "retry_base_s": 0.2,
+            # Timeouts a busy machine does not reach: a POST the receiver took but answered
+            # after the timeout is sent again (at least once), and this test counts POSTs.
+            "retry_cap_s": 0.5, "webhook_timeout_s": 5, "smtp_timeout_s": 5,
+            "rpc_timeout_ms": 1000,
+            "lease_s": 8, "poll_interval_s": 0.1, "webhook_allowed_networks": "127.0.0.0/8",
+            "webhook_key_file": webhook_key_config(tmp_path)["notifications"]["webhook_key_file"],
+        }
+        yield config
 
 
 class Runners:

@@ -5,7 +5,6 @@ has them; one relay at a time per outbox.
 
 Needs RabbitMQ on loopback with the management API (enabled if off, as the system tests do).
 """
-import os
 import uuid
 from datetime import datetime, timezone
 
@@ -16,11 +15,10 @@ from sqlalchemy import select, text
 
 from services.transactions import events
 from shared import event_outbox
-from shared.config import load_config
 from shared.event_outbox import BATCH_EVENT
 from shared.outbox_relay.events import EventRelay, EventsUnavailable, event_relay, events_outbox
-from harness import servers
 from harness.servers import wait_for
+from tests.support.vhosts import config_on_own_vhost
 
 RECEIVED = []
 
@@ -42,13 +40,9 @@ class Listener:
 
 @pytest.fixture
 def config(database_url):
-    vhost = "paysys_unit_outbox_relay_{}".format(os.getpid())
-    servers.create_vhost(vhost)
-    config = load_config()
-    config["AMQP_URI"] = "pyamqp://guest:guest@127.0.0.1:5672/{}".format(vhost)
-    config["database"]["url"] = database_url
-    yield config
-    servers.delete_vhost(vhost)
+    with config_on_own_vhost("outbox_relay") as config:
+        config["database"]["url"] = database_url
+        yield config
 
 
 def queue_events(engine, count):

@@ -1,19 +1,16 @@
 """RPC requests and replies travel transient, events persistent (shared/queues.py): on a
 real Nameko container and RabbitMQ (a vhost of its own), the messages are read off their
 queues as the broker holds them."""
-import os
 import uuid
 
 import pytest
 from kombu import Connection, Exchange, Queue
 from nameko.constants import NON_PERSISTENT, PERSISTENT
-from nameko.runners import ServiceRunner
 
-from harness import servers
 from harness.servers import wait_for
-from shared.config import load_config
 from shared.rpc import ServiceRpc
 from shared.service import rpc
+from tests.support.vhosts import running_on_own_vhost
 
 ABSENT = "absent_callee"  # a service whose queue exists but nothing consumes
 
@@ -33,19 +30,9 @@ class Caller:
 
 @pytest.fixture
 def broker():
-    vhost = "paysys_unit_rpc_delivery_{}".format(os.getpid())
-    servers.create_vhost(vhost)
-    config = load_config()
-    config["AMQP_URI"] = "pyamqp://guest:guest@127.0.0.1:5672/{}".format(vhost)
-    runner = ServiceRunner(config)
-    runner.add_service(Caller)
-    runner.start()
-    try:
-        with Connection(config["AMQP_URI"]) as connection:
-            yield connection
-    finally:
-        runner.kill()
-        servers.delete_vhost(vhost)
+    with running_on_own_vhost("rpc_delivery", Caller) as (config, _), \
+            Connection(config["AMQP_URI"]) as connection:
+        yield connection
 
 
 def rpc_exchange(connection):

@@ -1,23 +1,21 @@
 """The RPC metrics every service keeps (shared/metrics/rpc.py), on a real Nameko container
 whose RPCs are called through RabbitMQ (a vhost of its own)."""
-import os
 import time
 from unittest import mock
 
 import pytest
 from nameko.rpc import RpcProxy
-from nameko.runners import ServiceRunner
 from nameko.standalone.rpc import ServiceRpcProxy
 from nameko.testing.services import entrypoint_hook
 from nameko.timer import timer
 
 from harness import servers
-from shared.config import load_config
 from shared.errors import NotFound, ServiceUnavailable
 from shared.metrics import rpc as rpc_metrics
 from shared.metrics import REGISTRY
 from shared.metrics.rpc import CLIENT_ERROR, SERVER_ERROR, RpcMetrics, error_kind
 from shared.service import rpc
+from tests.support.vhosts import running_on_own_vhost
 
 
 class Measured:
@@ -57,20 +55,10 @@ def sample(name, **labels):
 
 @pytest.fixture
 def service():
-    vhost = "paysys_unit_rpc_metrics_{}".format(os.getpid())
-    servers.create_vhost(vhost)
-    config = load_config()
-    config["AMQP_URI"] = "pyamqp://guest:guest@127.0.0.1:5672/{}".format(vhost)
-    runner = ServiceRunner(config)
-    runner.add_service(Measured)
-    runner.start()
-    try:
+    with running_on_own_vhost("rpc_metrics", Measured) as (config, runner), \
+            ServiceRpcProxy("measured_rpcs", config, timeout=10) as proxy:
         [container] = runner.containers
-        with ServiceRpcProxy("measured_rpcs", config, timeout=10) as proxy:
-            yield container, proxy
-    finally:
-        runner.kill()
-        servers.delete_vhost(vhost)
+        yield container, proxy
 
 
 def count(method):
