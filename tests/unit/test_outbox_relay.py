@@ -1,7 +1,8 @@
 """The outbox relay's AMQP sink (shared/outbox_relay/events.py) against real PostgreSQL and
 RabbitMQ (a vhost of its own): a service's events go out as one ``events.batch`` Nameko
 event per round, on the service's event exchange, and are marked sent only once RabbitMQ
-has them; one relay at a time per outbox.
+has them, as persistent messages (unlike RPC's: shared/queues.py); one relay at a time per
+outbox.
 
 Needs RabbitMQ on loopback with the management API (enabled if off, as the system tests do).
 """
@@ -9,7 +10,10 @@ import uuid
 from datetime import datetime, timezone
 
 import pytest
+from kombu import Connection, Queue
+from nameko.constants import PERSISTENT
 from nameko.events import event_handler
+from nameko.standalone.events import get_event_exchange
 from nameko.runners import ServiceRunner
 from sqlalchemy import select, text
 
@@ -83,6 +87,26 @@ def test_the_service_relays_its_events_as_batches_on_its_exchange(config, engine
         assert received()[ids[0]]["type"] == events.COMPLETED
     finally:
         runner.stop()
+
+
+def test_events_are_published_persistent(config, engine):
+    with Connection(config["AMQP_URI"]) as connection:
+        kept = Queue("outbox-relay-kept-" + uuid.uuid4().hex,
+                     get_event_exchange("transactions", config), routing_key=BATCH_EVENT,
+                     durable=True)(connection.channel())
+        kept.declare()
+        runner = ServiceRunner(config)
+        runner.add_service(TransactionsRelayOnly)
+        runner.start()
+        try:
+            [event_id] = queue_events(engine, 1)
+            message = wait_for(lambda: kept.get(no_ack=True), 10, what="the relayed batch")
+            while event_id not in {event["id"] for event in message.payload["events"]}:
+                message = wait_for(lambda: kept.get(no_ack=True), 10, what="the batch")
+        finally:
+            runner.stop()
+            kept.delete()
+    assert message.properties["delivery_mode"] == PERSISTENT
 
 
 def test_nothing_is_marked_sent_when_rabbitmq_does_not_confirm(engine):

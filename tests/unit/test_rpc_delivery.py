@@ -1,6 +1,6 @@
-"""RPC requests and replies travel transient, events persistent (shared/queues.py): on a
-real Nameko container and RabbitMQ (a vhost of its own), the messages are read off their
-queues as the broker holds them."""
+"""RPC requests and replies travel transient (shared/queues.py): on a real Nameko
+container and RabbitMQ (a vhost of its own), the messages are read off their queues as the
+broker holds them. Events stay persistent: tests/unit/test_outbox_relay.py."""
 import uuid
 
 import pytest
