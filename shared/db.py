@@ -37,9 +37,10 @@ def _read_only_as_disconnect(context):
         context.is_disconnect = True
 
 
-def make_engine(database, pool_size, application_name):
+def make_engine(database, pool_size, application_name, session_settings=None):
     """An engine whose every connection has the configured timeouts. ``database``: the
-    shared settings' ``database`` (or, for tools and tests, a dict of its keys).
+    shared settings' ``database`` (or, for tools and tests, a dict of its keys);
+    ``session_settings``: more server settings for each of its sessions (``{name: value}``).
 
     No ``pool_pre_ping``: it costs a round trip every time a connection is taken from the
     pool. A connection the server closed while it sat in the pool (a restart, a failover)
@@ -51,7 +52,8 @@ def make_engine(database, pool_size, application_name):
     """
     if isinstance(database, dict):
         database = _Keys(database)
-    options = "-c statement_timeout={}".format(int(database.statement_timeout_ms))
+    settings = dict(session_settings or {}, statement_timeout=int(database.statement_timeout_ms))
+    options = " ".join("-c {}={}".format(name, value) for name, value in settings.items())
     engine = create_engine(
         sqlalchemy_url(database.url),
         pool_size=pool_size,
