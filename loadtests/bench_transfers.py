@@ -104,7 +104,31 @@ def run_all(arguments, folder, progress, config, control):
             drain_s = progress.run("drain: outboxes and deliveries", None,
                                    lambda: probe.wait_for_empty_backlog(
                                        arguments.drain_limit_seconds))
-    return {"runs": runs, "drain_s": drain_s, "drain_limit_s": arguments.drain_limit_seconds}
+    return {"runs": runs, "drain_s": drain_s, "drain_limit_s": arguments.drain_limit_seconds,
+            "batch_cost": batch_cost(runs)}
+
+
+def batch_cost(runs):
+    """What a batch of the money desk costs whatever its size, and what each transfer in it
+    adds, in CPU ms across the processes: the line through the ``transfers`` and ``half``
+    runs' CPU per transfer against their transfers per batch (cpu = fixed / size + own).
+    With ``cores_at_half``: the CPU those fixed costs took during the half run. None
+    without both runs, or when their batches were the same size."""
+    full, half = runs.get("transfers"), runs.get("half")
+    if not full or not half:
+        return None
+    points = [(figures["cpu_ms_per_transfer_total"], (figures.get("step_ms") or {}).get(
+        "batch_size")) for figures in (full, half)]
+    if any(cpu is None or not size for cpu, size in points):
+        return None
+    (cpu_full, size_full), (cpu_half, size_half) = points
+    if abs(1 / size_half - 1 / size_full) < 1e-9:
+        return None
+    fixed_ms = (cpu_half - cpu_full) / (1 / size_half - 1 / size_full)
+    rate = half["completed_transfers_per_s"] or 0.0
+    return {"fixed_ms": round(fixed_ms, 1),
+            "per_transfer_ms": round(cpu_full - fixed_ms / size_full, 2),
+            "cores_at_half": round(fixed_ms * rate / size_half / 1000, 2)}
 
 
 def _ratio(value, baseline):
@@ -181,6 +205,12 @@ def table(results):
             "{} {:g}".format(process, ms) for process, ms in
             figures["cpu_ms_per_transfer"].items() if ms is not None and ms >= 0.05)))
     lines += steps_lines(runs)
+    cost = results.get("batch_cost")
+    if cost:
+        lines += ["", "A batch costs {:g} ms of CPU across the processes whatever its size, and "
+                      "each transfer in it {:g} ms more (the transfers and half runs); at half "
+                      "load the batches' own cost took {:g} cores.".format(
+                          cost["fixed_ms"], cost["per_transfer_ms"], cost["cores_at_half"])]
     drain = results.get("drain_s")
     lines += ["", "After the saturating run, outboxes and deliveries empty in: {}".format(
         "{:g} s".format(drain) if drain is not None else

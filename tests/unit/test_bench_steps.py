@@ -4,7 +4,7 @@ and per batch, and the report's lines."""
 import pytest
 
 from loadtests.bench_costs import Costs
-from loadtests.bench_transfers import steps_lines
+from loadtests.bench_transfers import batch_cost, steps_lines, table
 from shared import work_counters
 
 
@@ -57,3 +57,27 @@ def test_the_report_splits_a_request_into_the_gateway_the_wait_and_the_submit_st
 def test_only_the_consensus_steps_are_timed_as_steps():
     with pytest.raises(ValueError):
         work_counters.timed_step("votes")
+
+
+
+def run(cpu_ms_per_transfer, batch_size, per_s):
+    return {"cpu_ms_per_transfer_total": cpu_ms_per_transfer, "completed_transfers_per_s": per_s,
+            "step_ms": {"batch_size": batch_size}, "vs_raw_postgres": None, "vs_health": None,
+            "decision_latency_ms": {}, "rpcs_per_transfer": None, "commits_per_transfer": None,
+            "cpu_ms_per_transfer": {}, "errors": {"total": 0}}
+
+
+def test_a_batch_s_own_cost_is_read_off_the_saturated_and_half_runs():
+    # 60 ms a batch and 2 ms a transfer: 4 ms a transfer in batches of 30, 6 in batches of 15.
+    runs = {"transfers": run(4.0, 30.0, 300.0), "half": run(6.0, 15.0, 150.0)}
+    cost = batch_cost(runs)
+    assert cost == {"fixed_ms": 60.0, "per_transfer_ms": 2.0, "cores_at_half": 0.6}
+    assert ("A batch costs 60 ms of CPU across the processes whatever its size, and each "
+            "transfer in it 2 ms more (the transfers and half runs); at half load the "
+            "batches' own cost took 0.6 cores.") in table(
+                {"runs": runs, "batch_cost": cost, "drain_s": 0.0})
+
+
+def test_no_batch_cost_without_two_batch_sizes_to_compare():
+    assert batch_cost({"transfers": run(4.0, 30.0, 300.0)}) is None
+    assert batch_cost({"transfers": run(4.0, 30.0, 300.0), "half": run(6.0, 30.0, 150.0)}) is None
