@@ -59,7 +59,6 @@ def test_only_the_consensus_steps_are_timed_as_steps():
         work_counters.timed_step("votes")
 
 
-
 def run(cpu_ms_per_transfer, batch_size, per_s):
     return {"cpu_ms_per_transfer_total": cpu_ms_per_transfer, "completed_transfers_per_s": per_s,
             "step_ms": {"batch_size": batch_size}, "vs_raw_postgres": None, "vs_health": None,
