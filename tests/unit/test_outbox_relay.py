@@ -7,6 +7,7 @@ outbox; and a round's read of its outbox stays cheap however many rows it has se
 Needs RabbitMQ on loopback with the management API (enabled if off, as the system tests do).
 """
 import uuid
+from contextlib import contextmanager
 from datetime import datetime, timezone
 
 import pytest
@@ -68,17 +69,26 @@ def unsent(engine, ids):
         ).scalars())
 
 
+@contextmanager
+def running(config, *services):
+    """``services`` running on ``config``'s vhost for the block: the runner."""
+    runner = ServiceRunner(config)
+    for service in services:
+        runner.add_service(service)
+    runner.start()
+    try:
+        yield runner
+    finally:
+        runner.stop()
+
+
 def received():
     """``{event id: event}`` of every batch the listener received."""
     return {event["id"]: event for batch in RECEIVED for event in batch["events"]}
 
 
 def test_the_service_relays_its_events_as_batches_on_its_exchange(config, engine):
-    runner = ServiceRunner(config)
-    runner.add_service(Listener)
-    runner.add_service(TransactionsRelayOnly)
-    runner.start()
-    try:
+    with running(config, Listener, TransactionsRelayOnly):
         ids = queue_events(engine, 3)
         wait_for(lambda: set(ids) <= set(received()), 10, what="the events received")
         assert unsent(engine, ids) == set()
@@ -86,8 +96,6 @@ def test_the_service_relays_its_events_as_batches_on_its_exchange(config, engine
         [batch] = [batch for batch in RECEIVED if ids[0] in {e["id"] for e in batch["events"]}]
         assert [e["id"] for e in batch["events"] if e["id"] in ids] == ids
         assert received()[ids[0]]["type"] == events.COMPLETED
-    finally:
-        runner.stop()
 
 
 def test_events_are_published_persistent(config, engine):
@@ -96,16 +104,13 @@ def test_events_are_published_persistent(config, engine):
                      get_event_exchange("transactions", config), routing_key=BATCH_EVENT,
                      durable=True)(connection.channel())
         kept.declare()
-        runner = ServiceRunner(config)
-        runner.add_service(TransactionsRelayOnly)
-        runner.start()
         try:
-            [event_id] = queue_events(engine, 1)
-            message = wait_for(lambda: kept.get(no_ack=True), 10, what="the relayed batch")
-            while event_id not in {event["id"] for event in message.payload["events"]}:
-                message = wait_for(lambda: kept.get(no_ack=True), 10, what="the batch")
+            with running(config, TransactionsRelayOnly):
+                [event_id] = queue_events(engine, 1)
+                message = wait_for(lambda: kept.get(no_ack=True), 10, what="the relayed batch")
+                while event_id not in {event["id"] for event in message.payload["events"]}:
+                    message = wait_for(lambda: kept.get(no_ack=True), 10, what="the batch")
         finally:
-            runner.stop()
             kept.delete()
     assert message.properties["delivery_mode"] == PERSISTENT
 
@@ -150,10 +155,7 @@ def test_an_idle_round_stays_cheap_after_many_rows_were_sent(config, engine):
     """Rows sent leave their entries in the outbox's partial index until VACUUM. The relay's
     own connections must read past them once and skip them after (a plain index scan marks
     them dead); a bitmap scan would visit every row ever sent on each round."""
-    runner = ServiceRunner(config)
-    runner.add_service(TransactionsRelayOnly)
-    runner.start()
-    try:
+    with running(config, TransactionsRelayOnly) as runner:
         [container] = runner.containers
         [relay] = [dependency for dependency in container.dependencies
                    if isinstance(dependency, EventRelay)]
@@ -161,5 +163,3 @@ def test_an_idle_round_stays_cheap_after_many_rows_were_sent(config, engine):
         wait_for(lambda: not unsent(engine, ids), 30, what="the events sent")
         pages_read_by_an_idle_round(relay.engine)  # the first read past the sent rows
         assert pages_read_by_an_idle_round(relay.engine) < 20
-    finally:
-        runner.stop()
