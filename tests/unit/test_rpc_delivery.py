@@ -39,6 +39,14 @@ def rpc_exchange(connection):
     return Exchange("nameko-rpc", type="topic", durable=True, channel=connection.channel())
 
 
+def declared_reply_queue(connection):
+    """A reply queue of the caller's own, as a Nameko client declares one."""
+    queue = Queue("reply-" + uuid.uuid4().hex, rpc_exchange(connection),
+                  routing_key=uuid.uuid4().hex, auto_delete=True)
+    queue(connection.channel()).declare()
+    return queue
+
+
 def first_message(connection, queue):
     """The first message on ``queue``, taken off it."""
     queue = queue(connection.channel())
@@ -51,10 +59,8 @@ def test_a_request_to_another_service_is_transient(broker):
     waiting = Queue("rpc-" + ABSENT, rpc_exchange(broker), routing_key=ABSENT + ".*",
                     durable=True)
     waiting(broker.channel()).declare()
+    reply_queue = declared_reply_queue(broker)
     with broker.Producer() as producer:
-        reply_queue = Queue("reply-" + uuid.uuid4().hex, rpc_exchange(broker),
-                            routing_key=uuid.uuid4().hex, auto_delete=True)
-        reply_queue(broker.channel()).declare()
         producer.publish({"args": [], "kwargs": {}}, exchange="nameko-rpc",
                          routing_key=Caller.name + ".call_absent",
                          reply_to=reply_queue.routing_key, correlation_id="1",
@@ -66,9 +72,7 @@ def test_a_request_to_another_service_is_transient(broker):
 
 
 def test_a_reply_is_transient_whatever_the_request_was(broker):
-    reply_queue = Queue("reply-" + uuid.uuid4().hex, rpc_exchange(broker),
-                        routing_key=uuid.uuid4().hex, auto_delete=True)
-    reply_queue(broker.channel()).declare()
+    reply_queue = declared_reply_queue(broker)
     with broker.Producer() as producer:
         producer.publish({"args": ["hello"], "kwargs": {}}, exchange="nameko-rpc",
                          routing_key=Caller.name + ".echo",
