@@ -26,7 +26,7 @@ from gateway.http import GatewayEndpoint, response_for_error, with_instance
 from gateway.metrics import rate_limit_skipped
 from gateway.ratelimit import RateLimiter, limits_from_settings
 from gateway.settings import GatewaySettings
-from shared import faults
+from shared import faults, work_counters
 from shared.coalesce import Coalescer
 from shared.db import DatabaseClient
 from shared.errors import Forbidden, PaysysError, Unauthorized
@@ -152,9 +152,11 @@ class IdempotencyKeys:
     def __init__(self, store, deferred, spawn, max_batch, lanes):
         self.store = store
         self.deferred = deferred
-        self.begins = Coalescer(store.begin_many, max_batch, lanes, spawn, "idempotency begin")
+        self.begins = Coalescer(store.begin_many, max_batch, lanes, spawn, "idempotency begin",
+                                observe=work_counters.stage_observer("idempotency_claim"))
         self.finishes = Coalescer(self._finish_many, max_batch, lanes, spawn,
-                                  "idempotency finish")
+                                  "idempotency finish",
+                                  observe=work_counters.stage_observer("idempotency_answer"))
 
     def start(self):
         self.begins.start()
@@ -196,7 +198,8 @@ class Guard(DependencyProvider):
         lanes = settings.gateway.coalesce_lanes
         # The checks of the requests in flight together share one Redis round trip.
         self.rate_checks = Coalescer(self.limiter.check_many, max_batch, lanes,
-                                     self.container.spawn_managed_thread, "rate limits")
+                                     self.container.spawn_managed_thread, "rate limits",
+                                     observe=work_counters.stage_observer("rate_limits"))
         lease_s = settings.idempotency.lease_s
         self.deferred = idempotency.DeferredWrites(lease_s)
         store = idempotency.IdempotencyStore(self.db.access(), settings.idempotency.ttl_s,

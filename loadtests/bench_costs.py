@@ -38,7 +38,9 @@ STEP_COUNTERS = (work_counters.MONEY_REQUESTS, work_counters.MONEY_REQUEST_MS,
                  work_counters.DESK_REQUESTS, work_counters.DESK_BATCHES,
                  work_counters.DESK_QUEUED_MS, work_counters.DESK_SUBMIT_MS,
                  work_counters.CONSENSUS_BATCHES) + tuple(
-                     work_counters.step_ms(step) for step in work_counters.CONSENSUS_STEPS)
+                     work_counters.step_ms(step) for step in work_counters.CONSENSUS_STEPS) + tuple(
+                     counter for stage in work_counters.GUARD_STAGES
+                     for counter in work_counters.stage_counters(stage))
 
 
 class Probe:
@@ -193,7 +195,9 @@ class Costs:
         request in the gateway, from its first byte to its answer), ``queued`` (waiting
         there for its batch to leave) and ``submit`` (that batch's call to the transactions
         service), per request and per batch of the money desk; each consensus step per
-        batch; ``batch_size``: requests per desk batch. None where nothing ran."""
+        batch; ``batch_size``: requests per desk batch; each of the gateway's guard stages
+        per money request, and ``<stage>_per_trip``: the items that shared its round
+        trips. None where nothing ran."""
         steps = self.steps
 
         def mean(total, count):
@@ -206,6 +210,13 @@ class Costs:
                  "batch_size": mean(work_counters.DESK_REQUESTS, work_counters.DESK_BATCHES)}
         for step in work_counters.CONSENSUS_STEPS:
             means[step] = mean(work_counters.step_ms(step), work_counters.CONSENSUS_BATCHES)
+        # The guard's stages: their time per money request (a stage any other request
+        # passed too counts against the money requests: the transfers-only runs send
+        # hardly any other), and the items that shared each round trip.
+        for stage in work_counters.GUARD_STAGES:
+            items, trips, ms = work_counters.stage_counters(stage)
+            means[stage] = mean(ms, work_counters.MONEY_REQUESTS)
+            means[stage + "_per_trip"] = mean(items, trips)
         return means
 
     def figures(self):

@@ -147,6 +147,11 @@ def with_ratios(results, raw_postgres, health):
     return results
 
 
+# How the report names the gateway's guard stages (shared/work_counters.py).
+GUARD_STAGE_NAMES = {"rate_limits": "rate limits", "idempotency_claim": "key claim",
+                     "idempotency_answer": "key answer"}
+
+
 def _ms(latency):
     return "/".join("-" if latency.get(key) is None else "{:g}".format(latency[key])
                     for key in ("p50", "p95", "p99"))
@@ -155,7 +160,8 @@ def _ms(latency):
 def steps_lines(runs):
     """Where a transfer's time went in each run, in means: how long a single transfer
     waited in the gateway for its batch to leave, and how long that batch's submit took —
-    the consensus steps, and the rest (RPC transit, the work between the steps)."""
+    the consensus steps, and the rest (RPC transit, the work between the steps); and the
+    gateway's own time, its guard's stages and the rest."""
     lines = []
     for name, figures in runs.items():
         means = figures.get("step_ms") or {}
@@ -165,21 +171,39 @@ def steps_lines(runs):
         parts = ["{} {:g}".format(step, ms) for step, ms in steps if ms is not None]
         request, submit = means.get("request"), means.get("submit")
         if submit is not None:
+            gateway = round(request - means["queued"] - submit, 1)
             rest = submit - sum(ms for _, ms in steps if ms is not None)
-            line = ("request {:g} = gateway {:g} + queued {:g} + submit {:g}; submit = {} + "
-                    "rest {:g}; {:g} transfers a batch").format(
-                        request, round(request - means["queued"] - submit, 1),
-                        means["queued"], submit, " + ".join(parts), round(rest, 1),
-                        means["batch_size"])
+            lines.append("  {:<15} request {:g} = gateway {:g} + queued {:g} + submit {:g}; "
+                         "submit = {} + rest {:g}; {:g} transfers a batch".format(
+                             name, request, gateway, means["queued"], submit,
+                             " + ".join(parts), round(rest, 1), means["batch_size"]))
+            lines.extend(_guard_line(means, gateway))
         else:  # the batch endpoint: no money desk in front of the consensus
-            line = "{}a batch: {}".format(
-                "" if request is None else "request {:g}; ".format(request), " + ".join(parts))
-        lines.append("  {:<15} {}".format(name, line))
+            lines.append("  {:<15} {}a batch: {}".format(
+                name, "" if request is None else "request {:g}; ".format(request),
+                " + ".join(parts)))
     if lines:
         lines[:0] = ["", "Where the time goes (mean ms): a money request in the gateway is its "
                          "own work (HTTP, token, rate limits, idempotency), its wait for a "
-                         "batch to leave, and that batch's submit, step by step:"]
+                         "batch to leave, and that batch's submit, step by step; then the "
+                         "gateway's own work, by its guard's stages:"]
     return lines
+
+
+def _guard_line(means, gateway_ms):
+    """The gateway's own time split into its guard's stages and the rest (HTTP, the
+    token, the checks, the answer), with the requests that shared each stage's round
+    trips: a stage that shares little costs a round trip per request."""
+    stages = [(stage, means.get(stage), means.get(stage + "_per_trip"))
+              for stage in work_counters.GUARD_STAGES]
+    if any(ms is None for _, ms, _ in stages):
+        return []
+    parts = ["{} {:g}".format(GUARD_STAGE_NAMES[stage], ms) for stage, ms, _ in stages]
+    shared = ["{} {:g}".format(GUARD_STAGE_NAMES[stage], per_trip or 0)
+              for stage, _, per_trip in stages]
+    rest = round(gateway_ms - sum(ms for _, ms, _ in stages), 1)
+    return ["  {:<15} gateway {:g} = {} + rest {:g}; items a round trip: {}".format(
+        "", gateway_ms, " + ".join(parts), rest, ", ".join(shared))]
 
 
 def table(results):

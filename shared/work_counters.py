@@ -29,6 +29,11 @@ DESK_SUBMIT_MS = "desk_submit_ms"
 # batch), and the time each step of the consensus took them (services/transactions).
 CONSENSUS_BATCHES = "consensus_batches"
 CONSENSUS_STEPS = ("prepare", "vote", "decide", "post", "finish")
+# The gateway's guard (gateway/guard.py): the stages shared by the requests in flight
+# (shared/coalesce.py) that a money request passes besides the desk. Per stage: the items
+# it took, the round trips they shared, and their time in it (the wait for the round trip
+# in flight, then their own; summed over items).
+GUARD_STAGES = ("rate_limits", "idempotency_claim", "idempotency_answer")
 
 _counts = {RPC_CALLS: 0, RPCS_SERVED: 0, DB_COMMITS: 0}
 
@@ -36,6 +41,26 @@ _counts = {RPC_CALLS: 0, RPCS_SERVED: 0, DB_COMMITS: 0}
 def step_ms(step):
     """The counter of the milliseconds spent in consensus step ``step``."""
     return "consensus_{}_ms".format(step)
+
+
+def stage_counters(stage):
+    """``(items, round trips, ms)``: the counters of guard stage ``stage``."""
+    if stage not in GUARD_STAGES:
+        raise ValueError("no guard stage {!r}".format(stage))
+    return tuple("guard_{}_{}".format(stage, what) for what in ("items", "trips", "ms"))
+
+
+def stage_observer(stage):
+    """A ``Coalescer`` observer (shared/coalesce.py) counting guard stage ``stage``: each
+    item of a batch spent its wait in the queue and the whole of the batch's run."""
+    items, trips, ms = stage_counters(stage)
+
+    def observe(size, queued_s, run_s):
+        count(items, size)
+        count(trips)
+        count(ms, (queued_s + run_s * size) * 1000)
+
+    return observe
 
 
 def timed_step(step):

@@ -24,11 +24,24 @@ def counted(requests=100, desk_batches=10, queued_ms=2000.0, submit_ms=400.0, ba
     return steps
 
 
+def guarded(steps, **stages):
+    """``steps`` with the guard's stages counted: ``stage=(items, round trips, ms)``."""
+    steps = dict(steps)
+    for stage in work_counters.GUARD_STAGES:
+        steps.update(zip(work_counters.stage_counters(stage), stages.get(stage, (0, 0, 0.0))))
+    return steps
+
+
 def test_means_are_per_request_for_the_wait_and_per_batch_for_the_rest():
-    means = costs(counted(prepare=50.0, vote=120.0, decide=30.0, post=90.0,
-                          finish=20.0)).step_means()
+    means = costs(guarded(
+        counted(prepare=50.0, vote=120.0, decide=30.0, post=90.0, finish=20.0),
+        rate_limits=(200, 110, 600.0), idempotency_claim=(100, 50, 300.0),
+        idempotency_answer=(100, 20, 200.0))).step_means()
     assert means == {"request": 75.0, "queued": 20.0, "submit": 40.0, "batch_size": 10.0,
-                     "prepare": 5.0, "vote": 12.0, "decide": 3.0, "post": 9.0, "finish": 2.0}
+                     "prepare": 5.0, "vote": 12.0, "decide": 3.0, "post": 9.0, "finish": 2.0,
+                     "rate_limits": 6.0, "rate_limits_per_trip": 1.8,
+                     "idempotency_claim": 3.0, "idempotency_claim_per_trip": 2.0,
+                     "idempotency_answer": 2.0, "idempotency_answer_per_trip": 5.0}
 
 
 def test_nothing_counted_or_nothing_measurable_gives_no_means():
@@ -39,8 +52,10 @@ def test_nothing_counted_or_nothing_measurable_gives_no_means():
 
 
 def test_the_report_splits_a_request_into_the_gateway_the_wait_and_the_submit_steps():
-    single = costs(counted(prepare=50.0, vote=120.0, decide=30.0, post=90.0,
-                           finish=20.0)).figures()
+    single = costs(guarded(
+        counted(prepare=50.0, vote=120.0, decide=30.0, post=90.0, finish=20.0),
+        rate_limits=(200, 110, 600.0), idempotency_claim=(100, 50, 300.0),
+        idempotency_answer=(100, 20, 200.0))).figures()
     batch = costs(dict(counted(requests=0, desk_batches=0, queued_ms=0.0, submit_ms=0.0,
                                batches=2, prepare=600.0, vote=300.0, decide=400.0, post=1000.0,
                                finish=400.0), **{work_counters.MONEY_REQUESTS: 2,
@@ -50,13 +65,36 @@ def test_the_report_splits_a_request_into_the_gateway_the_wait_and_the_submit_st
     assert lines[2:] == [
         "  half            request 75 = gateway 15 + queued 20 + submit 40; submit = prepare 5 "
         "+ vote 12 + decide 3 + post 9 + finish 2 + rest 9; 10 transfers a batch",
+        "                  gateway 15 = rate limits 6 + key claim 3 + key answer 2 + rest 4; "
+        "items a round trip: rate limits 1.8, key claim 2, key answer 5",
         "  batch           request 1500; a batch: prepare 300 + vote 150 + decide 200 + post 500 "
         "+ finish 200"]
+
+
+def test_a_gateway_that_does_not_count_its_guard_stages_gets_no_split_of_its_time():
+    single = costs(counted(prepare=50.0, vote=120.0, decide=30.0, post=90.0,
+                           finish=20.0)).figures()
+    lines = steps_lines({"half": single})
+    assert len(lines) == 3 and lines[2].startswith("  half            request 75 = gateway 15")
 
 
 def test_only_the_consensus_steps_are_timed_as_steps():
     with pytest.raises(ValueError):
         work_counters.timed_step("votes")
+    with pytest.raises(ValueError):
+        work_counters.stage_counters("desk")
+
+
+def test_a_stage_s_items_each_count_their_wait_and_their_whole_round_trip():
+    items, trips, ms = work_counters.stage_counters("idempotency_claim")
+    before = work_counters.snapshot()
+    observe = work_counters.stage_observer("idempotency_claim")
+    observe(3, 0.006, 0.004)  # three claims that waited 6 ms in all, one 4 ms round trip
+    observe(1, 0.0, 0.002)
+    after = work_counters.snapshot()
+    assert after[items] - before.get(items, 0) == 4
+    assert after[trips] - before.get(trips, 0) == 2
+    assert after[ms] - before.get(ms, 0) == pytest.approx(6 + 3 * 4 + 2)
 
 
 def run(cpu_ms_per_transfer, batch_size, per_s):
