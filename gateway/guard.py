@@ -7,7 +7,9 @@ In order, so that a client learns nothing it may not know:
 3. the route's roles (403), declared once per route in ``gateway.routes``;
 4. the path ids (404), the query and the body (400 / 422);
 5. the Idempotency-Key: required on every money-moving POST, honoured on the
-   other POSTs that create something; a stored response is replayed.
+   other POSTs that create something; a stored response is replayed. A route whose
+   handler goes through the money desk leaves the claim of its key to the desk, which
+   makes it with its whole batch's (gateway/desk.py); the answer is kept here.
 
 Handlers get a ``Call`` of validated values and never see the raw request,
 so a check cannot be forgotten on one route. Ownership (another's account
@@ -70,6 +72,7 @@ class Call:
     body: dict = field(default_factory=dict)
     client_ip: str = ""
     idempotency_key: str = None
+    claim: object = None  # gateway.idempotency.Claim of the key, on a keyed request
     request_id: str = None  # the X-Request-ID the request is logged under
 
 
@@ -94,7 +97,7 @@ class GuardAccess:
         """/ready's Redis check, on the client rate limiting uses (its short timeout too)."""
         return self.provider.redis.ping()
 
-    def handle(self, route, handler, service, request, path_values):
+    def handle(self, route, handler, service, request, path_values, claimed_at_desk=False):
         provider = self.provider
         if route.operational:  # path values as they are: no ids here (/problems/<code>)
             return handler(service, Call(route, path=dict(path_values)))
@@ -116,31 +119,58 @@ class GuardAccess:
         if key is None:
             return handler(service, call)
         call.idempotency_key = key
-        return self._once(route, handler, service, request, call, key)
+        return self._once(route, handler, service, request, call, key, claimed_at_desk)
 
-    def _once(self, route, handler, service, request, call, key):
+    def _once(self, route, handler, service, request, call, key, claimed_at_desk):
+        """The handler's answer, kept under ``key``; or the answer kept there, replayed.
+        ``claimed_at_desk``: the money desk claims the key with its batch's (the handler
+        hands it ``call.claim``), else it is claimed here first."""
         keys = self.provider.idempotency
         user_id = call.user.id
-        begun = keys.begin(idempotency.Begin(
+        call.claim = idempotency.Claim(idempotency.Begin(
             user_id, key, idempotency.fingerprint(route.operation_id, request.path, call.body)))
-        if isinstance(begun, idempotency.StoredResponse):
-            response = Response(begun.body, status=begun.status, headers=begun.headers)
-            response.headers[idempotency.REPLAYED_HEADER] = "true"
-            return response
+        if not claimed_at_desk:
+            begun = keys.begin(call.claim.begin)
+            if isinstance(begun, idempotency.StoredResponse):
+                return _replayed(begun)
+            call.claim.lease = begun
         try:
             response = handler(service, call)
+        except idempotency.Replay as replay:
+            return _replayed(replay.stored)
+        except idempotency.ClaimRefused as refused:  # in flight or another's: nothing kept
+            return response_for_error(refused.error)
         except PaysysError as exc:
             response = response_for_error(exc)  # a 4xx answer is the answer, replayed too
         except BaseException:
-            keys.finish(idempotency.Finish(user_id, key, begun.token, 500))
+            if call.claim.lease is not None:
+                keys.finish(idempotency.Finish(user_id, key, call.claim.lease.token, 500))
             raise
         # Stored as this request answered it: a replay keeps its ``instance``.
         response = with_instance(response, call.request_id)
+        if call.claim.lease is None:
+            # The handler answered before its desk claimed the key (a check of its own
+            # refused the request): claimed now, so the answer is kept as any other is;
+            # a 5xx is never kept, so it needs no claim.
+            if response.status_code >= 500:
+                return response
+            begun = keys.begin(call.claim.begin)
+            if isinstance(begun, idempotency.StoredResponse):
+                return _replayed(begun)
+            call.claim.lease = begun
         if faults.armed:  # test-only (shared/faults.py): an answer that outlives its lease
             faults.answering(service.name, key)
-        keys.finish(idempotency.Finish(user_id, key, begun.token, response.status_code,
-                                       response.get_data(as_text=True), dict(response.headers)))
+        keys.finish(idempotency.Finish(user_id, key, call.claim.lease.token,
+                                       response.status_code, response.get_data(as_text=True),
+                                       dict(response.headers)))
         return response
+
+
+def _replayed(stored):
+    """The answer kept under a key, replayed (``Idempotent-Replayed: true``)."""
+    response = Response(stored.body, status=stored.status, headers=stored.headers)
+    response.headers[idempotency.REPLAYED_HEADER] = "true"
+    return response
 
 
 class IdempotencyKeys:
@@ -231,22 +261,24 @@ class Guard(DependencyProvider):
         return GuardAccess(self)
 
 
-def guarded(route, handler):
+def guarded(route, handler, claimed_at_desk=False):
     """The entrypoint's method: runs the guard, then ``handler(service, call)``.
 
     The signature is the one Nameko's HTTP entrypoint calls, ``(request, **path)``.
     """
     def entry(self, request, **path_values):
-        return self.guard.handle(route, handler, self, request, path_values)
+        return self.guard.handle(route, handler, self, request, path_values, claimed_at_desk)
 
     entry.__name__ = handler.__name__
     entry.__doc__ = handler.__doc__
     return entry
 
 
-def endpoint(route):
-    """Declares the handler of ``route``: ``@endpoint(BY_OPERATION["get_account"])``."""
+def endpoint(route, claimed_at_desk=False):
+    """Declares the handler of ``route``: ``@endpoint(BY_OPERATION["get_account"])``.
+    ``claimed_at_desk``: the handler hands its ``call.claim`` to the money desk, which
+    claims the Idempotency-Key with its batch's (gateway/desk.py)."""
     def decorate(handler):
-        return GatewayEndpoint.decorator(route)(guarded(route, handler))
+        return GatewayEndpoint.decorator(route)(guarded(route, handler, claimed_at_desk))
 
     return decorate

@@ -92,6 +92,35 @@ class Finish:
     headers: dict = None
 
 
+@dataclass
+class Claim:
+    """A request's claim of its key; ``lease`` once it holds the key. The guard claims
+    before the handler runs, in a transaction of the request's own (shared with whatever
+    else is in flight just then); a money desk route (gateway/desk.py) leaves the claim to
+    the desk, which claims every key of its batch in one transaction: requests reach the
+    desk together, where they arrive at the guard one or two at a time."""
+
+    begin: Begin
+    lease: Lease = None
+
+
+class Replay(Exception):
+    """The desk found the key already answered: the request replays ``stored``."""
+
+    def __init__(self, stored):
+        super().__init__("replay")
+        self.stored = stored
+
+
+class ClaimRefused(Exception):
+    """The desk could not claim the key (its first request is in flight, or it was used for
+    another request): the request answers ``error`` and keeps nothing under the key."""
+
+    def __init__(self, error):
+        super().__init__(str(error))
+        self.error = error
+
+
 _REQUESTS = """
     unnest(CAST(:users AS uuid[]), CAST(:keys AS text[]), CAST(:fingerprints AS text[]),
            CAST(:tokens AS uuid[])) AS r(user_id, key, fingerprint, token)

@@ -142,15 +142,15 @@ class GatewayService(ServiceBase):
 
     # --- Money movement -----------------------------------------------------------
 
-    @endpoint(BY_OPERATION["deposit"])
+    @endpoint(BY_OPERATION["deposit"], claimed_at_desk=True)
     def deposit(self, call):
         return self._move_money(call, "deposit", None, call.body["account_id"])
 
-    @endpoint(BY_OPERATION["withdraw"])
+    @endpoint(BY_OPERATION["withdraw"], claimed_at_desk=True)
     def withdraw(self, call):
         return self._move_money(call, "withdrawal", call.body["account_id"], None)
 
-    @endpoint(BY_OPERATION["transfer"])
+    @endpoint(BY_OPERATION["transfer"], claimed_at_desk=True)
     def transfer(self, call):
         self._same_account_is_known(call, [call.body])
         return self._move_money(call, "transfer", call.body["source_account_id"],
@@ -206,7 +206,8 @@ class GatewayService(ServiceBase):
 
     def _move_money(self, call, kind, source_id, destination_id):
         transaction = self.desk.submit(_movement(call, kind, source_id, destination_id,
-                                                 call.body, key=call.idempotency_key))
+                                                 call.body, key=call.idempotency_key),
+                                       claim=call.claim)
         location = "/v1/transfers/{}".format(transaction["id"])
         # 201: decided (completed or failed); 202: still pending, poll Location.
         status = 202 if transaction["status"] == "pending" else 201

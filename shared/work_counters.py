@@ -50,17 +50,18 @@ def stage_counters(stage):
     return tuple("guard_{}_{}".format(stage, what) for what in ("items", "trips", "ms"))
 
 
-def stage_observer(stage):
-    """A ``Coalescer`` observer (shared/coalesce.py) counting guard stage ``stage``: each
-    item of a batch spent its wait in the queue and the whole of the batch's run."""
+def count_stage(stage, size, run_s, queued_s=0.0):
+    """Count one round trip of guard stage ``stage`` for ``size`` items: each spent its
+    wait for it (``queued_s``, summed over the items) and the whole of the round trip."""
     items, trips, ms = stage_counters(stage)
+    count(items, size)
+    count(trips)
+    count(ms, (queued_s + run_s * size) * 1000)
 
-    def observe(size, queued_s, run_s):
-        count(items, size)
-        count(trips)
-        count(ms, (queued_s + run_s * size) * 1000)
 
-    return observe
+def stage_observer(stage):
+    """A ``Coalescer`` observer (shared/coalesce.py) counting guard stage ``stage``."""
+    return lambda size, queued_s, run_s: count_stage(stage, size, run_s, queued_s)
 
 
 def timed_step(step):

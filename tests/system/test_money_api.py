@@ -1,5 +1,6 @@
 """The Money movement part of the HTTP contract, through the whole running system."""
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -224,6 +225,46 @@ def test_a_replayed_transfer_moves_money_once(alice, bob):
                        headers={"Idempotency-Key": key})
     assert_problem(other, 422, "idempotency_key_reused")
     assert balance(alice, mine) == 900
+
+
+def test_concurrent_uses_of_a_transfer_key_move_money_once(alice, bob):
+    # Sent together, they meet in the gateway's money desk, which claims their keys in one
+    # transaction: one holds the key, the rest are in flight (409) or replay its answer.
+    mine, theirs = alice.open_account(), bob.open_account()
+    deposit(alice, mine, 1_000)
+    body = {"source_account_id": mine["id"], "destination_account_id": theirs["id"],
+            "amount": 100, "currency": "USD"}
+    key = str(uuid.uuid4())
+
+    def attempt(_):
+        return alice.post("/v1/transfers", json=body, headers={"Idempotency-Key": key})
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        responses = list(pool.map(attempt, range(6)))
+    assert {response.status_code for response in responses} <= {201, 409}
+    answered = [response for response in responses if response.status_code == 201]
+    assert len({response.json()["id"] for response in answered}) == 1
+    assert sum("Idempotent-Replayed" not in response.headers for response in answered) == 1
+    for response in responses:
+        if response.status_code == 409:
+            assert_problem(response, 409, "idempotency_key_in_flight")
+    assert (balance(alice, mine), balance(bob, theirs)) == (900, 100)
+
+
+def test_a_transfer_refused_before_it_reaches_the_desk_is_replayed_too(alice, bob):
+    # From another's account to itself: the gateway's own check answers 404 before the
+    # money desk would claim the key; the answer is kept under the key all the same.
+    theirs = bob.open_account()
+    body = {"source_account_id": theirs["id"], "destination_account_id": theirs["id"],
+            "amount": 100, "currency": "USD"}
+    key = str(uuid.uuid4())
+    first = alice.post("/v1/transfers", json=body, headers={"Idempotency-Key": key})
+    again = alice.post("/v1/transfers", json=body, headers={"Idempotency-Key": key})
+    assert_problem(first, 404, "not_found")
+    assert again.status_code == 404 and again.json() == first.json()
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert_problem(alice.post("/v1/transfers", json=dict(body, amount=200),
+                              headers={"Idempotency-Key": key}), 422, "idempotency_key_reused")
 
 
 # --- When the decision takes long ---------------------------------------------------------
