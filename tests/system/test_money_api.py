@@ -210,11 +210,17 @@ def test_transactions_list_by_account_and_status(alice, bob):
 # --- Idempotency of money --------------------------------------------------------------
 
 
-def test_a_replayed_transfer_moves_money_once(alice, bob):
+def funded_transfer(alice, bob):
+    """Alice's account holding 1,000, Bob's account, and a transfer of 100 between them."""
     mine, theirs = alice.open_account(), bob.open_account()
     deposit(alice, mine, 1_000)
-    body = {"source_account_id": mine["id"], "destination_account_id": theirs["id"],
-            "amount": 100, "currency": "USD"}
+    return mine, theirs, {"source_account_id": mine["id"],
+                          "destination_account_id": theirs["id"], "amount": 100,
+                          "currency": "USD"}
+
+
+def test_a_replayed_transfer_moves_money_once(alice, bob):
+    mine, theirs, body = funded_transfer(alice, bob)
     key = str(uuid.uuid4())
     first = alice.post("/v1/transfers", json=body, headers={"Idempotency-Key": key})
     again = alice.post("/v1/transfers", json=body, headers={"Idempotency-Key": key})
@@ -230,10 +236,7 @@ def test_a_replayed_transfer_moves_money_once(alice, bob):
 def test_concurrent_uses_of_a_transfer_key_move_money_once(alice, bob):
     # Sent together, they meet in the gateway's money desk, which claims their keys in one
     # transaction: one holds the key, the rest are in flight (409) or replay its answer.
-    mine, theirs = alice.open_account(), bob.open_account()
-    deposit(alice, mine, 1_000)
-    body = {"source_account_id": mine["id"], "destination_account_id": theirs["id"],
-            "amount": 100, "currency": "USD"}
+    mine, theirs, body = funded_transfer(alice, bob)
     key = str(uuid.uuid4())
 
     def attempt(_):
