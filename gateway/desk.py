@@ -118,6 +118,7 @@ def claim_then_submit(requests, claim_many, submit_many):
 
 
 def _count_batch(size, queued_s, run_s):
+    # The batch's run is its claim and its submit, each timed on its own above.
     work_counters.count(work_counters.DESK_REQUESTS, size)
     work_counters.count(work_counters.DESK_BATCHES)
     work_counters.count(work_counters.DESK_QUEUED_MS, queued_s * 1000)

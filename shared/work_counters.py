@@ -30,9 +30,10 @@ DESK_SUBMIT_MS = "desk_submit_ms"
 CONSENSUS_BATCHES = "consensus_batches"
 CONSENSUS_STEPS = ("prepare", "vote", "decide", "post", "finish")
 # The gateway's guard (gateway/guard.py): the stages shared by the requests in flight
-# (shared/coalesce.py) that a money request passes besides the desk. Per stage: the items
-# it took, the round trips they shared, and their time in it (the wait for the round trip
-# in flight, then their own; summed over items).
+# (shared/coalesce.py) that a money request passes besides its submit; a money desk
+# route's key claim is made by the desk (gateway/desk.py) and counted here all the same.
+# Per stage: the items it took, the round trips they shared, and their time in it (the
+# wait for the round trip in flight, then their own; summed over items).
 GUARD_STAGES = ("rate_limits", "idempotency_claim", "idempotency_answer")
 
 _counts = {RPC_CALLS: 0, RPCS_SERVED: 0, DB_COMMITS: 0}
