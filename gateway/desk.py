@@ -43,8 +43,8 @@ class MoneyDesk(DependencyProvider):
         settings = settings_of(self.container, GatewaySettings)
         # The transactions service answers within the decision wait; allow for the queue.
         self.timeout_s = rpc.decision_wait_s + rpc.timeout_s
-        self.keys = idempotency.IdempotencyStore(self.db.access(), settings.idempotency.ttl_s,
-                                                 settings.idempotency.lease_s)
+        self.keys = idempotency.IdempotencyStore.configured(self.db.access(),
+                                                            settings.idempotency)
         self.coalescer = Coalescer(
             self._submit_many, settings.gateway.coalesce_max_batch,
             settings.gateway.coalesce_lanes, self.container.spawn_managed_thread,

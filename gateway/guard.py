@@ -130,10 +130,9 @@ class GuardAccess:
         call.claim = idempotency.Claim(idempotency.Begin(
             user_id, key, idempotency.fingerprint(route.operation_id, request.path, call.body)))
         if not claimed_at_desk:
-            begun = keys.begin(call.claim.begin)
-            if isinstance(begun, idempotency.StoredResponse):
-                return _replayed(begun)
-            call.claim.lease = begun
+            replay = self._claim(call.claim)
+            if replay is not None:
+                return replay
         try:
             response = handler(service, call)
         except idempotency.Replay as replay:
@@ -154,16 +153,24 @@ class GuardAccess:
             # a 5xx is never kept, so it needs no claim.
             if response.status_code >= 500:
                 return response
-            begun = keys.begin(call.claim.begin)
-            if isinstance(begun, idempotency.StoredResponse):
-                return _replayed(begun)
-            call.claim.lease = begun
+            replay = self._claim(call.claim)
+            if replay is not None:
+                return replay
         if faults.armed:  # test-only (shared/faults.py): an answer that outlives its lease
             faults.answering(service.name, key)
         keys.finish(idempotency.Finish(user_id, key, call.claim.lease.token,
                                        response.status_code, response.get_data(as_text=True),
                                        dict(response.headers)))
         return response
+
+    def _claim(self, claim):
+        """Claim ``claim``'s key here: None once its lease is held, else the answer kept
+        under the key, replayed; raises the key's refusal (409, 422)."""
+        begun = self.provider.idempotency.begin(claim.begin)
+        if isinstance(begun, idempotency.StoredResponse):
+            return _replayed(begun)
+        claim.lease = begun
+        return None
 
 
 def _replayed(stored):
@@ -230,10 +237,8 @@ class Guard(DependencyProvider):
         self.rate_checks = Coalescer(self.limiter.check_many, max_batch, lanes,
                                      self.container.spawn_managed_thread, "rate limits",
                                      observe=work_counters.stage_observer("rate_limits"))
-        lease_s = settings.idempotency.lease_s
-        self.deferred = idempotency.DeferredWrites(lease_s)
-        store = idempotency.IdempotencyStore(self.db.access(), settings.idempotency.ttl_s,
-                                             lease_s)
+        self.deferred = idempotency.DeferredWrites(settings.idempotency.lease_s)
+        store = idempotency.IdempotencyStore.configured(self.db.access(), settings.idempotency)
         self.idempotency = IdempotencyKeys(store, self.deferred,
                                            self.container.spawn_managed_thread,
                                            max_batch=max_batch, lanes=lanes)

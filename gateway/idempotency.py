@@ -213,6 +213,11 @@ class IdempotencyStore:
         self.ttl_s = int(ttl_s)
         self.lease_s = int(lease_s)
 
+    @classmethod
+    def configured(cls, db, section):
+        """The store on ``db`` with the gateway's ``idempotency`` settings ``section``."""
+        return cls(db, section.ttl_s, section.lease_s)
+
     def begin_many(self, begins):
         """Per ``Begin``, in order: a ``Lease`` when this request now owns the key, the
         ``StoredResponse`` to replay, or the error to answer (``ValidationFailed``: the key

@@ -360,7 +360,6 @@ class GatewayService(ServiceBase):
     @timer(interval=EXPIRED_KEYS_PURGE_INTERVAL_S)
     @one_replica_at_a_time("gateway.idempotency_purge")
     def purge_expired_idempotency_keys(self):
-        keys = self.settings.idempotency
-        deleted = IdempotencyStore(self.db, keys.ttl_s, keys.lease_s).purge_expired()
+        deleted = IdempotencyStore.configured(self.db, self.settings.idempotency).purge_expired()
         if deleted:
             log.info("purged %d expired idempotency keys", deleted)

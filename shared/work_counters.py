@@ -44,11 +44,16 @@ def step_ms(step):
     return "consensus_{}_ms".format(step)
 
 
+_STAGE_COUNTERS = {stage: tuple("guard_{}_{}".format(stage, what)
+                                 for what in ("items", "trips", "ms"))
+                   for stage in GUARD_STAGES}
+
+
 def stage_counters(stage):
     """``(items, round trips, ms)``: the counters of guard stage ``stage``."""
-    if stage not in GUARD_STAGES:
+    if stage not in _STAGE_COUNTERS:
         raise ValueError("no guard stage {!r}".format(stage))
-    return tuple("guard_{}_{}".format(stage, what) for what in ("items", "trips", "ms"))
+    return _STAGE_COUNTERS[stage]
 
 
 def count_stage(stage, size, run_s, queued_s=0.0):
