@@ -5,6 +5,7 @@ The gateway gives every HTTP request a correlation id (the client's
 headers of each RPC call and event it makes, so the id reaches every service a
 request touches; ``CorrelationId`` puts it where the log formatter finds it.
 """
+import io
 import json
 import logging
 import sys
@@ -24,6 +25,8 @@ from shared.errors import PaysysError
 CORRELATION_ID_KEY = "correlation_id"
 # Info lines reach the log at most this late (warnings and errors at once).
 FLUSH_EVERY_S = 0.5
+# What the log's own buffer holds before it is written anyway: a few hundred lines.
+LOG_BUFFER_BYTES = 64 * 1024
 
 # Greenthread-local once eventlet has monkey-patched threading.
 _current = threading.local()
@@ -212,16 +215,37 @@ class BufferedLines(logging.StreamHandler):
             if self.stream and hasattr(self.stream, "flush"):
                 self.stream.flush()
 
+    def close(self):
+        # At exit logging.shutdown calls flush() (a no-op here), then close(): the lines
+        # still buffered go out now.
+        self._flush_stream(time.monotonic())
+        super().close()
+
     def _flush_now_and_then(self):
         while True:
             time.sleep(self.flush_every_s)
             self._flush_stream(time.monotonic())
 
 
+def buffered(stream):
+    """``stream`` (the process's stdout) behind a buffer of its own. The services run with
+    PYTHONUNBUFFERED (supervisord's environment, the image's), which makes stdout write
+    every line at once: a system call and a wake-up of the reader per access-log line.
+    ``BufferedLines`` decides when lines go out. A stream without a file (a test's
+    capture) is used as it is."""
+    try:
+        descriptor = stream.fileno()
+    except (AttributeError, OSError, ValueError):
+        return stream
+    return io.TextIOWrapper(
+        io.BufferedWriter(io.FileIO(descriptor, "w", closefd=False), LOG_BUFFER_BYTES),
+        encoding="utf-8", errors="backslashreplace")
+
+
 def configure_logging(service, level="INFO"):
     """Send every log record of this process to stdout as JSON lines, and what is printed
     to stderr with them."""
-    handler = BufferedLines(sys.stdout)
+    handler = BufferedLines(buffered(sys.stdout))
     handler.setFormatter(JsonFormatter(service))
     handler.addFilter(tracing.TraceLogFilter())
     root = logging.getLogger()

@@ -1,11 +1,12 @@
-"""What a library prints to stderr in a service process joins the JSON log."""
+"""What a library prints to stderr in a service process joins the JSON log; the log's
+lines leave the process in batches."""
 import json
 import logging
 import traceback
 
 import pytest
 
-from shared.logs import JsonFormatter, StrayOutput
+from shared.logs import BufferedLines, JsonFormatter, StrayOutput, buffered
 
 
 class Collect(logging.Handler):
@@ -88,3 +89,30 @@ def test_rpc_lines_are_debug_unless_the_call_failed_unexpectedly(caplog, error, 
     provider.worker_teardown(context)
     levels = [record.levelname for record in caplog.records if record.name == "shared.logs"]
     assert levels == ([level] if level else [])
+
+
+def test_info_lines_leave_together_warnings_at_once_and_the_rest_at_close(tmp_path):
+    """Written to a file opened as PYTHONUNBUFFERED opens stdout (every write goes out at
+    once), the log still holds info lines back until something flushes them."""
+    path = tmp_path / "service.log"
+    logger = logging.getLogger("test.buffered")
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    with open(path, "w", encoding="utf-8", buffering=1) as stdout:
+        stdout.reconfigure(write_through=True)
+        handler = BufferedLines(buffered(stdout), flush_every_s=3600)
+        logger.addHandler(handler)
+        try:
+            logger.warning("started")
+            logger.info("a request")
+            logger.info("another")
+            assert path.read_text() == "started\n"
+
+            logger.warning("a dependency is down")
+            assert path.read_text() == "started\na request\nanother\na dependency is down\n"
+
+            logger.info("stopping")
+            handler.close()
+            assert path.read_text().endswith("down\nstopping\n")
+        finally:
+            logger.removeHandler(handler)
