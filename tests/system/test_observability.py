@@ -3,12 +3,14 @@ that exports its spans over OTLP to a receiver of the test's own (real HTTP)."""
 import json
 import os
 import re
+import time
 import uuid
 
 import pytest
 
 from harness.sandbox import System
 from harness.servers import wait_for
+from shared.logs import FLUSH_EVERY_S
 from tests.support.api import new_session
 from tests.support.webhook_receiver import WebhookReceiver
 
@@ -83,6 +85,8 @@ def test_successful_rpcs_are_not_logged_at_info(system):
     request_id = "rpc-" + uuid.uuid4().hex
     assert user.get("/v1/users/me", headers={"X-Request-ID": request_id}).status_code == 200
     _one_access_line(system, request_id)
+    # Info lines reach a service's log within FLUSH_EVERY_S: one written would be there.
+    time.sleep(2 * FLUSH_EVERY_S)
     auth_lines = [entry for entry in _entries(system, "auth")
                   if entry.get("correlation_id") == request_id]
     assert auth_lines == []
