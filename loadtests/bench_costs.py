@@ -1,5 +1,6 @@
 """What a benchmark run cost the system, read before and after it: CPU seconds per process
-(every service process over RPC, RabbitMQ and PostgreSQL from /proc), RPCs made, database
+(every service process over RPC, RabbitMQ and PostgreSQL from /proc) and the time each
+spent runnable but waiting for a CPU (the kernel's run queue), RPCs made, database
 commits, and the transfers it completed (counted in the database, not by the load
 generator) — so that each figure can be given per completed transfer — and where a
 transfer's time went: the steps the gateway and the transactions service time
@@ -105,31 +106,64 @@ def _processes():
         yield int(pid), words, int(fields[1]), (int(fields[11]) + int(fields[12])) / CLOCK_TICKS_S
 
 
+def run_queue_s(pid):
+    """Seconds the threads of process ``pid`` were runnable but waiting for a CPU (the
+    second field of each thread's /proc schedstat): on a busy machine, how much longer
+    everything it does takes than its CPU time says. None where the kernel keeps no such
+    count."""
+    try:
+        tasks = os.listdir("/proc/{}/task".format(pid))
+    except OSError:
+        return None
+    waited_ns = 0
+    for task in tasks:
+        try:
+            with open("/proc/{}/task/{}/schedstat".format(pid, task)) as schedstat:
+                waited_ns += int(schedstat.read().split()[1])
+        except FileNotFoundError:
+            continue  # the thread ended meanwhile
+        except (OSError, IndexError, ValueError):
+            return None
+    return waited_ns / 1e9
+
+
 def _service_cpu_s(supervisord_pid):
-    """``{process name: (pid, CPU seconds)}`` of every service process the supervisord
-    ``supervisord_pid`` runs (``paysys.runner NAME``, replicas included);
-    {} without one (a system this machine does not run)."""
+    """``{process name: (pid, CPU seconds, run-queue seconds or None)}`` of every service
+    process the supervisord ``supervisord_pid`` runs (``paysys.runner NAME``, replicas
+    included); {} without one (a system this machine does not run)."""
     found = {}
     if supervisord_pid is None:
         return found
     for pid, words, parent, cpu_s in _processes():
         if parent == supervisord_pid and b"paysys.runner" in words[:-1]:
             name = words[words.index(b"paysys.runner") + 1].decode(errors="replace")
-            found[name] = (pid, cpu_s)
+            found[name] = (pid, cpu_s, run_queue_s(pid))
     return found
 
 
 def _server_cpu_s():
-    """CPU seconds of RabbitMQ and PostgreSQL (every process of each)."""
-    totals = {"rabbitmq": 0.0, "postgresql": 0.0}
-    for _, words, _, cpu_s in _processes():
+    """``{server: (CPU seconds, run-queue seconds or None)}`` of RabbitMQ and PostgreSQL
+    (every process of each)."""
+    cpu, waited = {"rabbitmq": 0.0, "postgresql": 0.0}, {"rabbitmq": 0.0, "postgresql": 0.0}
+    for pid, words, _, cpu_s in _processes():
         command = b" ".join(words).decode(errors="replace")
         name = ("rabbitmq" if "beam.smp" in command and "rabbit" in command else
                 "postgresql" if command.startswith("postgres") or "/postgres " in command
                 else None)
         if name:
-            totals[name] += cpu_s
-    return totals
+            cpu[name] += cpu_s
+            process_waited = run_queue_s(pid)
+            waited[name] = (None if waited[name] is None or process_waited is None
+                            else waited[name] + process_waited)
+    return {name: (cpu[name], waited[name]) for name in cpu}
+
+
+def _grown_ms(now_s, was_s):
+    """Milliseconds a counter grew (None if either reading is missing; a counter of
+    processes that ended meanwhile can only seem to shrink: 0)."""
+    if now_s is None or was_s is None:
+        return None
+    return max(0.0, (now_s - was_s) * 1000)
 
 
 @dataclass
@@ -139,8 +173,10 @@ class Snapshot:
     completed_before: int = 0
     commits: int = 0
     processes: dict = field(default_factory=dict)  # name -> {cpu_s, rpc_calls, db_commits}
+    # name -> (CPU seconds, run-queue seconds or None) of RabbitMQ and PostgreSQL.
     servers_cpu_s: dict = field(default_factory=dict)
-    # name -> (pid, CPU seconds) from /proc: every process, replicas included.
+    # name -> (pid, CPU seconds, run-queue seconds or None) from /proc: every process,
+    # replicas included.
     services_cpu_s: dict = field(default_factory=dict)
 
     @classmethod
@@ -155,13 +191,16 @@ class Snapshot:
         """The costs between ``before`` and this snapshot."""
         completed, first, last, _ = probe.query(COMPLETED, (before.database_now,))
         window_s = (last - first).total_seconds() if completed and last > first else None
-        cpu_ms = {}
-        for name, (pid, now_s) in self.services_cpu_s.items():
+        cpu_ms, waited_ms = {}, {}
+        for name, (pid, now_s, now_waited_s) in self.services_cpu_s.items():
             was = before.services_cpu_s.get(name)
             if was and was[0] == pid:
                 cpu_ms[name] = (now_s - was[1]) * 1000
-        for name, now_s in self.servers_cpu_s.items():
-            cpu_ms[name] = (now_s - before.servers_cpu_s.get(name, 0.0)) * 1000
+                waited_ms[name] = _grown_ms(now_waited_s, was[2])
+        for name, (now_s, now_waited_s) in self.servers_cpu_s.items():
+            was_s, was_waited_s = before.servers_cpu_s.get(name, (0.0, None))
+            cpu_ms[name] = (now_s - was_s) * 1000
+            waited_ms[name] = _grown_ms(now_waited_s, was_waited_s)
         counted = {counter: self._counted(before, counter)
                    for counter in ("rpc_calls",) + STEP_COUNTERS}
         if any(name not in self.processes for name in self.services_cpu_s):
@@ -170,7 +209,7 @@ class Snapshot:
             counted = {counter: None for counter in counted}
         return Costs(completed=int(completed), window_s=window_s,
                      elapsed_s=self.taken_s - before.taken_s, cpu_ms=cpu_ms,
-                     rpc_calls=counted.pop("rpc_calls"), commits=self.commits - before.commits,
+                     run_queue_ms=waited_ms, rpc_calls=counted.pop("rpc_calls"), commits=self.commits - before.commits,
                      steps=counted)
 
     def _counted(self, before, counter):
@@ -189,6 +228,8 @@ class Costs:
     rpc_calls: int
     commits: int
     steps: dict = field(default_factory=dict)  # STEP_COUNTERS' growth (None: unmeasured)
+    # Per process, the ms it waited for a CPU (None where the kernel does not say).
+    run_queue_ms: dict = field(default_factory=dict)
 
     def step_means(self):
         """Where a transfer's time went, in mean milliseconds: ``request`` (a money
@@ -222,6 +263,7 @@ class Costs:
     def figures(self):
         per = (lambda value: round(value / self.completed, 2)) if self.completed else (
             lambda value: None)
+        waited = {name: ms for name, ms in self.run_queue_ms.items() if ms is not None}
         return {
             "completed_transfers": self.completed,
             "completed_transfers_per_s": (round(self.completed / self.window_s, 1)
@@ -229,6 +271,9 @@ class Costs:
             "cpu_ms_per_transfer": {name: per(ms) for name, ms in sorted(
                 self.cpu_ms.items(), key=lambda item: -item[1])},
             "cpu_ms_per_transfer_total": per(sum(self.cpu_ms.values())),
+            "run_queue_ms_per_transfer": {name: per(ms) for name, ms in sorted(
+                waited.items(), key=lambda item: -item[1])},
+            "run_queue_ms_per_transfer_total": per(sum(waited.values())) if waited else None,
             "rpcs_per_transfer": per(self.rpc_calls) if self.rpc_calls is not None else None,
             "commits_per_transfer": per(self.commits),
             "step_ms": self.step_means(),

@@ -206,6 +206,26 @@ def _guard_line(means, gateway_ms):
         "", gateway_ms, " + ".join(parts), rest, ", ".join(shared))]
 
 
+def run_queue_lines(runs):
+    """How long each process was ready to run but waited for a CPU, per completed
+    transfer, and in all against the CPU the run used: on a machine the load keeps busy,
+    every step of a transfer waits this way at each hand-over between processes."""
+    lines = []
+    for name, figures in runs.items():
+        total, cpu = figures.get("run_queue_ms_per_transfer_total"), figures.get(
+            "cpu_ms_per_transfer_total")
+        if total is None or not cpu:
+            continue
+        lines.append("  {:<15} all {:g} ({:g} ms for each ms of CPU): {}".format(
+            name, total, round(total / cpu, 2), ", ".join(
+                "{} {:g}".format(process, ms) for process, ms in
+                figures["run_queue_ms_per_transfer"].items() if ms is not None and ms >= 0.05)))
+    if lines:
+        lines[:0] = ["", "Waiting for a CPU (ready to run, in the kernel's run queue), ms per "
+                         "completed transfer, by process:"]
+    return lines
+
+
 def table(results):
     """The printed lines of the transfers-only runs."""
     runs = results.get("runs") or {}
@@ -228,6 +248,7 @@ def table(results):
         lines.append("  {:<15} {}".format(name, ", ".join(
             "{} {:g}".format(process, ms) for process, ms in
             figures["cpu_ms_per_transfer"].items() if ms is not None and ms >= 0.05)))
+    lines += run_queue_lines(runs)
     lines += steps_lines(runs)
     cost = results.get("batch_cost")
     if cost:
