@@ -153,8 +153,8 @@ def _server_cpu_s():
         if name:
             cpu[name] += cpu_s
             process_waited = run_queue_s(pid)
-            waited[name] = (None if waited[name] is None or process_waited is None
-                            else waited[name] + process_waited)
+            waited[name] = None if None in (waited[name], process_waited) else (
+                waited[name] + process_waited)
     return {name: (cpu[name], waited[name]) for name in cpu}
 
 
@@ -209,8 +209,8 @@ class Snapshot:
             counted = {counter: None for counter in counted}
         return Costs(completed=int(completed), window_s=window_s,
                      elapsed_s=self.taken_s - before.taken_s, cpu_ms=cpu_ms,
-                     run_queue_ms=waited_ms, rpc_calls=counted.pop("rpc_calls"), commits=self.commits - before.commits,
-                     steps=counted)
+                     run_queue_ms=waited_ms, rpc_calls=counted.pop("rpc_calls"),
+                     commits=self.commits - before.commits, steps=counted)
 
     def _counted(self, before, counter):
         """How much ``counter`` grew since ``before``, over the processes that ran all along."""

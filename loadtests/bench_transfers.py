@@ -206,6 +206,12 @@ def _guard_line(means, gateway_ms):
         "", gateway_ms, " + ".join(parts), rest, ", ".join(shared))]
 
 
+def _by_process(ms_per_transfer):
+    """``process ms, …`` of the processes that took a twentieth of a ms or more."""
+    return ", ".join("{} {:g}".format(process, ms) for process, ms in ms_per_transfer.items()
+                     if ms is not None and ms >= 0.05)
+
+
 def run_queue_lines(runs):
     """How long each process was ready to run but waited for a CPU, per completed
     transfer, and in all against the CPU the run used: on a machine the load keeps busy,
@@ -217,9 +223,8 @@ def run_queue_lines(runs):
         if total is None or not cpu:
             continue
         lines.append("  {:<15} all {:g} ({:g} ms for each ms of CPU): {}".format(
-            name, total, round(total / cpu, 2), ", ".join(
-                "{} {:g}".format(process, ms) for process, ms in
-                figures["run_queue_ms_per_transfer"].items() if ms is not None and ms >= 0.05)))
+            name, total, round(total / cpu, 2),
+            _by_process(figures["run_queue_ms_per_transfer"])))
     if lines:
         lines[:0] = ["", "Waiting for a CPU (ready to run, in the kernel's run queue), ms per "
                          "completed transfer, by process:"]
@@ -245,9 +250,7 @@ def table(results):
                                for i, cell in enumerate(row)) for row in rows]
     lines += ["", "CPU ms per completed transfer, by process:"]
     for name, figures in runs.items():
-        lines.append("  {:<15} {}".format(name, ", ".join(
-            "{} {:g}".format(process, ms) for process, ms in
-            figures["cpu_ms_per_transfer"].items() if ms is not None and ms >= 0.05)))
+        lines.append("  {:<15} {}".format(name, _by_process(figures["cpu_ms_per_transfer"])))
     lines += run_queue_lines(runs)
     lines += steps_lines(runs)
     cost = results.get("batch_cost")

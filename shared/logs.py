@@ -187,13 +187,14 @@ class StrayOutput:
 
 
 class BufferedLines(logging.StreamHandler):
-    """Writes each record at once but flushes the stream only for warnings and worse, and
+    """Writes each record into a buffer of its own in front of ``stream`` (whatever
+    buffering the stream has) and flushes it only for warnings and worse, and
     otherwise at most every ``flush_every_s`` (a background flush catches what a quiet
     moment leaves behind): at hundreds of access-log lines a second, a system call per
     line cost the gateway more than the line itself."""
 
     def __init__(self, stream, flush_every_s=FLUSH_EVERY_S):
-        super().__init__(stream)
+        super().__init__(_buffered(stream))
         self.flush_every_s = flush_every_s
         self._flushed_s = time.monotonic()
         flusher = threading.Thread(target=self._flush_now_and_then, name="log-flush",
@@ -227,7 +228,7 @@ class BufferedLines(logging.StreamHandler):
             self._flush_stream(time.monotonic())
 
 
-def buffered(stream):
+def _buffered(stream):
     """``stream`` (the process's stdout) behind a buffer of its own. The services run with
     PYTHONUNBUFFERED (supervisord's environment, the image's), which makes stdout write
     every line at once: a system call and a wake-up of the reader per access-log line.
@@ -245,7 +246,7 @@ def buffered(stream):
 def configure_logging(service, level="INFO"):
     """Send every log record of this process to stdout as JSON lines, and what is printed
     to stderr with them."""
-    handler = BufferedLines(buffered(sys.stdout))
+    handler = BufferedLines(sys.stdout)
     handler.setFormatter(JsonFormatter(service))
     handler.addFilter(tracing.TraceLogFilter())
     root = logging.getLogger()

@@ -6,7 +6,7 @@ import traceback
 
 import pytest
 
-from shared.logs import BufferedLines, JsonFormatter, StrayOutput, buffered
+from shared.logs import BufferedLines, JsonFormatter, StrayOutput
 
 
 class Collect(logging.Handler):
@@ -100,7 +100,7 @@ def test_info_lines_leave_together_warnings_at_once_and_the_rest_at_close(tmp_pa
     logger.setLevel(logging.INFO)
     with open(path, "w", encoding="utf-8", buffering=1) as stdout:
         stdout.reconfigure(write_through=True)
-        handler = BufferedLines(buffered(stdout), flush_every_s=3600)
+        handler = BufferedLines(stdout, flush_every_s=3600)
         logger.addHandler(handler)
         try:
             logger.warning("started")
